@@ -1,0 +1,264 @@
+//! Validation of a hook's output: the claim policy (restricted names and namespaces are
+//! dropped and reported, values must be JSON), scope syntax, and the output size cap.
+
+use serde_json::{Map, Value};
+
+use super::{OutputViolation, TokenChanges};
+
+/// Claims a hook may not set. Auth0's restricted list (they are ignored, not an error) plus
+/// the claims hookd itself sets on every token (`scope`, `client_id`, `iss`, ...).
+const RESTRICTED_CLAIMS: &[&str] = &[
+    "acr",
+    "act",
+    "active",
+    "amr",
+    "at_hash",
+    "ath",
+    "attest",
+    "aud",
+    "auth_time",
+    "authorization_details",
+    "azp",
+    "c_hash",
+    "client_id",
+    "cnf",
+    "cty",
+    "dest",
+    "entitlements",
+    "events",
+    "exp",
+    "groups",
+    "gty",
+    "htm",
+    "htu",
+    "iat",
+    "internalService",
+    "iss",
+    "jcard",
+    "jku",
+    "jti",
+    "jwe",
+    "jwk",
+    "kid",
+    "may_act",
+    "mky",
+    "nbf",
+    "nonce",
+    "object_id",
+    "org_id",
+    "org_name",
+    "orig",
+    "origid",
+    "permissions",
+    "roles",
+    "rph",
+    "s_hash",
+    "scope",
+    "sid",
+    "sip_callid",
+    "sip_cseq_num",
+    "sip_date",
+    "sip_from_tag",
+    "sip_via_branch",
+    "sub",
+    "sub_jwk",
+    "toe",
+    "txn",
+    "typ",
+    "uuid",
+    "vot",
+    "vtm",
+    "x5t#S256",
+];
+
+/// Namespaces Auth0 reserves; claims under them are dropped.
+const RESERVED_HOSTS: &[&str] = &["auth0.com", "webtask.io", "webtask.run"];
+
+/// The claim and scope lists exactly as the hook returned them.
+#[derive(Debug)]
+pub(crate) struct RawChanges {
+    pub(crate) scope: Option<Vec<String>>,
+    pub(crate) claims: Vec<(String, String)>,
+}
+
+/// Why a claim is not applied, if it is not.
+fn restriction(name: &str) -> Option<&'static str> {
+    if RESTRICTED_CLAIMS.contains(&name) {
+        return Some("it is a restricted claim");
+    }
+    if name.starts_with("urn:auth0") {
+        return Some("the urn:auth0 namespace is reserved");
+    }
+    let host = name
+        .strip_prefix("https://")
+        .or_else(|| name.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', ':', '?', '#']).next().unwrap_or_default());
+    if let Some(host) = host {
+        let host = host.to_ascii_lowercase();
+        if RESERVED_HOSTS
+            .iter()
+            .any(|reserved| host == *reserved || host.ends_with(&format!(".{reserved}")))
+        {
+            return Some("its namespace is reserved");
+        }
+    }
+    None
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// Applies the claim policy and limits to a hook's raw output. Dropped claims are reported in
+/// `notices`; anything else wrong fails the whole output.
+pub(crate) fn validate(
+    raw: RawChanges,
+    max_output_bytes: u64,
+    notices: &mut Vec<String>,
+) -> Result<TokenChanges, OutputViolation> {
+    let scope_bytes: usize = raw.scope.iter().flatten().map(String::len).sum();
+    let claim_bytes: usize = raw.claims.iter().map(|(n, v)| n.len() + v.len()).sum();
+    let size = (scope_bytes + claim_bytes) as u64;
+    if size > max_output_bytes {
+        return Err(OutputViolation::TooLarge {
+            size,
+            limit: max_output_bytes,
+        });
+    }
+
+    let scope = match raw.scope {
+        None => None,
+        Some(list) => {
+            let mut kept: Vec<String> = Vec::with_capacity(list.len());
+            for value in list {
+                if !is_scope_token(&value) {
+                    return Err(OutputViolation::InvalidScope { value });
+                }
+                if !kept.contains(&value) {
+                    kept.push(value);
+                }
+            }
+            Some(kept)
+        }
+    };
+
+    let mut claims = Map::new();
+    for (name, text) in raw.claims {
+        if name.is_empty() {
+            return Err(OutputViolation::EmptyClaimName);
+        }
+        let value: Value =
+            serde_json::from_str(&text).map_err(|error| OutputViolation::ClaimNotJson {
+                name: name.clone(),
+                error: error.to_string(),
+            })?;
+        if claims.contains_key(&name) {
+            return Err(OutputViolation::DuplicateClaim { name });
+        }
+        if let Some(why) = restriction(&name) {
+            notices.push(format!("claim `{name}` was dropped: {why}"));
+            continue;
+        }
+        claims.insert(name, value);
+    }
+    Ok(TokenChanges { scope, claims })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(claims: &[(&str, &str)], scope: Option<&[&str]>) -> RawChanges {
+        RawChanges {
+            scope: scope.map(|s| s.iter().map(|v| v.to_string()).collect()),
+            claims: claims
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn namespaced_claims_pass_and_values_are_parsed() {
+        let mut notices = Vec::new();
+        let changes = validate(
+            raw(
+                &[
+                    ("https://foo.com/claim", r#""bar""#),
+                    ("tier", r#"{"n":1}"#),
+                ],
+                Some(&["a", "extra", "a"]),
+            ),
+            100_000,
+            &mut notices,
+        )
+        .unwrap();
+        assert_eq!(changes.claims["https://foo.com/claim"], Value::from("bar"));
+        assert_eq!(changes.claims["tier"]["n"], Value::from(1));
+        assert_eq!(
+            changes.scope,
+            Some(vec!["a".to_owned(), "extra".to_owned()])
+        );
+        assert!(notices.is_empty());
+    }
+
+    #[test]
+    fn restricted_and_reserved_claims_are_dropped_with_a_notice() {
+        let mut notices = Vec::new();
+        let changes = validate(
+            raw(
+                &[
+                    ("iss", r#""evil""#),
+                    ("scope", r#""admin""#),
+                    ("https://auth0.com/x", "1"),
+                    ("https://tenant.webtask.io/y", "1"),
+                    ("urn:auth0:z", "1"),
+                    ("https://auth0.com.example.org/ok", "1"),
+                ],
+                None,
+            ),
+            100_000,
+            &mut notices,
+        )
+        .unwrap();
+        assert_eq!(
+            changes.claims.keys().collect::<Vec<_>>(),
+            ["https://auth0.com.example.org/ok"]
+        );
+        assert_eq!(notices.len(), 5);
+        assert!(notices[0].contains("`iss`"));
+    }
+
+    #[test]
+    fn bad_outputs_are_typed() {
+        let mut n = Vec::new();
+        assert!(matches!(
+            validate(raw(&[("c", "{nope")], None), 100, &mut n),
+            Err(OutputViolation::ClaimNotJson { name, .. }) if name == "c"
+        ));
+        assert_eq!(
+            validate(raw(&[("", "1")], None), 100, &mut n).unwrap_err(),
+            OutputViolation::EmptyClaimName
+        );
+        assert!(matches!(
+            validate(raw(&[("c", "1"), ("c", "2")], None), 100, &mut n),
+            Err(OutputViolation::DuplicateClaim { .. })
+        ));
+        assert!(matches!(
+            validate(raw(&[], Some(&["has space"])), 100, &mut n),
+            Err(OutputViolation::InvalidScope { .. })
+        ));
+        assert!(matches!(
+            validate(raw(&[], Some(&[""])), 100, &mut n),
+            Err(OutputViolation::InvalidScope { .. })
+        ));
+        assert_eq!(
+            validate(raw(&[("c", "\"0123456789\"")], None), 8, &mut n).unwrap_err(),
+            OutputViolation::TooLarge { size: 13, limit: 8 }
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Project tasks behind the README's two commands: `cargo xtask demo` and `cargo xtask test`.
+//! Each task first installs what a fresh machine lacks (the `wasm32-wasip2` target), so
+//! nothing depends on a step done by hand. Plain std only, so it builds in seconds.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+const HELP: &str = "\
+usage: cargo xtask <task> [args...]
+
+tasks:
+  setup            install what builds need (the wasm32-wasip2 target)
+  demo             build the seed example hook and run it through `hookd hooks test`
+  test [args...]   setup, then run every test (`cargo test --workspace [args...]`)
+  build-examples   build the Rust guest examples to guest-examples/target
+";
+
+fn main() -> ExitCode {
+    let mut args = env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_str() {
+        "setup" => setup(),
+        "demo" => setup().and_then(|()| demo()),
+        "test" => setup().and_then(|()| test(&rest)),
+        "build-examples" => setup().and_then(|()| build_examples().map(drop)),
+        "" | "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    let status = command
+        .status()
+        .map_err(|error| format!("could not run {shown}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+/// Whether the active toolchain has the standard library for `target`.
+fn has_target(target: &str) -> bool {
+    let Ok(output) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(target)
+        .is_dir()
+}
+
+fn setup() -> Result<(), String> {
+    if !has_target(WASM_TARGET) {
+        eprintln!("xtask: installing the {WASM_TARGET} target (hooks compile to it)");
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    Ok(())
+}
+
+/// Builds the Rust guest examples; returns the directory holding the `.wasm` files.
+fn build_examples() -> Result<PathBuf, String> {
+    let examples = root().join("guest-examples");
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
+        .arg(examples.join("Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"))?;
+    Ok(examples.join("target").join(WASM_TARGET).join("release"))
+}
+
+fn demo() -> Result<(), String> {
+    let wasm_dir = build_examples()?;
+    let seed = wasm_dir.join("seed.wasm");
+    let event = root().join("guest-examples/events/credentials-exchange.json");
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "hookd",
+            "--",
+            "hooks",
+            "test",
+        ])
+        .arg(&seed)
+        .arg("--event")
+        .arg(&event))
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    run(cargo().args(["test", "--workspace"]).args(extra))
+}
