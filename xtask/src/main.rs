@@ -14,7 +14,8 @@ usage: cargo xtask <task> [args...]
 tasks:
   setup            install what builds need (the wasm32-wasip2 target)
   demo             build the seed example hook and run it through `hookd hooks test`
-  test [args...]   setup, then run every test (`cargo test --workspace [args...]`)
+  test [args...]   setup, then run every test: the example hooks' unit tests, then
+                   `cargo test --workspace [args...]`
   build-examples   build the Rust guest examples to guest-examples/target
 ";
 
@@ -123,5 +124,10 @@ fn demo() -> Result<(), String> {
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
+    // The example hooks are plain Rust too: their unit tests run natively.
+    run(cargo()
+        .args(["test", "--manifest-path"])
+        .arg(root().join("guest-examples/Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR"))?;
     run(cargo().args(["test", "--workspace"]).args(extra))
 }

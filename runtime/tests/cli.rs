@@ -1,0 +1,66 @@
+//! The `hookd` binary's argument handling and error paths, run as a process.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test"
+)]
+
+use std::process::Command;
+
+fn hookd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(args)
+        .env(
+            "HOOKD_CACHE_DIR",
+            std::env::temp_dir().join("hookd-cli-test-cache"),
+        )
+        .output()
+        .expect("run hookd")
+}
+
+#[test]
+fn hooks_test_help_shows_examples() {
+    let out = hookd(&["hooks", "test", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Examples:"), "{text}");
+    assert!(text.contains("--event"), "{text}");
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused_with_exit_2_and_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("hook.js");
+    let event = dir.path().join("event.json");
+    std::fs::write(&module, "module.exports = function () {}").expect("write");
+    std::fs::write(&event, r#"{"client": {"id": "c"}, "audience": "a"}"#).expect("write");
+    let out = hookd(&[
+        "hooks",
+        "test",
+        module.to_str().expect("utf-8"),
+        "--event",
+        event.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("not a WebAssembly binary"), "{text}");
+}
+
+#[test]
+fn a_malformed_event_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("hook.wasm");
+    let event = dir.path().join("event.json");
+    std::fs::write(&module, b"\0asm\x0d\0\x01\0").expect("write");
+    std::fs::write(&event, r#"{"client": {"id": "c"}, "audiense": "a"}"#).expect("write");
+    let out = hookd(&[
+        "hooks",
+        "test",
+        module.to_str().expect("utf-8"),
+        "--event",
+        event.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("audiense"), "{text}");
+}

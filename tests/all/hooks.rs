@@ -1,0 +1,702 @@
+//! The hook engine driven with real components: the examples, every hostile guest, module
+//! validation, concurrency, the compiled-artifact cache and the registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookd::hooks::{
+    DenyCode, EngineSettings, ExtensibilityPoint, HookEngine, HookError, HookLimits, HookRegistry,
+    Invocation, LoadSource, ModuleRejected, OutputViolation,
+};
+use hookd_tests::{
+    DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, HOSTILE, METADATA_CLAIMS, SEED, WRONG_WORLD, engine, event,
+    load, wasm,
+};
+use serde_json::json;
+
+/// A hang fails the test instead of stalling CI. Generous: it bounds, it does not time.
+const BOUND: Duration = Duration::from_secs(20);
+
+async fn run(engine: &HookEngine, path: &str, limits: HookLimits, audience: &str) -> Invocation {
+    let hook = load(engine, path, limits);
+    tokio::time::timeout(
+        BOUND,
+        engine.invoke_credentials_exchange(&hook, &event(audience)),
+    )
+    .await
+    .expect("the invocation ended within the bound")
+}
+
+fn hostile_limits() -> HookLimits {
+    HookLimits {
+        fuel: 50_000_000,
+        memory_bytes: 16 << 20,
+        timeout_ms: 300,
+        ..HookLimits::default()
+    }
+}
+
+#[tokio::test]
+async fn seed_example_adds_the_claim_and_the_extra_scope() {
+    let engine = engine();
+    let invocation = run(
+        &engine,
+        SEED,
+        HookLimits::default(),
+        "https://api.example.com/",
+    )
+    .await;
+    let changes = invocation.result.expect("seed hook allows");
+    assert_eq!(
+        changes.scope,
+        Some(vec!["read:reports".to_owned(), "extra".to_owned()])
+    );
+    assert_eq!(
+        serde_json::Value::Object(changes.claims),
+        json!({"https://foo.com/claim": "bar"})
+    );
+    assert!(invocation.fuel_used > 0);
+    assert!(invocation.log.notices.is_empty());
+}
+
+#[tokio::test]
+async fn seed_example_with_no_scope_yields_only_extra() {
+    let engine = engine();
+    let hook = load(&engine, SEED, HookLimits::default());
+    let mut event = event("https://api.example.com/");
+    event.scope = None;
+    let changes = engine
+        .invoke_credentials_exchange(&hook, &event)
+        .await
+        .result
+        .expect("allows");
+    assert_eq!(changes.scope, Some(vec!["extra".to_owned()]));
+}
+
+#[tokio::test]
+async fn deny_by_audience_example_denies_unknown_apis_and_logs() {
+    let engine = engine();
+    let allowed = run(
+        &engine,
+        DENY_BY_AUDIENCE,
+        HookLimits::default(),
+        "https://api.example.com/",
+    )
+    .await;
+    let changes = allowed.result.expect("allowed audience passes");
+    assert_eq!(changes.scope, None);
+    assert!(changes.claims.is_empty());
+
+    let denied = run(
+        &engine,
+        DENY_BY_AUDIENCE,
+        HookLimits::default(),
+        "https://admin.example.com/",
+    )
+    .await;
+    match denied.result {
+        Err(HookError::Denied(denial)) => {
+            assert_eq!(denial.code, DenyCode::InvalidRequest);
+            assert!(denial.description.contains("https://admin.example.com/"));
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_eq!(
+        denied.log.output,
+        "denied client-1 for audience https://admin.example.com/\n"
+    );
+}
+
+#[tokio::test]
+async fn metadata_claims_example_reads_metadata_and_the_secret() {
+    let engine = engine();
+    let hook = load(&engine, METADATA_CLAIMS, HookLimits::default());
+    let mut event = event("https://api.example.com/");
+    event
+        .context
+        .secrets
+        .insert("KEY_ID".to_owned(), "k-7".to_owned());
+    event
+        .client
+        .metadata
+        .insert("tier".to_owned(), "premium".to_owned());
+    event
+        .client
+        .metadata
+        .insert("region".to_owned(), "eu".to_owned());
+    let changes = engine
+        .invoke_credentials_exchange(&hook, &event)
+        .await
+        .result
+        .expect("allows");
+    assert_eq!(
+        serde_json::Value::Object(changes.claims),
+        json!({
+            "https://hookd.example.com/tier": "premium",
+            "https://hookd.example.com/key_id": "k-7",
+            "https://hookd.example.com/client": {"name": "reporting", "region": "eu"},
+        })
+    );
+    assert_eq!(
+        changes.scope,
+        Some(vec!["read:reports".to_owned(), "export:bulk".to_owned()])
+    );
+
+    event.context.secrets.clear();
+    let missing = engine.invoke_credentials_exchange(&hook, &event).await;
+    assert!(matches!(
+        missing.result,
+        Err(HookError::Denied(ref d)) if d.code == DenyCode::ServerError
+    ));
+}
+
+#[tokio::test]
+async fn every_input_field_reaches_the_hook() {
+    let engine = engine();
+    let changes = run(
+        &engine,
+        HOSTILE,
+        HookLimits::default(),
+        "https://echo.example/",
+    )
+    .await
+    .result
+    .expect("echo allows");
+    assert_eq!(
+        serde_json::Value::Object(changes.claims),
+        json!({
+            "client_id_seen": "client-1",
+            "client_name": "reporting",
+            "tenant": "acme",
+            "metadata": "tier=gold",
+            "audience_seen": "https://echo.example/",
+            "secret_names": "API_KEY",
+            "secret_value": "s3cret",
+            "ip": "203.0.113.7",
+            "hostname": "auth.acme.example",
+            "user_agent": "curl/8.5",
+            "requested": "read:reports",
+            "api_name": "Reports API",
+            "context_tenant": "acme",
+            "scope_was_none": false,
+        })
+    );
+}
+
+#[tokio::test]
+async fn infinite_loop_runs_out_of_fuel() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "loop").await;
+    assert_eq!(
+        invocation.result.unwrap_err(),
+        HookError::OutOfFuel { limit: 50_000_000 }
+    );
+    assert_eq!(invocation.fuel_used, 50_000_000);
+}
+
+#[tokio::test]
+async fn infinite_loop_with_ample_fuel_hits_the_time_limit() {
+    let engine = engine();
+    let limits = HookLimits {
+        fuel: u64::MAX / 2,
+        timeout_ms: 100,
+        ..HookLimits::default()
+    };
+    let invocation = run(&engine, HOSTILE, limits, "loop").await;
+    assert_eq!(
+        invocation.result.unwrap_err(),
+        HookError::Timeout { limit_ms: 100 }
+    );
+}
+
+#[tokio::test]
+async fn sleeping_in_a_host_call_hits_the_time_limit() {
+    // The sleep blocks in WASI's poll, where neither fuel nor epochs reach: the engine's
+    // timeout must still end it.
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "sleep").await;
+    assert_eq!(
+        invocation.result.unwrap_err(),
+        HookError::Timeout { limit_ms: 300 }
+    );
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_limit() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "memory-bomb").await;
+    match invocation.result {
+        Err(HookError::MemoryLimit { requested, limit }) => {
+            assert_eq!(limit, 16 << 20);
+            assert!(requested > limit);
+        }
+        other => panic!("expected MemoryLimit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deep_recursion_traps_on_the_bounded_stack() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "recursion").await;
+    assert!(
+        matches!(invocation.result, Err(HookError::Trap { .. })),
+        "{:?}",
+        invocation.result
+    );
+}
+
+#[tokio::test]
+async fn panic_traps_and_its_message_lands_in_the_log() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "panic").await;
+    assert!(matches!(invocation.result, Err(HookError::Trap { .. })));
+    assert!(
+        invocation
+            .log
+            .output
+            .contains("hostile guest panicked on purpose"),
+        "log: {:?}",
+        invocation.log
+    );
+}
+
+#[tokio::test]
+async fn calling_exit_is_a_trap() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "exit").await;
+    match invocation.result {
+        // WASI 0.2 `exit` carries only ok/err, so exit(3) arrives as status 1.
+        Err(HookError::Trap { reason }) => assert!(reason.contains("called exit"), "{reason}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_output_is_invalid_output() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "oversized-output").await;
+    assert!(matches!(
+        invocation.result,
+        Err(HookError::InvalidOutput(OutputViolation::TooLarge {
+            limit: 100_000,
+            ..
+        }))
+    ));
+}
+
+#[tokio::test]
+async fn claim_that_is_not_json_is_invalid_output() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "invalid-json").await;
+    assert!(matches!(
+        invocation.result,
+        Err(HookError::InvalidOutput(OutputViolation::ClaimNotJson { ref name, .. }))
+            if name == "https://example.com/broken"
+    ));
+}
+
+#[tokio::test]
+async fn restricted_claims_are_dropped_and_reported() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "restricted-claims").await;
+    let changes = invocation
+        .result
+        .expect("restricted claims do not fail the call");
+    assert_eq!(
+        serde_json::Value::Object(changes.claims),
+        json!({"https://example.com/ok": true})
+    );
+    let notices = invocation.log.notices.join("\n");
+    for name in ["`iss`", "`sub`", "`scope`", "`https://auth0.com/role`"] {
+        assert!(notices.contains(name), "no notice for {name} in {notices}");
+    }
+}
+
+#[tokio::test]
+async fn a_hook_denial_is_typed() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "deny").await;
+    match invocation.result {
+        Err(HookError::Denied(denial)) => {
+            assert_eq!(denial.code, DenyCode::InvalidScope);
+            assert_eq!(denial.description, "scope not allowed for client-1");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn chatty_hooks_are_truncated_not_failed() {
+    let engine = engine();
+    let limits = HookLimits {
+        max_log_bytes: 1_000,
+        ..HookLimits::default()
+    };
+    let invocation = run(&engine, HOSTILE, limits, "log-spam").await;
+    assert!(invocation.result.is_ok());
+    assert!(invocation.log.truncated);
+    assert_eq!(invocation.log.output.len(), 1_000);
+    assert!(
+        invocation
+            .log
+            .output
+            .starts_with("log line 0 of a chatty hook\n")
+    );
+}
+
+#[tokio::test]
+async fn oversized_input_is_refused_before_the_hook_runs() {
+    let engine = engine();
+    let limits = HookLimits {
+        max_input_bytes: 64,
+        ..HookLimits::default()
+    };
+    let invocation = run(&engine, HOSTILE, limits, "https://echo.example/").await;
+    assert!(matches!(
+        invocation.result,
+        Err(HookError::InputTooLarge { limit: 64, .. })
+    ));
+    assert_eq!(invocation.fuel_used, 0);
+}
+
+#[tokio::test]
+async fn the_sandbox_grants_no_filesystem_network_env_or_args() {
+    let engine = engine();
+    let changes = run(&engine, HOSTILE, HookLimits::default(), "probe-sandbox")
+        .await
+        .result
+        .expect("probe allows");
+    for capability in ["fs", "dir", "net"] {
+        let seen = changes.claims[capability].as_str().unwrap_or_default();
+        assert!(seen.starts_with("denied"), "{capability}: {seen}");
+    }
+    assert_eq!(changes.claims["env"], json!(0));
+    assert_eq!(changes.claims["args"], json!(0));
+}
+
+#[tokio::test]
+async fn clocks_and_randomness_work_and_differ_per_instance() {
+    let engine = engine();
+    let hook = load(&engine, HOSTILE, HookLimits::default());
+    let first = engine
+        .invoke_credentials_exchange(&hook, &event("clock-and-random"))
+        .await
+        .result
+        .expect("allows");
+    let second = engine
+        .invoke_credentials_exchange(&hook, &event("clock-and-random"))
+        .await
+        .result
+        .expect("allows");
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let guest_now = first.claims["now"].as_u64().expect("a number");
+    assert!(
+        host_now.abs_diff(guest_now) < 60,
+        "{guest_now} vs {host_now}"
+    );
+    assert_eq!(first.claims["monotonic_ok"], json!(true));
+    assert_ne!(first.claims["random"], second.claims["random"]);
+}
+
+#[tokio::test]
+async fn no_state_survives_between_invocations() {
+    let engine = engine();
+    let hook = load(&engine, HOSTILE, HookLimits::default());
+    for _ in 0..3 {
+        let changes = engine
+            .invoke_credentials_exchange(&hook, &event("counter"))
+            .await
+            .result
+            .expect("allows");
+        assert_eq!(changes.claims["calls"], json!(1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_invocations_are_correct_and_independent() {
+    let engine = engine();
+    let hook = Arc::new(load(&engine, HOSTILE, HookLimits::default()));
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..96 {
+        let (engine, hook) = (engine.clone(), hook.clone());
+        calls.spawn(async move {
+            let mut event = event("https://echo.example/");
+            event.client.id = format!("client-{i}");
+            let invocation = engine.invoke_credentials_exchange(&hook, &event).await;
+            (i, invocation)
+        });
+    }
+    let mut seen = 0;
+    while let Some(joined) = calls.join_next().await {
+        let (i, invocation) = joined.expect("task ran");
+        let changes = invocation.result.expect("echo allows");
+        assert_eq!(
+            changes.claims["client_id_seen"],
+            json!(format!("client-{i}"))
+        );
+        assert_eq!(invocation.log.output, format!("echo for client-{i}\n"));
+        seen += 1;
+    }
+    assert_eq!(seen, 96);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_hooks_do_not_stop_the_host_serving_others() {
+    let engine = HookEngine::new(EngineSettings {
+        max_concurrency: 8,
+        cache_dir: None,
+    })
+    .expect("engine");
+    let hostile = Arc::new(load(&engine, HOSTILE, hostile_limits()));
+    let seed = Arc::new(load(&engine, SEED, HookLimits::default()));
+    let mut calls = tokio::task::JoinSet::new();
+    for (round, audience) in ["loop", "sleep", "memory-bomb", "recursion", "panic"]
+        .iter()
+        .cycle()
+        .take(10)
+        .enumerate()
+    {
+        let (engine, hook) = (engine.clone(), hostile.clone());
+        calls.spawn(async move {
+            let invocation = engine
+                .invoke_credentials_exchange(&hook, &event(audience))
+                .await;
+            (
+                format!("hostile {round} {audience}"),
+                invocation.result.is_err(),
+            )
+        });
+    }
+    for round in 0..40 {
+        let (engine, hook) = (engine.clone(), seed.clone());
+        calls.spawn(async move {
+            let invocation = engine
+                .invoke_credentials_exchange(&hook, &event("https://api.example.com/"))
+                .await;
+            let good = invocation
+                .result
+                .is_ok_and(|c| c.claims["https://foo.com/claim"] == "bar");
+            (format!("seed {round}"), good)
+        });
+    }
+    let finished = tokio::time::timeout(BOUND, async {
+        let mut outcomes = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            outcomes.push(joined.expect("task ran"));
+        }
+        outcomes
+    })
+    .await
+    .expect("all calls ended within the bound");
+    assert_eq!(finished.len(), 50);
+    for (name, as_expected) in finished {
+        assert!(as_expected, "{name} did not end as expected");
+    }
+}
+
+#[test]
+fn a_core_module_is_refused() {
+    let core = wat::parse_str("(module (func (export \"exchange\")))").expect("wat");
+    let error = engine()
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &core,
+            HookLimits::default(),
+        )
+        .unwrap_err();
+    assert_eq!(error, ModuleRejected::CoreModule);
+}
+
+#[test]
+fn bytes_that_are_not_wasm_are_refused() {
+    let error = engine()
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            b"module.exports = function () {}",
+            HookLimits::default(),
+        )
+        .unwrap_err();
+    assert_eq!(error, ModuleRejected::NotWasm);
+}
+
+#[test]
+fn a_truncated_component_is_refused_as_invalid() {
+    let mut bytes = wasm(SEED);
+    bytes.truncate(bytes.len() / 2);
+    let error = engine()
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &bytes,
+            HookLimits::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(error, ModuleRejected::Invalid(_)), "{error:?}");
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let error = engine()
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &wasm(WRONG_WORLD),
+            HookLimits::default(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ModuleRejected::WrongWorld {
+                world: "credentials-exchange",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_component_without_the_export_is_refused_naming_it() {
+    let empty = wat::parse_str("(component)").expect("wat");
+    let error = engine()
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &empty,
+            HookLimits::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ModuleRejected::MissingExport {
+            world: "credentials-exchange",
+            export: "exchange"
+        }
+    );
+    assert!(error.to_string().contains("`exchange`"));
+}
+
+#[test]
+fn a_component_importing_a_host_function_is_refused_naming_it() {
+    let error = engine()
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &wasm(FORBIDDEN_IMPORT),
+            HookLimits::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ModuleRejected::UnsupportedImport {
+            name: "fetch".to_owned()
+        }
+    );
+}
+
+#[test]
+fn a_component_importing_wasi_http_is_refused_naming_it() {
+    let component =
+        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.10" (instance)))"#)
+            .expect("wat");
+    let error = engine()
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &component,
+            HookLimits::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ModuleRejected::UnsupportedImport {
+            name: "wasi:http/outgoing-handler@0.2.10".to_owned()
+        }
+    );
+}
+
+#[test]
+fn unusable_limits_are_refused() {
+    let limits = HookLimits {
+        timeout_ms: 0,
+        ..HookLimits::default()
+    };
+    let error = engine()
+        .load(ExtensibilityPoint::CredentialsExchange, &wasm(SEED), limits)
+        .unwrap_err();
+    assert!(matches!(error, ModuleRejected::InvalidLimits(_)));
+}
+
+#[test]
+fn a_restart_loads_compiled_hooks_from_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = EngineSettings {
+        max_concurrency: 2,
+        cache_dir: Some(dir.path().to_owned()),
+    };
+    let first = HookEngine::new(settings.clone()).expect("engine");
+    let compiled = load(&first, SEED, HookLimits::default());
+    assert!(matches!(compiled.source, LoadSource::Compiled { .. }));
+    drop(first);
+
+    // A new engine, as after a restart: nothing is compiled.
+    let second = HookEngine::new(settings.clone()).expect("engine");
+    let cached = load(&second, SEED, HookLimits::default());
+    assert!(matches!(cached.source, LoadSource::Cached { .. }));
+    assert_eq!(cached.sha256, compiled.sha256);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let changes = runtime
+        .block_on(second.invoke_credentials_exchange(&cached, &event("https://api.example.com/")))
+        .result
+        .expect("cached hook runs");
+    assert_eq!(changes.claims["https://foo.com/claim"], "bar");
+    // Artifacts are mmapped while in use: damage one only once nothing holds it.
+    drop((cached, second));
+
+    // A damaged artifact is discarded and the module compiled again.
+    for entry in std::fs::read_dir(dir.path()).expect("cache dir") {
+        std::fs::write(entry.expect("entry").path(), b"not an artifact").expect("damage");
+    }
+    let third = HookEngine::new(settings).expect("engine");
+    let recompiled = load(&third, SEED, HookLimits::default());
+    assert!(matches!(recompiled.source, LoadSource::Compiled { .. }));
+}
+
+#[tokio::test]
+async fn the_registry_swaps_hooks_atomically() {
+    let engine = engine();
+    let registry = HookRegistry::new();
+    let point = ExtensibilityPoint::CredentialsExchange;
+    assert!(registry.enabled(point).is_none());
+
+    let seed = Arc::new(load(&engine, SEED, HookLimits::default()));
+    let deny = Arc::new(load(&engine, DENY_BY_AUDIENCE, HookLimits::default()));
+    assert!(registry.enable(seed.clone()).is_none());
+
+    // A request in flight holds the hook it started with.
+    let in_flight = registry.enabled(point).expect("enabled");
+    let previous = registry.enable(deny.clone()).expect("seed was enabled");
+    assert_eq!(previous.sha256, seed.sha256);
+    let old = engine
+        .invoke_credentials_exchange(&in_flight, &event("https://other.example/"))
+        .await;
+    assert!(
+        old.result.is_ok(),
+        "the old hook still runs for its request"
+    );
+
+    let current = registry.enabled(point).expect("enabled");
+    assert_eq!(current.sha256, deny.sha256);
+    let new = engine
+        .invoke_credentials_exchange(&current, &event("https://other.example/"))
+        .await;
+    assert!(matches!(new.result, Err(HookError::Denied(_))));
+
+    assert_eq!(
+        registry.disable(point).map(|h| h.sha256.clone()),
+        Some(deny.sha256.clone())
+    );
+    assert!(registry.enabled(point).is_none());
+}

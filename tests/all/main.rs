@@ -1,0 +1,11 @@
+//! hookd's integration tests, in one binary: real components compiled from source by
+//! `build.rs`, run by the real engine.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test code: a failed step fails the test"
+)]
+
+mod cli;
+mod hooks;

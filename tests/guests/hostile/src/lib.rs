@@ -1,0 +1,171 @@
+//! A hook that misbehaves in whichever way its `audience` names. It uses the raw WIT bindings
+//! (not the SDK) so it can return output the SDK would never produce.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "hookd:hooks/credentials-exchange",
+});
+
+use hookd::hooks::types::{Claim, DenyCode};
+
+struct Hostile;
+
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+fn claim(name: &str, value: String) -> Claim {
+    Claim {
+        name: name.to_owned(),
+        value,
+    }
+}
+
+fn json_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[allow(unconditional_recursion, reason = "deep recursion is the point")]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    recurse(depth + 1).wrapping_add(frame[7])
+}
+
+fn probe_sandbox() -> Vec<Claim> {
+    let fs = match std::fs::read_to_string("/etc/passwd") {
+        Ok(_) => "readable".to_owned(),
+        Err(error) => format!("denied: {error}"),
+    };
+    let dir = match std::fs::read_dir(".") {
+        Ok(_) => "listable".to_owned(),
+        Err(error) => format!("denied: {error}"),
+    };
+    let net = match std::net::TcpStream::connect("127.0.0.1:9") {
+        Ok(_) => "connected".to_owned(),
+        Err(error) => format!("denied: {error}"),
+    };
+    vec![
+        claim("fs", json_string(&fs)),
+        claim("dir", json_string(&dir)),
+        claim("net", json_string(&net)),
+        claim("env", std::env::vars().count().to_string()),
+        claim("args", std::env::args().count().to_string()),
+    ]
+}
+
+impl Guest for Hostile {
+    fn exchange(
+        client: Client,
+        scope: Option<Vec<String>>,
+        audience: String,
+        context: Context,
+    ) -> Result<TokenChanges, Denial> {
+        let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        let claims = match audience.as_str() {
+            "loop" => {
+                let mut n = 0u64;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![7u8; 1 << 20]));
+                }
+            }
+            "recursion" => vec![claim("depth", recurse(0).to_string())],
+            "panic" => panic!("hostile guest panicked on purpose"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                vec![]
+            }
+            "exit" => std::process::exit(3),
+            "oversized-output" => vec![claim("big", json_string(&"x".repeat(200_000)))],
+            "invalid-json" => vec![claim("https://example.com/broken", "{not json".to_owned())],
+            "restricted-claims" => vec![
+                claim("iss", json_string("https://evil.example/")),
+                claim("sub", json_string("admin")),
+                claim("scope", json_string("admin:all")),
+                claim("https://auth0.com/role", json_string("owner")),
+                claim("https://example.com/ok", "true".to_owned()),
+            ],
+            "log-spam" => {
+                for i in 0..20_000 {
+                    println!("log line {i} of a chatty hook");
+                }
+                vec![]
+            }
+            "counter" => vec![claim("calls", calls.to_string())],
+            "probe-sandbox" => probe_sandbox(),
+            "clock-and-random" => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let mut random = [0u8; 8];
+                let started = std::time::Instant::now();
+                // HashMap's RandomState seeds itself from WASI random.
+                let hasher = std::collections::hash_map::RandomState::new();
+                use std::hash::BuildHasher;
+                random.copy_from_slice(&hasher.hash_one(42u8).to_le_bytes());
+                vec![
+                    claim("now", now.to_string()),
+                    claim("random", u64::from_le_bytes(random).to_string()),
+                    claim(
+                        "monotonic_ok",
+                        (started.elapsed().as_secs() < 5).to_string(),
+                    ),
+                ]
+            }
+            "deny" => {
+                return Err(Denial {
+                    code: DenyCode::InvalidScope,
+                    description: format!("scope not allowed for {}", client.id),
+                });
+            }
+            _ => {
+                // Echo: reflect the inputs so the host can check what the hook received.
+                eprintln!("echo for {}", client.id);
+                let metadata: Vec<String> = client
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", k, v))
+                    .collect();
+                let secrets: Vec<&str> = context.secrets.iter().map(|(k, _)| k.as_str()).collect();
+                vec![
+                    claim("client_id_seen", json_string(&client.id)),
+                    claim("client_name", json_string(&client.name)),
+                    claim("tenant", json_string(&client.tenant)),
+                    claim("metadata", json_string(&metadata.join(","))),
+                    claim("audience_seen", json_string(&audience)),
+                    claim("secret_names", json_string(&secrets.join(","))),
+                    claim(
+                        "secret_value",
+                        json_string(context.secrets.first().map_or("", |(_, v)| v.as_str())),
+                    ),
+                    claim("ip", json_string(&context.request.ip)),
+                    claim("hostname", json_string(&context.request.hostname)),
+                    claim(
+                        "user_agent",
+                        json_string(context.request.user_agent.as_deref().unwrap_or("-")),
+                    ),
+                    claim(
+                        "requested",
+                        json_string(&context.requested_scopes.join(" ")),
+                    ),
+                    claim("api_name", json_string(&context.resource_server.name)),
+                    claim("context_tenant", json_string(&context.tenant)),
+                    claim("scope_was_none", scope.is_none().to_string()),
+                ]
+            }
+        };
+        Ok(TokenChanges {
+            scope: None,
+            claims,
+        })
+    }
+}
+
+export!(Hostile);
