@@ -6,7 +6,11 @@
 //!
 //! Plain `std::time` over many iterations (no criterion): the quantities are medians of
 //! thousands of samples, and ratios within one run are what the document compares.
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "benchmark: a failed step aborts")]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "benchmark: a failed step aborts"
+)]
 
 use std::time::{Duration, Instant};
 
@@ -45,12 +49,20 @@ fn main() {
     // Per invocation: the path every token request takes.
     let engine = HookEngine::new(EngineSettings::default()).unwrap();
     let hook = engine
-        .load(ExtensibilityPoint::CredentialsExchange, &bytes, HookLimits::default())
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &bytes,
+            HookLimits::default(),
+        )
         .unwrap();
     let mut fuel = 0;
     let samples: Vec<Duration> = runtime.block_on(async {
         for _ in 0..1_000 {
-            engine.invoke_credentials_exchange(&hook, &event).await.result.unwrap();
+            engine
+                .invoke_credentials_exchange(&hook, &event)
+                .await
+                .result
+                .unwrap();
         }
         let mut samples = Vec::with_capacity(iterations);
         for _ in 0..iterations {
@@ -73,7 +85,11 @@ fn main() {
     })
     .unwrap();
     let first = cached_engine
-        .load(ExtensibilityPoint::CredentialsExchange, &bytes, HookLimits::default())
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &bytes,
+            HookLimits::default(),
+        )
         .unwrap();
     assert!(matches!(first.source, LoadSource::Compiled { .. }));
     let mut compile = Vec::new();
@@ -81,17 +97,28 @@ fn main() {
     for _ in 0..20 {
         let started = Instant::now();
         let hook = engine
-            .load(ExtensibilityPoint::CredentialsExchange, &bytes, HookLimits::default())
+            .load(
+                ExtensibilityPoint::CredentialsExchange,
+                &bytes,
+                HookLimits::default(),
+            )
             .unwrap();
         compile.push(started.elapsed());
         assert!(matches!(hook.source, LoadSource::Compiled { .. }));
 
         let started = Instant::now();
         let hook = cached_engine
-            .load(ExtensibilityPoint::CredentialsExchange, &bytes, HookLimits::default())
+            .load(
+                ExtensibilityPoint::CredentialsExchange,
+                &bytes,
+                HookLimits::default(),
+            )
             .unwrap();
         cached.push(started.elapsed());
-        assert!(matches!(hook.source, LoadSource::Cached { .. }), "a reload must not compile");
+        assert!(
+            matches!(hook.source, LoadSource::Cached { .. }),
+            "a reload must not compile"
+        );
     }
     report("load seed hook: compile + validate", compile);
     report("load seed hook: from cache + validate", cached);

@@ -13,7 +13,8 @@ usage: cargo xtask <task> [args...]
 
 tasks:
   setup            install what builds need (the wasm32-wasip2 target)
-  demo             build the seed example hook and run it through `hookd hooks test`
+  demo [args...]   build the seed example hook and run a token server with it enabled
+                   (`hookd demo`); prints a curl command that gets a token
   test [args...]   setup, then run every test: the example hooks' unit tests, then
                    `cargo test --workspace [args...]`
   build-examples   build the Rust guest examples to guest-examples/target
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match task.as_str() {
         "setup" => setup(),
-        "demo" => setup().and_then(|()| demo()),
+        "demo" => setup().and_then(|()| demo(&rest)),
         "test" => setup().and_then(|()| test(&rest)),
         "build-examples" => setup().and_then(|()| build_examples().map(drop)),
         "" | "help" | "-h" | "--help" => {
@@ -104,10 +105,11 @@ fn build_examples() -> Result<PathBuf, String> {
     Ok(examples.join("target").join(WASM_TARGET).join("release"))
 }
 
-fn demo() -> Result<(), String> {
-    let wasm_dir = build_examples()?;
-    let seed = wasm_dir.join("seed.wasm");
-    let event = root().join("guest-examples/events/credentials-exchange.json");
+/// Builds the seed hook, then runs `hookd demo`: a token server on the embedded store with
+/// the hook enabled, printing a curl command that gets a token. Extra arguments go to
+/// `hookd demo` (e.g. `--listen 127.0.0.1:9090`).
+fn demo(extra: &[String]) -> Result<(), String> {
+    let seed = build_examples()?.join("seed.wasm");
     run(cargo()
         .args([
             "run",
@@ -115,12 +117,13 @@ fn demo() -> Result<(), String> {
             "--package",
             "hookd",
             "--",
-            "hooks",
-            "test",
+            "demo",
+            "--hook",
         ])
         .arg(&seed)
-        .arg("--event")
-        .arg(&event))
+        .arg("--data-dir")
+        .arg(root().join(".hookd-demo"))
+        .args(extra))
 }
 
 fn test(extra: &[String]) -> Result<(), String> {

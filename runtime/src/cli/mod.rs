@@ -1,7 +1,10 @@
 //! Command-line types (clap) and dispatch. Each command's action lives in its own module.
 
+mod demo;
 mod hooks_test;
+mod serve;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,9 +25,56 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the token server.
+    #[command(after_help = "\
+Examples:
+  hookd serve --data-dir /var/lib/hookd --listen 0.0.0.0:8080 --issuer https://auth.example.com/
+  HOOKD_DATA_DIR=./data hookd serve")]
+    Serve(ServeArgs),
+    /// Run a token server with a demo client, API, grant and the given hook enabled, and
+    /// print a curl command that gets a token.
+    #[command(after_help = "\
+Example:
+  hookd demo --hook guest-examples/target/wasm32-wasip2/release/seed.wasm")]
+    Demo(DemoArgs),
     /// Work with hook modules.
     #[command(subcommand)]
     Hooks(HooksCommand),
+}
+
+/// Where and how the server runs.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Issuer URL: the tokens' `iss` and the base of the discovery documents
+    /// (default: http://<listen>/).
+    #[arg(long, env = "HOOKD_ISSUER")]
+    pub issuer: Option<String>,
+}
+
+/// Arguments of `hookd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory: the store, signing keys and the compiled-hook cache.
+    #[arg(long, env = "HOOKD_DATA_DIR", default_value = "hookd-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `hookd demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The hook to enable (a component for the credentials-exchange world).
+    #[arg(long)]
+    pub hook: PathBuf,
+    /// Data directory for the demo (created and seeded on first use).
+    #[arg(long, default_value = "hookd-demo")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +124,8 @@ pub struct HooksTestArgs {
 /// Runs the parsed command, returning the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Hooks(HooksCommand::Test(args)) => hooks_test::run(args),
     }
 }

@@ -17,7 +17,7 @@ use super::bindings::{self, CredentialsExchangePre};
 use super::cache::ArtifactCache;
 use super::invoke::HookState;
 use super::module;
-use super::{EngineError, ExtensibilityPoint, HookLimits, ModuleRejected};
+use super::{EngineError, ExtensibilityPoint, FailurePolicy, HookLimits, ModuleRejected};
 
 /// How often the epoch advances. A running hook yields to the async runtime at every tick, so
 /// no hook holds a runtime thread for longer than this.
@@ -105,6 +105,10 @@ pub struct LoadedHook {
     pub limits: HookLimits,
     /// Whether it was compiled or came from the cache.
     pub source: LoadSource,
+    /// What callers do when it fails; the engine itself only reports the failure.
+    pub failure_policy: FailurePolicy,
+    /// A name for logs, e.g. the hook's name; empty unless the caller sets it.
+    pub name: String,
     pub(crate) prepared: Prepared,
 }
 
@@ -116,6 +120,8 @@ impl std::fmt::Debug for LoadedHook {
             .field("point", &self.point)
             .field("limits", &self.limits)
             .field("source", &self.source)
+            .field("failure_policy", &self.failure_policy)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +263,8 @@ impl HookEngine {
             point,
             limits,
             source,
+            failure_policy: FailurePolicy::default(),
+            name: String::new(),
             prepared,
         })
     }

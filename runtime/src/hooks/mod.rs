@@ -30,6 +30,18 @@ pub use limits::HookLimits;
 pub use outcome::{Denial, DenyCode, HookLog, Invocation, TokenChanges};
 pub use registry::HookRegistry;
 
+/// What the token endpoint does when a hook fails (traps, runs out of fuel, memory or time,
+/// returns invalid output). A denial is not a failure: it is always honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Refuse the token with 500 `server_error` (Auth0's behaviour).
+    #[default]
+    FailClosed,
+    /// Issue the token without the hook's changes (Okta's behaviour).
+    FailOpen,
+}
+
 /// A point in the token flow where a hook can run. Each has its own WIT world; hookd runs at
 /// most one enabled hook per point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

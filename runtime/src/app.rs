@@ -1,0 +1,188 @@
+//! Starting hookd's server: open the store, settle the tenant and signing keys, load the
+//! enabled hooks into the registry, bind the listener. Used by `hookd serve`, the demo and the
+//! tests (which bind 127.0.0.1:0).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookRegistry};
+use crate::http::{AppState, HttpLimits, Server};
+use crate::manage::unix_now;
+use crate::model::{KeyState, Tenant};
+use crate::secrets::{SecretHasher, random_bytes};
+use crate::store::Store;
+use crate::token::TokenService;
+use crate::token::keys::{self, KeyRing};
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where the store and the compiled-hook cache live.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Issuer URL; defaults to `http://<listen>/`. A trailing `/` is added when missing.
+    pub issuer: Option<String>,
+    /// Tenant name, used when the data directory is new.
+    pub tenant_name: String,
+    /// Concurrent hook invocations.
+    pub hook_concurrency: u32,
+    /// HTTP limits.
+    pub http: HttpLimits,
+}
+
+impl ServeConfig {
+    /// Defaults for a data directory and listen address.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        ServeConfig {
+            data_dir,
+            listen,
+            issuer: None,
+            tenant_name: "hookd".to_owned(),
+            hook_concurrency: 16,
+            http: HttpLimits::default(),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Signing keys could not be generated or parsed.
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    /// The hook engine could not be built.
+    #[error(transparent)]
+    Engine(#[from] crate::hooks::EngineError),
+    /// The enabled hook's module is missing or no longer loads.
+    #[error("the enabled hook {name} cannot be loaded: {reason}")]
+    Hook {
+        /// The hook's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The listener could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What a running hookd holds on to.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The bound server, ready to run.
+    pub server: Server,
+    /// The address it is bound to.
+    pub addr: SocketAddr,
+    /// The store (also used by the demo to seed data).
+    pub store: Store,
+    /// The tenant.
+    pub tenant: Tenant,
+}
+
+/// Opens the store, settles tenant and keys, loads the enabled hook and binds.
+pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
+    let store = Store::open(&config.data_dir)?;
+    let hasher = SecretHasher::new(&store.secret_hash_key(random_bytes::<32>())?);
+
+    let issuer = config
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{}/", config.listen));
+    let issuer = if issuer.ends_with('/') {
+        issuer
+    } else {
+        format!("{issuer}/")
+    };
+    let tenant = match store.tenant()? {
+        Some(tenant) if tenant.issuer == issuer => tenant,
+        Some(tenant) => Tenant { issuer, ..tenant },
+        None => Tenant {
+            name: config.tenant_name.clone(),
+            issuer,
+        },
+    };
+    store.put_tenant(&tenant)?;
+
+    let mut signing_keys = store.signing_keys()?;
+    let missing = KeyRing::missing(&signing_keys);
+    if !missing.is_empty() {
+        // RSA generation takes ~100 ms per key: keep it off the async threads.
+        let generated = tokio::task::spawn_blocking(move || {
+            missing
+                .into_iter()
+                .map(|alg| keys::generate(alg, KeyState::Current, unix_now()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| keys::KeyError::Generate("any"))??;
+        signing_keys.extend(generated);
+        store.put_signing_keys(&signing_keys)?;
+    }
+    let key_ring = KeyRing::from_keys(&signing_keys)?;
+
+    let engine = HookEngine::new(EngineSettings {
+        max_concurrency: config.hook_concurrency,
+        cache_dir: Some(config.data_dir.join("compiled")),
+    })?;
+    let registry = Arc::new(HookRegistry::new());
+    for point in ExtensibilityPoint::ALL {
+        let Some(hook) = store.enabled_hook(point)? else {
+            continue;
+        };
+        let failure = |reason: String| StartError::Hook {
+            name: hook.name.clone(),
+            reason,
+        };
+        let sha = hook
+            .active_version
+            .clone()
+            .ok_or_else(|| failure("it has no active version".to_owned()))?;
+        let module = store
+            .module(&sha)?
+            .ok_or_else(|| failure(format!("module {sha} is missing")))?;
+        let (engine, limits) = (engine.clone(), hook.limits);
+        let mut loaded = tokio::task::spawn_blocking(move || engine.load(point, &module, limits))
+            .await
+            .map_err(|error| failure(error.to_string()))?
+            .map_err(|error| failure(error.to_string()))?;
+        loaded.failure_policy = hook.failure_policy;
+        loaded.name = hook.name.clone();
+        tracing::info!(hook = %hook.name, trigger = %point, source = ?loaded.source, "hook enabled");
+        registry.enable(Arc::new(loaded));
+    }
+
+    let tokens = TokenService::new(
+        store.clone(),
+        hasher,
+        key_ring,
+        engine,
+        registry,
+        tenant.clone(),
+    );
+    let server = Server::bind(config.listen, AppState::new(tokens, config.http))
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = server.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    Ok(Prepared {
+        server,
+        addr,
+        store,
+        tenant,
+    })
+}

@@ -1,0 +1,127 @@
+//! `hookd demo`: seeds a data directory with a demo application, API, grant and the given
+//! hook (enabled), starts the server and prints a curl command that gets a token.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use hookd::app::{self, ServeConfig};
+use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine};
+use hookd::manage::{self, NewApi};
+use hookd::secrets::{SecretHasher, random_bytes};
+use hookd::store::Store;
+use serde::{Deserialize, Serialize};
+
+use super::DemoArgs;
+use super::serve::{runtime, shutdown_signal};
+
+const AUDIENCE: &str = "https://api.example.com/";
+
+/// What the demo created, kept so a second run can print the same curl line.
+#[derive(Debug, Serialize, Deserialize)]
+struct DemoCredentials {
+    client_id: String,
+    client_secret: String,
+    audience: String,
+}
+
+fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
+    let store = Store::open(data_dir)?;
+    let hasher = SecretHasher::new(&store.secret_hash_key(random_bytes::<32>())?);
+    let mut metadata = BTreeMap::new();
+    metadata.insert("tier".to_owned(), "premium".to_owned());
+    let (client, secret) = manage::create_client(&store, &hasher, "demo-service", metadata)?;
+    manage::create_api(
+        &store,
+        NewApi::new(AUDIENCE, "Demo API", &["read:reports", "write:reports"]),
+    )?;
+    manage::create_grant(
+        &store,
+        &client.client_id,
+        AUDIENCE,
+        &["read:reports", "write:reports"],
+    )?;
+    let engine = HookEngine::new(EngineSettings::default())?;
+    manage::create_hook(
+        &store,
+        &engine,
+        "seed",
+        ExtensibilityPoint::CredentialsExchange,
+        hook,
+        true,
+    )
+    .context("the demo hook was refused")?;
+    store.flush()?;
+    Ok(DemoCredentials {
+        client_id: client.client_id,
+        client_secret: secret,
+        audience: AUDIENCE.to_owned(),
+    })
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(contents.as_bytes())?;
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, contents)?;
+        Ok(())
+    }
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("could not create {}", args.data_dir.display()))?;
+    let credentials_path = args.data_dir.join("demo.json");
+    let credentials: DemoCredentials = match std::fs::read_to_string(&credentials_path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is damaged; delete the directory",
+                credentials_path.display()
+            )
+        })?,
+        Err(_) => {
+            let hook = std::fs::read(&args.hook)
+                .with_context(|| format!("could not read {}", args.hook.display()))?;
+            let credentials = seed(&args.data_dir, &hook)?;
+            write_private(
+                &credentials_path,
+                &serde_json::to_string_pretty(&credentials)?,
+            )?;
+            credentials
+        }
+    };
+
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let mut config = ServeConfig::new(args.data_dir.clone(), args.server.listen);
+        config.issuer = args.server.issuer;
+        let prepared = app::prepare(config).await?;
+        let base = format!("http://{}", prepared.addr);
+        println!(
+            "hookd demo: token server on {base}/ with hook \"seed\" enabled (data in {})",
+            args.data_dir.display()
+        );
+        println!("Get a token:");
+        println!(
+            "  curl -s {base}/oauth/token -u '{}:{}' -d grant_type=client_credentials -d audience={}",
+            credentials.client_id, credentials.client_secret, credentials.audience
+        );
+        println!("Verify it with the keys at {base}/.well-known/jwks.json. Ctrl-C stops the server.");
+        prepared.server.run(shutdown_signal()).await;
+        prepared.store.flush()?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,55 @@
+//! `hookd serve`: runs the token server until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use hookd::app::{self, ServeConfig};
+
+use super::ServeArgs;
+
+/// A multi-threaded runtime for the server.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookd")
+        .build()?)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let mut config = ServeConfig::new(args.data_dir, args.server.listen);
+        config.issuer = args.server.issuer;
+        let prepared = app::prepare(config).await?;
+        tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
+        eprintln!(
+            "hookd listening on http://{} (issuer {})",
+            prepared.addr, prepared.tenant.issuer
+        );
+        prepared.server.run(shutdown_signal()).await;
+        prepared.store.flush()?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,103 @@
+//! The one place OAuth errors become HTTP responses: status codes, the RFC 6749 §5.2 JSON
+//! body, `WWW-Authenticate` for Basic clients, and no-store caching.
+
+use bytes::Bytes;
+use http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::hooks::DenyCode;
+use crate::token::TokenError;
+
+/// The body type of every response.
+pub type Body = Full<Bytes>;
+
+/// A JSON response with `Cache-Control: no-store` (token endpoint responses must not be
+/// cached, RFC 6749 §5.1).
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `{"error": code, "error_description": description}` with `status`.
+pub fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
+    json_response(
+        status,
+        &json!({"error": code, "error_description": description}),
+    )
+}
+
+/// Keeps a hook-supplied description printable and short; the hook is not trusted to format
+/// what goes on the wire.
+fn clean_description(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(500).collect()
+}
+
+/// Renders a token endpoint failure.
+pub fn token_error(error: &TokenError) -> Response<Body> {
+    let description = error.to_string();
+    match error {
+        TokenError::InvalidRequest(_) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &description)
+        }
+        TokenError::InvalidClient { used_basic } => {
+            let mut response =
+                oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &description);
+            if *used_basic {
+                response.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"hookd\", charset=\"UTF-8\""),
+                );
+            }
+            response
+        }
+        TokenError::UnsupportedGrantType(_) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            &description,
+        ),
+        TokenError::UnauthorizedClient(_) => {
+            oauth_error(StatusCode::FORBIDDEN, "unauthorized_client", &description)
+        }
+        TokenError::AccessDenied(_) => {
+            oauth_error(StatusCode::FORBIDDEN, "access_denied", &description)
+        }
+        TokenError::HookDenied(denial) => {
+            let status = match denial.code {
+                DenyCode::InvalidScope | DenyCode::InvalidRequest => StatusCode::BAD_REQUEST,
+                DenyCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            oauth_error(
+                status,
+                denial.code.as_str(),
+                &clean_description(&description),
+            )
+        }
+        TokenError::HookFailed | TokenError::Internal => oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            &description,
+        ),
+    }
+}
+
+/// 503 with `Retry-After` when the server is saturated.
+pub fn saturated() -> Response<Body> {
+    let mut response = oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "The server is busy; retry shortly",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

@@ -1,0 +1,146 @@
+//! The hyper front end: the accept loop, HTTP/1.1 connections with a header read timeout,
+//! bounded in-flight requests (503 with `Retry-After` beyond, never an unbounded queue),
+//! request ids, and graceful shutdown. Only this module knows hyper.
+
+pub mod error;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use routes::AppState;
+
+/// Request limits of the HTTP front end.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long a request's headers may take to arrive.
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
+    /// Requests handled at once; more get 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 64 << 10,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: routes::default_body_timeout(),
+            max_in_flight: 512,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A bound listener with the state to serve it.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+        Ok(Server {
+            listener: TcpListener::bind(addr).await?,
+            state: Arc::new(state),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight
+    /// finish (up to the grace period).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server { listener, state } = self;
+        let limits = state.limits;
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let state = state.clone();
+            let in_flight = in_flight.clone();
+            let service = service_fn(move |request: http::Request<Incoming>| {
+                let state = state.clone();
+                let in_flight = in_flight.clone();
+                async move { Ok::<_, Infallible>(serve_one(&state, &in_flight, peer, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over with requests still in flight");
+        }
+    }
+}
+
+async fn serve_one(
+    state: &AppState,
+    in_flight: &Arc<Semaphore>,
+    peer: SocketAddr,
+    request: http::Request<Incoming>,
+) -> http::Response<error::Body> {
+    let request_id = crate::secrets::random_alphanumeric(16);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = match in_flight.clone().try_acquire_owned() {
+        Err(_) => error::saturated(),
+        Ok(_permit) => routes::handle(state, peer, &request_id, request).await,
+    };
+    let status = response.status();
+    if status.is_server_error() {
+        tracing::warn!(request_id, %method, path, status = status.as_u16(), "request failed");
+    } else {
+        tracing::debug!(request_id, %method, path, status = status.as_u16(), "request");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

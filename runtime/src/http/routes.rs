@@ -1,0 +1,325 @@
+//! Request handling without a socket: routing, body limits, parsing the token request from
+//! a form or JSON body and the Authorization header, discovery documents and the JWKS.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Value, json};
+
+use super::HttpLimits;
+use super::error::{Body, json_response, oauth_error, token_error};
+use crate::hooks::RequestInfo;
+use crate::token::{ClientAuth, TokenRequest, TokenService};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// Issues tokens.
+    pub tokens: TokenService,
+    /// The authorization server metadata (RFC 8414), built once.
+    pub metadata: Value,
+    /// Body size and timing limits.
+    pub limits: HttpLimits,
+}
+
+impl AppState {
+    /// State over a token service; discovery metadata derives from the tenant's issuer.
+    pub fn new(tokens: TokenService, limits: HttpLimits) -> Self {
+        let issuer = tokens.tenant().issuer.clone();
+        let metadata = json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}oauth/token"),
+            "jwks_uri": format!("{issuer}.well-known/jwks.json"),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "response_types_supported": ["token"],
+            "scopes_supported": [],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "HS256"],
+        });
+        AppState {
+            tokens,
+            metadata,
+            limits,
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = oauth_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        &format!("Method not allowed; use {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// Routes one request. The body is any `http_body::Body`, so tests can call this without a
+/// socket.
+pub async fn handle<B>(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &str,
+    request: Request<B>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    match (path.as_str(), method) {
+        ("/oauth/token", Method::POST) => token(state, peer, request_id, request).await,
+        ("/oauth/token", _) => method_not_allowed("POST"),
+        ("/.well-known/jwks.json", Method::GET | Method::HEAD) => {
+            let mut response = json_response(StatusCode::OK, &state.tokens.jwks());
+            response.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            response
+        }
+        (
+            "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server",
+            Method::GET | Method::HEAD,
+        ) => json_response(StatusCode::OK, &state.metadata),
+        ("/healthz", Method::GET | Method::HEAD) => {
+            json_response(StatusCode::OK, &json!({"status": "ok"}))
+        }
+        (
+            "/.well-known/jwks.json"
+            | "/.well-known/openid-configuration"
+            | "/.well-known/oauth-authorization-server"
+            | "/healthz",
+            _,
+        ) => method_not_allowed("GET, HEAD"),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not_found", "error_description": "No such endpoint"}),
+        ),
+    }
+}
+
+/// The wire formats a token request may use.
+enum BodyFormat {
+    Form,
+    Json,
+}
+
+fn body_format(request: &Request<impl Sized>) -> Option<BodyFormat> {
+    let content_type = request.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    let mime = content_type.split(';').next()?.trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-www-form-urlencoded" => Some(BodyFormat::Form),
+        "application/json" => Some(BodyFormat::Json),
+        _ => None,
+    }
+}
+
+/// Body parameters with RFC 6749 §3.2 rules: a repeated parameter is an error, one with an
+/// empty value counts as absent.
+fn parameters(format: BodyFormat, body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let pairs: Vec<(String, String)> = match format {
+        BodyFormat::Form => form_urlencoded::parse(body).into_owned().collect(),
+        BodyFormat::Json => {
+            let value: Value = serde_json::from_slice(body)
+                .map_err(|_| "The request body is not valid JSON".to_owned())?;
+            let Value::Object(object) = value else {
+                return Err("The request body must be a JSON object".to_owned());
+            };
+            object
+                .into_iter()
+                .map(|(name, value)| match value {
+                    Value::String(text) => Ok((name, text)),
+                    Value::Null => Ok((name, String::new())),
+                    _ => Err(format!("Parameter {name} must be a string")),
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let mut seen: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if seen.iter().any(|(other, _)| *other == name) {
+            return Err(format!("Parameter {name} is repeated"));
+        }
+        seen.push((name, value));
+    }
+    seen.retain(|(_, value)| !value.is_empty());
+    Ok(seen)
+}
+
+/// `Authorization: Basic` credentials: base64 of `id:secret`, each form-urlencoded first
+/// (RFC 6749 §2.3.1). `Err` when the header is present but malformed.
+fn basic_credentials(request: &Request<impl Sized>) -> Result<Option<(String, String)>, ()> {
+    let Some(header) = request.headers().get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let header = header.to_str().map_err(drop)?;
+    let Some((scheme, encoded)) = header.split_once(' ') else {
+        return Err(());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(());
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(drop)?;
+    let decoded = String::from_utf8(decoded).map_err(drop)?;
+    let (id, secret) = decoded.split_once(':').ok_or(())?;
+    let unescape = |part: &str| -> String {
+        form_urlencoded::parse(format!("x={part}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+async fn token<B>(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &str,
+    request: Request<B>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let Some(format) = body_format(&request) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Content-Type must be application/x-www-form-urlencoded or application/json",
+        );
+    };
+    let basic = basic_credentials(&request);
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let hostname = header(HOST)
+        .map(|host| {
+            host.rsplit_once(':')
+                .map_or(host.clone(), |(name, _)| name.to_owned())
+        })
+        .unwrap_or_default();
+    let info = RequestInfo {
+        ip: peer.ip().to_string(),
+        hostname,
+        method: "POST".to_owned(),
+        user_agent: header(USER_AGENT),
+    };
+
+    let body = Limited::new(request.into_body(), state.limits.max_body_bytes);
+    let collected = tokio::time::timeout(state.limits.body_timeout, body.collect()).await;
+    let bytes = match collected {
+        Err(_) => {
+            return oauth_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "The request body was not received in time",
+            );
+        }
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return oauth_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                &format!(
+                    "The request body is larger than {} bytes",
+                    state.limits.max_body_bytes
+                ),
+            );
+        }
+        Ok(Err(_)) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request body could not be read",
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let params = match parameters(format, &bytes) {
+        Ok(params) => params,
+        Err(message) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &message),
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+
+    let body_id = param("client_id");
+    let body_secret = param("client_secret");
+    let auth = match (basic, body_id, body_secret) {
+        (Err(()), _, _) => {
+            return token_error(&crate::token::TokenError::InvalidClient { used_basic: true });
+        }
+        (Ok(Some(_)), _, Some(_)) => ClientAuth::Conflicting,
+        (Ok(Some((id, _))), Some(body_id), None) if body_id != id => ClientAuth::Conflicting,
+        (Ok(Some((client_id, client_secret))), _, None) => ClientAuth::Basic {
+            client_id,
+            client_secret,
+        },
+        (Ok(None), Some(client_id), secret) => ClientAuth::Post {
+            client_id,
+            client_secret: secret.unwrap_or_default(),
+        },
+        (Ok(None), None, _) => ClientAuth::None,
+    };
+    let audience = match (param("audience"), param("resource")) {
+        (Some(audience), Some(resource)) if audience != resource => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "audience and resource name different APIs",
+            );
+        }
+        (audience, resource) => audience.or(resource),
+    };
+    let token_request = TokenRequest {
+        grant_type: param("grant_type"),
+        auth,
+        audience,
+        scope: param("scope"),
+        request: info,
+        request_id: request_id.to_owned(),
+    };
+    match state.tokens.issue(token_request, now()).await {
+        Ok(issued) => {
+            let mut body = json!({
+                "access_token": issued.access_token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+            });
+            if let (Some(scope), Some(object)) = (issued.scope, body.as_object_mut()) {
+                object.insert("scope".into(), scope.into());
+            }
+            json_response(StatusCode::OK, &body)
+        }
+        Err(error) => token_error(&error),
+    }
+}
+
+/// How long a request may take to arrive.
+pub(super) fn default_body_timeout() -> Duration {
+    Duration::from_secs(10)
+}

@@ -1,0 +1,196 @@
+//! hookd's domain records: tenant, applications, APIs, client grants, hooks and signing keys,
+//! as the token service and the Management API see them. No storage or HTTP types here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::hooks::FailurePolicy;
+use crate::hooks::{ExtensibilityPoint, HookLimits};
+
+/// Tenant-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// The tenant's name (Auth0's tenant name; passed to hooks).
+    pub name: String,
+    /// The issuer URL, always ending in `/` (Auth0 style): the tokens' `iss`.
+    pub issuer: String,
+}
+
+/// An application: an OAuth 2.0 confidential client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// The `client_id`.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// Auth0 `app_type`; hookd issues tokens to `non_interactive` (machine) applications.
+    pub app_type: String,
+    /// Auth0 `client_metadata`, passed to hooks.
+    pub metadata: BTreeMap<String, String>,
+    /// Grant types the application may use, e.g. `client_credentials`.
+    pub grant_types: Vec<String>,
+    /// Keyed SHA-256 of the client secret (see [`crate::secrets`]); the secret itself is
+    /// never stored.
+    pub secret_hash: String,
+}
+
+/// How the token's claims are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenDialect {
+    /// Auth0's access tokens: `typ: JWT`, `azp`, `gty`.
+    #[default]
+    #[serde(rename = "access_token")]
+    Auth0,
+    /// RFC 9068 JWT access tokens: `typ: at+jwt`, `client_id`, `jti`.
+    #[serde(rename = "rfc9068_profile")]
+    Rfc9068,
+}
+
+/// The algorithm an API's tokens are signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 on a 2048-bit key (the default, as at Auth0).
+    #[default]
+    RS256,
+    /// RSASSA-PSS with SHA-256 on a 2048-bit key.
+    PS256,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// HMAC-SHA256 with a secret of the API's own (not published in the JWKS).
+    HS256,
+}
+
+impl SigningAlg {
+    /// The JOSE name, e.g. `RS256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::PS256 => "PS256",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::HS256 => "HS256",
+        }
+    }
+
+    /// The algorithms signed with a published key pair.
+    pub const ASYMMETRIC: [SigningAlg; 3] =
+        [SigningAlg::RS256, SigningAlg::PS256, SigningAlg::ES256];
+}
+
+/// How a hook's scope list is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HookScopePolicy {
+    /// Auth0 Hooks: the hook's list replaces the token's scopes as it is.
+    #[default]
+    Replace,
+    /// Auth0 Actions: the hook's list is intersected with the client grant; scopes outside the
+    /// grant are dropped (and reported in the hook log).
+    IntersectWithGrant,
+}
+
+/// One scope an API defines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiScope {
+    /// The scope, e.g. `read:reports`.
+    pub value: String,
+    /// What it allows.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// An API (Auth0 resource server): what a token is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Api {
+    /// hookd's id for it.
+    pub id: String,
+    /// The identifier clients ask for (`audience`), the token's `aud`.
+    pub identifier: String,
+    /// Display name.
+    pub name: String,
+    /// The scopes it defines.
+    pub scopes: Vec<ApiScope>,
+    /// Token lifetime in seconds.
+    pub token_lifetime: u64,
+    /// Signing algorithm.
+    pub signing_alg: SigningAlg,
+    /// Base64url secret for HS256; `None` for the asymmetric algorithms.
+    pub signing_secret: Option<String>,
+    /// Token layout.
+    pub token_dialect: TokenDialect,
+    /// How a hook's scope list is applied.
+    pub hook_scope_policy: HookScopePolicy,
+}
+
+/// Permission for one client to get tokens for one API, with these scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientGrant {
+    /// hookd's id for it.
+    pub id: String,
+    /// The client.
+    pub client_id: String,
+    /// The API identifier.
+    pub audience: String,
+    /// The scopes granted.
+    pub scope: Vec<String>,
+}
+
+/// One uploaded module of a hook: immutable once stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookVersion {
+    /// The module's sha256, hex; also its key in the module store.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was uploaded, seconds since the Unix epoch.
+    pub uploaded_at: u64,
+}
+
+/// A hook: a named, versioned module for one extensibility point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    /// hookd's id for it.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The extensibility point.
+    pub trigger: ExtensibilityPoint,
+    /// Whether it runs (at most one enabled hook per trigger).
+    pub enabled: bool,
+    /// Every module uploaded for it, oldest first.
+    pub versions: Vec<HookVersion>,
+    /// The version that runs (sha256), pinned when enabled or rolled back.
+    pub active_version: Option<String>,
+    /// Limits for each invocation.
+    pub limits: HookLimits,
+    /// What happens when it fails.
+    pub failure_policy: FailurePolicy,
+}
+
+/// Where a signing key is in its rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Published, not yet signing: becomes current at the next rotation.
+    Next,
+    /// Signs new tokens.
+    Current,
+    /// Retired from signing; still published so tokens it signed verify until they expire.
+    Previous,
+}
+
+/// A signing key pair for one algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    /// Key id, the JWT header's `kid`.
+    pub kid: String,
+    /// The algorithm it signs with.
+    pub alg: SigningAlg,
+    /// The private key, PKCS#8 DER, base64. Never leaves the server.
+    pub pkcs8: String,
+    /// Where it is in its rotation.
+    pub state: KeyState,
+    /// When it was created, seconds since the Unix epoch.
+    pub created_at: u64,
+}

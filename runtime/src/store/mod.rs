@@ -1,0 +1,313 @@
+//! The only module that knows sled. One tree per entity plus index trees; every persisted
+//! record is wrapped in a versioned envelope (`{"version": "1", ...}`), and writes that belong
+//! together (a record and its index, a hook and its module, enabling one hook and disabling
+//! the others) are single transactions, so a crash leaves the store consistent.
+
+mod records;
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::hooks::ExtensibilityPoint;
+use crate::model::{Api, Client, ClientGrant, Hook, SigningKey, Tenant};
+use records::{decode, encode};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an I/O or internal error.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A stored record could not be read back.
+    #[error("stored record {tree}/{key} is unreadable: {detail}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// The record's key.
+        key: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The write would break a uniqueness rule (an id, identifier, name or pair that exists).
+    #[error("{0}")]
+    Conflict(String),
+    /// The record the write depends on does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        StoreError::Storage(error.to_string())
+    }
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(error: TransactionError<StoreError>) -> Self {
+        match error {
+            TransactionError::Abort(error) => error,
+            TransactionError::Storage(error) => StoreError::Storage(error.to_string()),
+        }
+    }
+}
+
+/// Aborts a transaction with a store error.
+fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+/// hookd's embedded database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    clients: sled::Tree,
+    apis: sled::Tree,
+    api_by_identifier: sled::Tree,
+    grants: sled::Tree,
+    grant_by_pair: sled::Tree,
+    hooks: sled::Tree,
+    modules: sled::Tree,
+    keys: sled::Tree,
+}
+
+const TENANT: &[u8] = b"tenant";
+const SECRET_HASH_KEY: &[u8] = b"secret_hash_key";
+
+fn pair_key(client_id: &str, audience: &str) -> Vec<u8> {
+    [client_id.as_bytes(), b"\0", audience.as_bytes()].concat()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir.join("db")).open()?;
+        Ok(Store {
+            meta: db.open_tree("meta")?,
+            clients: db.open_tree("clients")?,
+            apis: db.open_tree("apis")?,
+            api_by_identifier: db.open_tree("api_by_identifier")?,
+            grants: db.open_tree("grants")?,
+            grant_by_pair: db.open_tree("grant_by_pair")?,
+            hooks: db.open_tree("hooks")?,
+            modules: db.open_tree("modules")?,
+            keys: db.open_tree("keys")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        tree.get(key)?
+            .map(|bytes| decode(name, key, &bytes))
+            .transpose()
+    }
+
+    fn all<T: DeserializeOwned>(
+        tree: &sled::Tree,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        tree.iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode(name, &key, &bytes)
+            })
+            .collect()
+    }
+
+    fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
+        tree.insert(key, encode(value))?;
+        Ok(())
+    }
+
+    /// The tenant settings, once initialised.
+    pub fn tenant(&self) -> Result<Option<Tenant>, StoreError> {
+        Self::get(&self.meta, "meta", TENANT)
+    }
+
+    /// Stores the tenant settings.
+    pub fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        Self::put(&self.meta, TENANT, tenant)
+    }
+
+    /// The installation's key for hashing client secrets, created once on first use.
+    pub fn secret_hash_key(&self, fresh: [u8; 32]) -> Result<Vec<u8>, StoreError> {
+        // Only the first writer's key is kept; every later caller reads it back.
+        let _ =
+            self.meta
+                .compare_and_swap(SECRET_HASH_KEY, None as Option<&[u8]>, Some(&fresh[..]))?;
+        self.meta
+            .get(SECRET_HASH_KEY)?
+            .map(|key| key.to_vec())
+            .ok_or_else(|| StoreError::Storage("secret hash key vanished".to_owned()))
+    }
+
+    /// An application by `client_id`.
+    pub fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        Self::get(&self.clients, "clients", client_id.as_bytes())
+    }
+
+    /// Every application.
+    pub fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        Self::all(&self.clients, "clients")
+    }
+
+    /// Adds an application; its `client_id` must be new.
+    pub fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        let key = client.client_id.as_bytes();
+        let inserted =
+            self.clients
+                .compare_and_swap(key, None as Option<&[u8]>, Some(encode(client)))?;
+        inserted.map_err(|_| StoreError::Conflict(format!("client {} exists", client.client_id)))
+    }
+
+    /// An API by its identifier (the audience).
+    pub fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError> {
+        match self.api_by_identifier.get(identifier.as_bytes())? {
+            None => Ok(None),
+            Some(id) => Self::get(&self.apis, "apis", &id),
+        }
+    }
+
+    /// Every API.
+    pub fn apis(&self) -> Result<Vec<Api>, StoreError> {
+        Self::all(&self.apis, "apis")
+    }
+
+    /// Adds an API and its identifier index in one transaction; the identifier must be new.
+    pub fn insert_api(&self, api: &Api) -> Result<(), StoreError> {
+        (&self.apis, &self.api_by_identifier).transaction(|(apis, by_identifier)| {
+            if by_identifier.get(api.identifier.as_bytes())?.is_some() {
+                return abort(StoreError::Conflict(format!(
+                    "an API with identifier {} exists",
+                    api.identifier
+                )));
+            }
+            apis.insert(api.id.as_bytes(), encode(api))?;
+            by_identifier.insert(api.identifier.as_bytes(), api.id.as_bytes())?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// The grant of `client_id` for `audience`, if there is one.
+    pub fn grant_for(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<Option<ClientGrant>, StoreError> {
+        match self.grant_by_pair.get(pair_key(client_id, audience))? {
+            None => Ok(None),
+            Some(id) => Self::get(&self.grants, "grants", &id),
+        }
+    }
+
+    /// Adds a client grant and its (client, audience) index in one transaction; the pair must
+    /// be new.
+    pub fn insert_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
+        let pair = pair_key(&grant.client_id, &grant.audience);
+        (&self.grants, &self.grant_by_pair).transaction(|(grants, by_pair)| {
+            if by_pair.get(&pair)?.is_some() {
+                return abort(StoreError::Conflict(format!(
+                    "client {} already has a grant for {}",
+                    grant.client_id, grant.audience
+                )));
+            }
+            grants.insert(grant.id.as_bytes(), encode(grant))?;
+            by_pair.insert(pair.as_slice(), grant.id.as_bytes())?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Every hook.
+    pub fn hooks(&self) -> Result<Vec<Hook>, StoreError> {
+        Self::all(&self.hooks, "hooks")
+    }
+
+    /// The enabled hook of `trigger`, if any.
+    pub fn enabled_hook(&self, trigger: ExtensibilityPoint) -> Result<Option<Hook>, StoreError> {
+        Ok(self
+            .hooks()?
+            .into_iter()
+            .find(|hook| hook.trigger == trigger && hook.enabled))
+    }
+
+    /// A stored module by sha256.
+    pub fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .modules
+            .get(sha256.as_bytes())?
+            .map(|bytes| bytes.to_vec()))
+    }
+
+    /// Adds a hook with its first module in one transaction. The name must be new; if the
+    /// hook is enabled, every other hook of its trigger is disabled in the same transaction.
+    pub fn insert_hook(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
+        let existing = self.hooks()?;
+        (&self.hooks, &self.modules).transaction(|(hooks, modules)| {
+            if existing
+                .iter()
+                .any(|other| other.name == hook.name || other.id == hook.id)
+            {
+                return abort(StoreError::Conflict(format!(
+                    "a hook named {} exists",
+                    hook.name
+                )));
+            }
+            if let Some(version) = hook.versions.last() {
+                modules.insert(version.sha256.as_bytes(), module)?;
+            }
+            if hook.enabled {
+                for other in existing
+                    .iter()
+                    .filter(|o| o.trigger == hook.trigger && o.enabled)
+                {
+                    let disabled = Hook {
+                        enabled: false,
+                        ..other.clone()
+                    };
+                    hooks.insert(other.id.as_bytes(), encode(&disabled))?;
+                }
+            }
+            hooks.insert(hook.id.as_bytes(), encode(hook))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Every signing key.
+    pub fn signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        Self::all(&self.keys, "keys")
+    }
+
+    /// Replaces the stored set of signing keys with `keys` in one transaction.
+    pub fn put_signing_keys(&self, keys: &[SigningKey]) -> Result<(), StoreError> {
+        let stale: Vec<sled::IVec> = self.keys.iter().keys().collect::<Result<_, _>>()?;
+        self.keys
+            .transaction(|tree| {
+                for key in &stale {
+                    tree.remove(key)?;
+                }
+                for key in keys {
+                    tree.insert(key.kid.as_bytes(), encode(key))?;
+                }
+                Ok(())
+            })
+            .map_err(|error: TransactionError<StoreError>| StoreError::from(error))?;
+        Ok(())
+    }
+}

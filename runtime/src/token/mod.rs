@@ -1,0 +1,371 @@
+//! The client-credentials token flow: authenticate the client, find the API and the grant,
+//! compute scopes, run the enabled hook, apply its changes, sign. Orchestration only: no
+//! HTTP or storage types, and time is a parameter (`now`, seconds since the Unix epoch).
+
+pub mod keys;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::hooks::FailurePolicy;
+use crate::hooks::{
+    ClientInfo, CredentialsExchangeEvent, Denial, ExtensibilityPoint, HookContext, HookEngine,
+    HookRegistry, RequestInfo, ResourceServerInfo,
+};
+use crate::model::{Api, HookScopePolicy, Tenant, TokenDialect};
+use crate::secrets::{SecretHasher, random_bytes};
+use crate::store::{Store, StoreError};
+use keys::KeyRing;
+
+/// The grant type this server issues tokens for.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// How the client authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No credentials at all.
+    None,
+    /// `client_secret_basic`: the `Authorization: Basic` header.
+    Basic {
+        /// The client id.
+        client_id: String,
+        /// The secret.
+        client_secret: String,
+    },
+    /// `client_secret_post`: `client_id` and `client_secret` in the body.
+    Post {
+        /// The client id.
+        client_id: String,
+        /// The secret (empty when the body had none).
+        client_secret: String,
+    },
+    /// More than one method at once (RFC 6749 §2.3: not allowed).
+    Conflicting,
+}
+
+/// A token request, parsed from whatever wire format it came in.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// `grant_type`.
+    pub grant_type: Option<String>,
+    /// The client's credentials.
+    pub auth: ClientAuth,
+    /// `audience` (Auth0) or `resource` (RFC 8707).
+    pub audience: Option<String>,
+    /// `scope`, space-delimited.
+    pub scope: Option<String>,
+    /// Facts about the HTTP request, passed to the hook.
+    pub request: RequestInfo,
+    /// The request id, for logs.
+    pub request_id: String,
+}
+
+/// A successfully issued token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The signed JWT.
+    pub access_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// The scopes, space-delimited, when there are any.
+    pub scope: Option<String>,
+}
+
+/// Why no token was issued. Each variant is one row of the error table; `http` renders them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// 400 `invalid_request`.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 401 `invalid_client`, with `WWW-Authenticate: Basic` when Basic was used.
+    #[error("Client authentication failed")]
+    InvalidClient {
+        /// Whether the client used the Authorization header.
+        used_basic: bool,
+    },
+    /// 400 `unsupported_grant_type`.
+    #[error("Unsupported grant type: {0}")]
+    UnsupportedGrantType(String),
+    /// 403 `unauthorized_client`.
+    #[error("Grant type '{0}' not allowed for the client.")]
+    UnauthorizedClient(String),
+    /// 403 `access_denied`.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// The hook denied: 400 `invalid_scope` / `invalid_request`, 500 `server_error`.
+    #[error("{}", .0.description)]
+    HookDenied(Denial),
+    /// The hook failed and its policy is fail-closed: 500 `server_error`, details logged only.
+    #[error("The token hook failed; see the hook log for details")]
+    HookFailed,
+    /// Something on the server broke: 500 `server_error`, details logged only.
+    #[error("Internal error")]
+    Internal,
+}
+
+impl From<StoreError> for TokenError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "store error while issuing a token");
+        TokenError::Internal
+    }
+}
+
+/// Issues tokens. Shared by every request.
+#[derive(Debug)]
+pub struct TokenService {
+    store: Store,
+    hasher: SecretHasher,
+    keys: ArcSwap<KeyRing>,
+    engine: HookEngine,
+    registry: Arc<HookRegistry>,
+    tenant: Tenant,
+}
+
+fn split_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl TokenService {
+    /// A service over these parts.
+    pub fn new(
+        store: Store,
+        hasher: SecretHasher,
+        keys: KeyRing,
+        engine: HookEngine,
+        registry: Arc<HookRegistry>,
+        tenant: Tenant,
+    ) -> Self {
+        TokenService {
+            store,
+            hasher,
+            keys: ArcSwap::from_pointee(keys),
+            engine,
+            registry,
+            tenant,
+        }
+    }
+
+    /// The tenant this service issues for.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// The published keys as a JWKS document.
+    pub fn jwks(&self) -> Value {
+        self.keys.load().jwks()
+    }
+
+    /// Runs the client-credentials flow for one request at time `now`.
+    pub async fn issue(&self, request: TokenRequest, now: u64) -> Result<IssuedToken, TokenError> {
+        match request.grant_type.as_deref() {
+            None => {
+                return Err(TokenError::InvalidRequest(
+                    "Missing required parameter: grant_type".to_owned(),
+                ));
+            }
+            Some(CLIENT_CREDENTIALS) => {}
+            Some(other) => return Err(TokenError::UnsupportedGrantType(other.to_owned())),
+        }
+
+        let (client_id, secret, used_basic) = match &request.auth {
+            ClientAuth::Conflicting => {
+                return Err(TokenError::InvalidRequest(
+                    "Only one client authentication method may be used".to_owned(),
+                ));
+            }
+            ClientAuth::None => return Err(TokenError::InvalidClient { used_basic: false }),
+            ClientAuth::Basic {
+                client_id,
+                client_secret,
+            } => (client_id, client_secret, true),
+            ClientAuth::Post {
+                client_id,
+                client_secret,
+            } => (client_id, client_secret, false),
+        };
+        let client = self
+            .store
+            .client(client_id)?
+            .filter(|client| self.hasher.verify(secret, &client.secret_hash))
+            .ok_or(TokenError::InvalidClient { used_basic })?;
+        if !client.grant_types.iter().any(|g| g == CLIENT_CREDENTIALS) {
+            return Err(TokenError::UnauthorizedClient(
+                CLIENT_CREDENTIALS.to_owned(),
+            ));
+        }
+
+        let Some(audience) = request.audience.as_deref() else {
+            return Err(TokenError::AccessDenied(
+                "No audience parameter was provided, and no default audience has been configured"
+                    .to_owned(),
+            ));
+        };
+        let api = self
+            .store
+            .api_by_identifier(audience)?
+            .ok_or_else(|| TokenError::AccessDenied(format!("Service not found: {audience}")))?;
+        let grant = self
+            .store
+            .grant_for(&client.client_id, audience)?
+            .ok_or_else(|| {
+                TokenError::AccessDenied(format!(
+                    "Client is not authorized to access \"{audience}\". You need to create a \
+                 \"client-grant\" associated to this API."
+                ))
+            })?;
+
+        let requested = request
+            .scope
+            .as_deref()
+            .map(split_scopes)
+            .unwrap_or_default();
+        let not_granted: Vec<&str> = requested
+            .iter()
+            .filter(|scope| !grant.scope.contains(scope))
+            .map(String::as_str)
+            .collect();
+        if !not_granted.is_empty() {
+            return Err(TokenError::AccessDenied(format!(
+                "Client has not been granted scopes: {}",
+                not_granted.join(", ")
+            )));
+        }
+        let mut scopes = if requested.is_empty() {
+            grant.scope.clone()
+        } else {
+            requested.clone()
+        };
+        let mut custom_claims = Map::new();
+
+        if let Some(hook) = self
+            .registry
+            .enabled(ExtensibilityPoint::CredentialsExchange)
+        {
+            let event = CredentialsExchangeEvent {
+                client: ClientInfo {
+                    id: client.client_id.clone(),
+                    name: client.name.clone(),
+                    tenant: self.tenant.name.clone(),
+                    metadata: client.metadata.clone(),
+                },
+                scope: (!scopes.is_empty()).then(|| scopes.clone()),
+                audience: api.identifier.clone(),
+                context: HookContext {
+                    secrets: Default::default(),
+                    request: request.request.clone(),
+                    requested_scopes: requested,
+                    resource_server: ResourceServerInfo {
+                        identifier: api.identifier.clone(),
+                        name: api.name.clone(),
+                    },
+                    tenant: self.tenant.name.clone(),
+                },
+            };
+            let invocation = self.engine.invoke_credentials_exchange(&hook, &event).await;
+            let elapsed_us = invocation.elapsed.as_micros() as u64;
+            match invocation.result {
+                Ok(changes) => {
+                    if let Some(replacement) = changes.scope {
+                        scopes = match api.hook_scope_policy {
+                            HookScopePolicy::Replace => replacement,
+                            HookScopePolicy::IntersectWithGrant => replacement
+                                .into_iter()
+                                .filter(|scope| grant.scope.contains(scope))
+                                .collect(),
+                        };
+                    }
+                    custom_claims = changes.claims;
+                }
+                Err(crate::hooks::HookError::Denied(denial)) => {
+                    tracing::info!(request_id = %request.request_id, hook = %hook.name, code = %denial.code, "hook denied the token");
+                    return Err(TokenError::HookDenied(denial));
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        request_id = %request.request_id,
+                        hook = %hook.name,
+                        kind = error.kind(),
+                        %error,
+                        elapsed_us,
+                        "hook failed"
+                    );
+                    if hook.failure_policy == FailurePolicy::FailClosed {
+                        return Err(TokenError::HookFailed);
+                    }
+                }
+            }
+        }
+
+        let access_token = self.sign(&api, &client.client_id, &scopes, custom_claims, now)?;
+        Ok(IssuedToken {
+            access_token,
+            expires_in: api.token_lifetime,
+            scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
+        })
+    }
+
+    fn sign(
+        &self,
+        api: &Api,
+        client_id: &str,
+        scopes: &[String],
+        custom_claims: Map<String, Value>,
+        now: u64,
+    ) -> Result<String, TokenError> {
+        let mut claims = Map::new();
+        claims.insert("iss".into(), self.tenant.issuer.clone().into());
+        claims.insert("sub".into(), format!("{client_id}@clients").into());
+        claims.insert("aud".into(), api.identifier.clone().into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("exp".into(), (now + api.token_lifetime).into());
+        let typ = match api.token_dialect {
+            TokenDialect::Auth0 => {
+                claims.insert("azp".into(), client_id.into());
+                claims.insert("gty".into(), "client-credentials".into());
+                "JWT"
+            }
+            TokenDialect::Rfc9068 => {
+                claims.insert("client_id".into(), client_id.into());
+                claims.insert(
+                    "jti".into(),
+                    URL_SAFE_NO_PAD.encode(random_bytes::<16>()).into(),
+                );
+                "at+jwt"
+            }
+        };
+        if !scopes.is_empty() {
+            claims.insert("scope".into(), scopes.join(" ").into());
+        }
+        for (name, value) in custom_claims {
+            // Restricted names never reach here (the hook engine drops them); standard claims
+            // win regardless.
+            claims.entry(name).or_insert(value);
+        }
+        let secret = api
+            .signing_secret
+            .as_deref()
+            .map(|secret| URL_SAFE_NO_PAD.decode(secret))
+            .transpose()
+            .map_err(|_| TokenError::Internal)?;
+        self.keys
+            .load()
+            .sign_jwt(
+                api.signing_alg,
+                secret.as_deref(),
+                typ,
+                &Value::Object(claims),
+            )
+            .map_err(|error| {
+                tracing::error!(%error, api = %api.identifier, "signing failed");
+                TokenError::Internal
+            })
+    }
+}
