@@ -58,3 +58,181 @@ pub fn event(audience: &str) -> CredentialsExchangeEvent {
         },
     }
 }
+
+/// A real hookd server on 127.0.0.1 with its own data directory.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The store the server uses (shared, live).
+    pub store: hookd::store::Store,
+    /// The tenant (issuer) it serves.
+    pub tenant: hookd::model::Tenant,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestServer {
+    /// Starts a server on a free port over `data_dir` with `http` limits.
+    pub async fn start_with(data_dir: &std::path::Path, http: hookd::http::HttpLimits) -> Self {
+        let mut config = hookd::app::ServeConfig::new(
+            data_dir.to_owned(),
+            "127.0.0.1:0".parse().expect("address"),
+        );
+        config.issuer = Some("https://hookd.test/".to_owned());
+        config.http = http;
+        let prepared = hookd::app::prepare(config).await.expect("server starts");
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = prepared.server;
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        TestServer {
+            base: format!("http://{}", prepared.addr),
+            store: prepared.store,
+            tenant: prepared.tenant,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    /// Starts a server with default HTTP limits.
+    pub async fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, hookd::http::HttpLimits::default()).await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.store.flush().expect("flush");
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body parsed as JSON (`Null` when it is not JSON).
+    pub json: serde_json::Value,
+    /// Raw body.
+    pub text: String,
+}
+
+/// A real HTTP/1.1 client over TCP to 127.0.0.1.
+pub async fn send(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) -> Reply {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(body.into()))
+        .expect("request");
+    let response = client.request(request).await.expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Reply {
+        status,
+        headers,
+        json: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        text,
+    }
+}
+
+/// POSTs a form body to `/oauth/token`, optionally with Basic credentials.
+pub async fn token_form(
+    server: &TestServer,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> Reply {
+    use base64_helper::encode_basic;
+    let body: String = form_body(form);
+    let authorization = basic.map(|(id, secret)| encode_basic(id, secret));
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    if let Some(value) = authorization.as_deref() {
+        headers.push(("authorization", value));
+    }
+    send(
+        http::Method::POST,
+        &format!("{}/oauth/token", server.base),
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// `application/x-www-form-urlencoded` encoding of `pairs`.
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    let escape = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+mod base64_helper {
+    /// `Basic base64(id:secret)`, written out here so the tests do not share the server's
+    /// encoder.
+    pub fn encode_basic(id: &str, secret: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let input = format!("{id}:{secret}").into_bytes();
+        let mut out = String::new();
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        format!("Basic {out}")
+    }
+}

@@ -289,6 +289,43 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a hook's record. If it is enabled, every other hook of its trigger is
+    /// disabled in the same transaction.
+    pub fn update_hook(&self, hook: &Hook) -> Result<(), StoreError> {
+        let existing = self.hooks()?;
+        if !existing.iter().any(|other| other.id == hook.id) {
+            return Err(StoreError::NotFound(format!("no hook {}", hook.id)));
+        }
+        if existing
+            .iter()
+            .any(|other| other.id != hook.id && other.name == hook.name)
+        {
+            return Err(StoreError::Conflict(format!(
+                "a hook named {} exists",
+                hook.name
+            )));
+        }
+        self.hooks
+            .transaction(|hooks| {
+                if hook.enabled {
+                    for other in existing
+                        .iter()
+                        .filter(|o| o.id != hook.id && o.trigger == hook.trigger && o.enabled)
+                    {
+                        let disabled = Hook {
+                            enabled: false,
+                            ..other.clone()
+                        };
+                        hooks.insert(other.id.as_bytes(), encode(&disabled))?;
+                    }
+                }
+                hooks.insert(hook.id.as_bytes(), encode(hook))?;
+                Ok(())
+            })
+            .map_err(|error: TransactionError<StoreError>| StoreError::from(error))?;
+        Ok(())
+    }
+
     /// Every signing key.
     pub fn signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
         Self::all(&self.keys, "keys")
