@@ -83,9 +83,31 @@ fn pair_key(client_id: &str, audience: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`. sled holds an exclusive file lock that
+    /// it releases shortly after the last handle closes, so a lock held by a just-closed
+    /// handle is waited out briefly; a lock that stays held means another process owns the
+    /// directory.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir.join("db")).open()?;
+        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new().path(dir.join("db")).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(sled::Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(StoreError::Storage(format!(
+                        "the data directory {} is in use by another hookd process",
+                        dir.display()
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
         Ok(Store {
             meta: db.open_tree("meta")?,
             clients: db.open_tree("clients")?,
