@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::hooklog::HookLogBook;
 use crate::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookRegistry};
 use crate::http::{AppState, HttpLimits, Server};
 use crate::manage::unix_now;
@@ -87,6 +88,8 @@ pub struct Prepared {
     pub store: Store,
     /// The tenant.
     pub tenant: Tenant,
+    /// Every hook's recent invocations.
+    pub hook_log: Arc<HookLogBook>,
 }
 
 /// Opens the store, settles tenant and keys, loads the enabled hook and binds.
@@ -156,17 +159,20 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
             .map_err(|error| failure(error.to_string()))?
             .map_err(|error| failure(error.to_string()))?;
         loaded.failure_policy = hook.failure_policy;
+        loaded.id = hook.id.clone();
         loaded.name = hook.name.clone();
         tracing::info!(hook = %hook.name, trigger = %point, source = ?loaded.source, "hook enabled");
         registry.enable(Arc::new(loaded));
     }
 
+    let hook_log = Arc::new(HookLogBook::new());
     let tokens = TokenService::new(
         store.clone(),
         hasher,
         key_ring,
         engine,
         registry,
+        hook_log.clone(),
         tenant.clone(),
     );
     let server = Server::bind(config.listen, AppState::new(tokens, config.http))
@@ -184,5 +190,6 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         addr,
         store,
         tenant,
+        hook_log,
     })
 }

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod hooklog;
 pub mod hooks;
 pub mod http;
 pub mod manage;

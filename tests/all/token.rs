@@ -1,70 +1,18 @@
 //! The token server as clients see it: a real server on 127.0.0.1, a real HTTP client, tokens
 //! verified with an independent JWT library against the published JWKS.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hookd::hooks::{ExtensibilityPoint, FailurePolicy, HookEngine};
+use hookd::hooks::FailurePolicy;
 use hookd::manage::{self, NewApi};
 use hookd::model::{HookScopePolicy, SigningAlg, TokenDialect};
-use hookd::secrets::SecretHasher;
 use hookd::store::Store;
-use hookd_tests::{HOSTILE, SEED, TestServer, send, token_form, wasm};
+use hookd_tests::{API, HOSTILE, SEED, Seeded, TestServer, seed, send, token_form};
 use http::Method;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
-
-const API: &str = "https://api.example.com/";
-
-struct Seeded {
-    client_id: String,
-    secret: String,
-}
-
-/// Seeds a data directory: one client granted `read:reports write:reports` on [`API`], and
-/// the hook `module` (if any) enabled. Done before start, as the server loads hooks then.
-fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
-    let store = Store::open(dir).expect("store");
-    let hasher = SecretHasher::new(
-        &store
-            .secret_hash_key(hookd::secrets::random_bytes::<32>())
-            .expect("key"),
-    );
-    let metadata = BTreeMap::from([("tier".to_owned(), "gold".to_owned())]);
-    let (client, secret) =
-        manage::create_client(&store, &hasher, "reporting", metadata).expect("client");
-    manage::create_api(
-        &store,
-        NewApi::new(API, "Reports", &["read:reports", "write:reports", "admin"]),
-    )
-    .expect("api");
-    manage::create_grant(
-        &store,
-        &client.client_id,
-        API,
-        &["read:reports", "write:reports"],
-    )
-    .expect("grant");
-    if let Some(path) = module {
-        let engine = HookEngine::new(Default::default()).expect("engine");
-        manage::create_hook(
-            &store,
-            &engine,
-            "under-test",
-            ExtensibilityPoint::CredentialsExchange,
-            &wasm(path),
-            true,
-        )
-        .expect("hook");
-    }
-    store.flush().expect("flush");
-    Seeded {
-        client_id: client.client_id,
-        secret,
-    }
-}
 
 /// An API named `identifier` with a grant of `read:reports` for `client_id`, on a live server.
 fn add_api(server: &TestServer, client_id: &str, new: NewApi) -> hookd::model::Api {
@@ -143,6 +91,14 @@ async fn the_seed_hook_adds_its_claim_and_scope_to_a_verified_token() {
 
     let token = reply.json["access_token"].as_str().expect("token");
     assert_eq!(header(token)["typ"], "JWT");
+    let request_id = reply.headers["x-request-id"].to_str().expect("ascii");
+    let logged = server
+        .hook_log
+        .recent(&server.store.hooks().expect("hooks")[0].id);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].request_id, request_id);
+    assert_eq!(logged[0].outcome, hookd::hooklog::LoggedOutcome::Allowed);
+    assert!(logged[0].fuel_used > 0);
     let claims = verify(&server, token, Algorithm::RS256, API).await;
     assert_eq!(claims["https://foo.com/claim"], "bar");
     assert_eq!(claims["scope"], "read:reports write:reports extra");
@@ -569,6 +525,25 @@ async fn a_fail_open_hook_that_fails_still_gets_a_token_without_its_changes() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["scope"], "read:reports");
+    // The failure is in the hook log under the response's request id.
+    let request_id = reply.headers["x-request-id"].to_str().expect("ascii");
+    let hook_id = server.store.hooks().expect("hooks").remove(0).id;
+    let entries = server.hook_log.recent(&hook_id);
+    let entry = entries
+        .iter()
+        .find(|e| e.request_id == request_id)
+        .expect("an entry for the request");
+    assert_eq!(entry.client_id, seeded.client_id);
+    assert!(matches!(
+        entry.outcome,
+        hookd::hooklog::LoggedOutcome::Failed { ref kind, token_issued: true, .. } if kind == "trap"
+    ));
+    assert!(
+        entry
+            .log
+            .output
+            .contains("hostile guest panicked on purpose")
+    );
     // A denial is not a failure: it is honoured even when failing open.
     let reply = token_form(
         &server,

@@ -59,6 +59,62 @@ pub fn event(audience: &str) -> CredentialsExchangeEvent {
     }
 }
 
+/// The API [`seed`] creates.
+pub const API: &str = "https://api.example.com/";
+
+/// The client [`seed`] creates.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    /// Its `client_id`.
+    pub client_id: String,
+    /// Its secret.
+    pub secret: String,
+}
+
+/// Seeds a data directory: one client granted `read:reports write:reports` on [`API`], and
+/// the hook `module` (a guest path), if any, enabled. Done before a server starts, as the
+/// server loads the enabled hook at startup.
+pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
+    use hookd::manage::{self, NewApi};
+    let store = hookd::store::Store::open(dir).expect("store");
+    let hasher = hookd::secrets::SecretHasher::new(
+        &store
+            .secret_hash_key(hookd::secrets::random_bytes::<32>())
+            .expect("key"),
+    );
+    let metadata = [("tier".to_owned(), "gold".to_owned())].into();
+    let (client, secret) =
+        manage::create_client(&store, &hasher, "reporting", metadata).expect("client");
+    manage::create_api(
+        &store,
+        NewApi::new(API, "Reports", &["read:reports", "write:reports", "admin"]),
+    )
+    .expect("api");
+    manage::create_grant(
+        &store,
+        &client.client_id,
+        API,
+        &["read:reports", "write:reports"],
+    )
+    .expect("grant");
+    if let Some(path) = module {
+        manage::create_hook(
+            &store,
+            &engine(),
+            "under-test",
+            ExtensibilityPoint::CredentialsExchange,
+            &wasm(path),
+            true,
+        )
+        .expect("hook");
+    }
+    store.flush().expect("flush");
+    Seeded {
+        client_id: client.client_id,
+        secret,
+    }
+}
+
 /// A real hookd server on 127.0.0.1 with its own data directory.
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`.
@@ -67,6 +123,8 @@ pub struct TestServer {
     pub store: hookd::store::Store,
     /// The tenant (issuer) it serves.
     pub tenant: hookd::model::Tenant,
+    /// Every hook's recent invocations.
+    pub hook_log: std::sync::Arc<hookd::hooklog::HookLogBook>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -89,8 +147,10 @@ impl TestServer {
         config.issuer = Some("https://hookd.test/".to_owned());
         config.http = http;
         let prepared = hookd::app::prepare(config).await.expect("server starts");
+        let addr = prepared.addr;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = prepared.server;
+        let (store, tenant, hook_log) = (prepared.store, prepared.tenant, prepared.hook_log);
         let task = tokio::spawn(async move {
             server
                 .run(async {
@@ -99,9 +159,10 @@ impl TestServer {
                 .await;
         });
         TestServer {
-            base: format!("http://{}", prepared.addr),
-            store: prepared.store,
-            tenant: prepared.tenant,
+            base: format!("http://{addr}"),
+            store,
+            tenant,
+            hook_log,
             shutdown: Some(shutdown),
             task,
         }

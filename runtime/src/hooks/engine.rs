@@ -107,7 +107,9 @@ pub struct LoadedHook {
     pub source: LoadSource,
     /// What callers do when it fails; the engine itself only reports the failure.
     pub failure_policy: FailurePolicy,
-    /// A name for logs, e.g. the hook's name; empty unless the caller sets it.
+    /// The stored hook's id, for its log; empty unless the caller sets it.
+    pub id: String,
+    /// The stored hook's name, for server logs; empty unless the caller sets it.
     pub name: String,
     pub(crate) prepared: Prepared,
 }
@@ -121,6 +123,7 @@ impl std::fmt::Debug for LoadedHook {
             .field("limits", &self.limits)
             .field("source", &self.source)
             .field("failure_policy", &self.failure_policy)
+            .field("id", &self.id)
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -264,6 +267,7 @@ impl HookEngine {
             limits,
             source,
             failure_policy: FailurePolicy::default(),
+            id: String::new(),
             name: String::new(),
             prepared,
         })

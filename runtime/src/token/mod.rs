@@ -11,10 +11,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use crate::hooklog::{HookLogBook, HookLogEntry, LoggedOutcome};
 use crate::hooks::FailurePolicy;
 use crate::hooks::{
     ClientInfo, CredentialsExchangeEvent, Denial, ExtensibilityPoint, HookContext, HookEngine,
-    HookRegistry, RequestInfo, ResourceServerInfo,
+    HookError, HookRegistry, RequestInfo, ResourceServerInfo,
 };
 use crate::model::{Api, HookScopePolicy, Tenant, TokenDialect};
 use crate::secrets::{SecretHasher, random_bytes};
@@ -122,6 +123,7 @@ pub struct TokenService {
     keys: ArcSwap<KeyRing>,
     engine: HookEngine,
     registry: Arc<HookRegistry>,
+    hook_log: Arc<HookLogBook>,
     tenant: Tenant,
 }
 
@@ -141,6 +143,7 @@ impl TokenService {
         keys: KeyRing,
         engine: HookEngine,
         registry: Arc<HookRegistry>,
+        hook_log: Arc<HookLogBook>,
         tenant: Tenant,
     ) -> Self {
         TokenService {
@@ -149,6 +152,7 @@ impl TokenService {
             keys: ArcSwap::from_pointee(keys),
             engine,
             registry,
+            hook_log,
             tenant,
         }
     }
@@ -270,7 +274,28 @@ impl TokenService {
                 },
             };
             let invocation = self.engine.invoke_credentials_exchange(&hook, &event).await;
-            let elapsed_us = invocation.elapsed.as_micros() as u64;
+            let fail_open = hook.failure_policy == FailurePolicy::FailOpen;
+            let outcome = match &invocation.result {
+                Ok(_) => LoggedOutcome::Allowed,
+                Err(HookError::Denied(denial)) => LoggedOutcome::Denied {
+                    code: denial.code.as_str().to_owned(),
+                    description: denial.description.clone(),
+                },
+                Err(error) => LoggedOutcome::Failed {
+                    kind: error.kind().to_owned(),
+                    message: error.to_string(),
+                    token_issued: fail_open,
+                },
+            };
+            self.hook_log.record(HookLogEntry::new(
+                &hook.id,
+                now,
+                &request.request_id,
+                &client.client_id,
+                &api.identifier,
+                outcome,
+                &invocation,
+            ));
             match invocation.result {
                 Ok(changes) => {
                     if let Some(replacement) = changes.scope {
@@ -284,8 +309,13 @@ impl TokenService {
                     }
                     custom_claims = changes.claims;
                 }
-                Err(crate::hooks::HookError::Denied(denial)) => {
-                    tracing::info!(request_id = %request.request_id, hook = %hook.name, code = %denial.code, "hook denied the token");
+                Err(HookError::Denied(denial)) => {
+                    tracing::info!(
+                        request_id = %request.request_id,
+                        hook = %hook.name,
+                        code = %denial.code,
+                        "hook denied the token"
+                    );
                     return Err(TokenError::HookDenied(denial));
                 }
                 Err(error) => {
@@ -294,10 +324,10 @@ impl TokenService {
                         hook = %hook.name,
                         kind = error.kind(),
                         %error,
-                        elapsed_us,
+                        fail_open,
                         "hook failed"
                     );
-                    if hook.failure_policy == FailurePolicy::FailClosed {
+                    if !fail_open {
                         return Err(TokenError::HookFailed);
                     }
                 }

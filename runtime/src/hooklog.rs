@@ -1,0 +1,176 @@
+//! The recent invocations of each hook: a bounded in-memory ring per hook, plus a broadcast
+//! channel for followers. Entries hold what hookd knows of the call (request id, client,
+//! outcome, time, fuel) and what the hook logged; never the hook's secrets.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::hooks::{HookLog, Invocation};
+
+/// How many invocations are kept per hook.
+pub const ENTRIES_PER_HOOK: usize = 200;
+
+/// How an invocation ended, as the token endpoint acted on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum LoggedOutcome {
+    /// The hook's changes were applied.
+    Allowed,
+    /// The hook denied; the client got this error.
+    Denied {
+        /// The OAuth error code.
+        code: String,
+        /// The description the client got.
+        description: String,
+    },
+    /// The hook failed; `token_issued` says whether fail-open issued the token anyway.
+    Failed {
+        /// `out_of_fuel`, `timeout`, `trap`, ...
+        kind: String,
+        /// What went wrong (for operators; never sent to the client).
+        message: String,
+        /// Whether the token was issued without the hook's changes (fail-open).
+        token_issued: bool,
+    },
+}
+
+/// One invocation of a hook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookLogEntry {
+    /// The hook's id.
+    pub hook_id: String,
+    /// When it ran, seconds since the Unix epoch.
+    pub time: u64,
+    /// The token request's id (also in the `x-request-id` response header and server logs).
+    pub request_id: String,
+    /// The client that asked for the token.
+    pub client_id: String,
+    /// The API the token was for.
+    pub audience: String,
+    /// How it ended.
+    pub outcome: LoggedOutcome,
+    /// Wall-clock time of the call, in microseconds.
+    pub duration_us: u64,
+    /// Fuel burned.
+    pub fuel_used: u64,
+    /// The hook's stdout and stderr, and hookd's notices about the call.
+    pub log: HookLog,
+}
+
+impl HookLogEntry {
+    /// An entry for an invocation whose outcome the caller already decided.
+    pub fn new(
+        hook_id: &str,
+        time: u64,
+        request_id: &str,
+        client_id: &str,
+        audience: &str,
+        outcome: LoggedOutcome,
+        invocation: &Invocation,
+    ) -> Self {
+        HookLogEntry {
+            hook_id: hook_id.to_owned(),
+            time,
+            request_id: request_id.to_owned(),
+            client_id: client_id.to_owned(),
+            audience: audience.to_owned(),
+            outcome,
+            duration_us: invocation.elapsed.as_micros() as u64,
+            fuel_used: invocation.fuel_used,
+            log: invocation.log.clone(),
+        }
+    }
+}
+
+/// Every hook's recent invocations.
+#[derive(Debug)]
+pub struct HookLogBook {
+    rings: Mutex<HashMap<String, VecDeque<HookLogEntry>>>,
+    followers: broadcast::Sender<HookLogEntry>,
+}
+
+impl Default for HookLogBook {
+    fn default() -> Self {
+        HookLogBook {
+            rings: Mutex::new(HashMap::new()),
+            followers: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl HookLogBook {
+    /// An empty log book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an invocation, dropping the hook's oldest entry beyond the bound.
+    pub fn record(&self, entry: HookLogEntry) {
+        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = rings.entry(entry.hook_id.clone()).or_default();
+        if ring.len() == ENTRIES_PER_HOOK {
+            ring.pop_front();
+        }
+        ring.push_back(entry.clone());
+        drop(rings);
+        // No followers is fine.
+        let _ = self.followers.send(entry);
+    }
+
+    /// A hook's recent invocations, oldest first.
+    pub fn recent(&self, hook_id: &str) -> Vec<HookLogEntry> {
+        let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        rings
+            .get(hook_id)
+            .map(|ring| ring.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every invocation recorded from now on (followers filter by hook id).
+    pub fn follow(&self) -> broadcast::Receiver<HookLogEntry> {
+        self.followers.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::{HookError, Invocation};
+
+    fn entry(hook: &str, n: u64) -> HookLogEntry {
+        let invocation = Invocation {
+            result: Err(HookError::Host("x".into())),
+            log: HookLog::default(),
+            fuel_used: n,
+            elapsed: std::time::Duration::ZERO,
+        };
+        HookLogEntry::new(
+            hook,
+            n,
+            "req",
+            "client",
+            "aud",
+            LoggedOutcome::Allowed,
+            &invocation,
+        )
+    }
+
+    #[test]
+    fn rings_are_bounded_per_hook_and_followers_see_new_entries() {
+        let book = HookLogBook::new();
+        let mut follower = book.follow();
+        for n in 0..(ENTRIES_PER_HOOK as u64 + 5) {
+            book.record(entry("a", n));
+        }
+        book.record(entry("b", 0));
+        let recent = book.recent("a");
+        assert_eq!(recent.len(), ENTRIES_PER_HOOK);
+        assert_eq!(recent[0].fuel_used, 5);
+        assert_eq!(book.recent("b").len(), 1);
+        assert!(book.recent("c").is_empty());
+        assert_eq!(follower.try_recv().map(|e| e.fuel_used), Ok(0));
+    }
+}
