@@ -26,6 +26,7 @@ lint:
 bench:
     cargo xtask setup
     cargo bench -p hookd-tests --bench hooks
+    cargo bench -p hookd-tests --bench token_load
 
 # What CI runs
 ci: lint test
