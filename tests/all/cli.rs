@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use hookd_tests::{HOSTILE, SEED};
 
@@ -115,16 +116,22 @@ async fn the_demo_prints_a_curl_command_that_gets_a_token() {
         .expect("start hookd demo");
     let mut child = KillOnDrop(child);
     let stdout = child.0.stdout.take().expect("stdout");
-    let curl_line = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
+    // Read the banner, then keep draining stdout for as long as the demo runs.
+    let (found, curl) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .take(10)
-            .find(|line| line.trim_start().starts_with("curl "))
-    })
-    .await
-    .expect("reader")
-    .expect("the demo prints a curl line");
+        {
+            if line.trim_start().starts_with("curl ") {
+                let _ = found.send(line);
+            }
+        }
+    });
+    let curl_line = tokio::task::spawn_blocking(move || curl.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("reader")
+        .expect("the demo prints a curl line");
 
     // Take the URL, the -u credentials and the -d fields from the printed command.
     let words: Vec<&str> = curl_line.split_whitespace().collect();

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use hookd::app::{self, ServeConfig};
 use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine};
@@ -60,27 +62,6 @@ fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
     })
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(contents.as_bytes())?;
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::write(path, contents)?;
-        Ok(())
-    }
-}
-
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("could not create {}", args.data_dir.display()))?;
@@ -96,7 +77,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let hook = std::fs::read(&args.hook)
                 .with_context(|| format!("could not read {}", args.hook.display()))?;
             let credentials = seed(&args.data_dir, &hook)?;
-            write_private(
+            app::write_private(
                 &credentials_path,
                 &serde_json::to_string_pretty(&credentials)?,
             )?;
@@ -110,16 +91,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         config.issuer = args.server.issuer;
         let prepared = app::prepare(config).await?;
         let base = format!("http://{}", prepared.addr);
-        println!(
-            "hookd demo: token server on {base}/ with hook \"seed\" enabled (data in {})",
-            args.data_dir.display()
+        // The server must outlive its stdout (`hookd demo | head -3`): write errors are ignored.
+        let banner = format!(
+            "hookd demo: token server on {base}/ with hook \"seed\" enabled (data in {})\n\
+             Get a token:\n  \
+             curl -s {base}/oauth/token -u '{}:{}' -d grant_type=client_credentials -d audience={}\n\
+             Verify it with the keys at {base}/.well-known/jwks.json. Ctrl-C stops the server.\n",
+            args.data_dir.display(),
+            credentials.client_id,
+            credentials.client_secret,
+            credentials.audience
         );
-        println!("Get a token:");
-        println!(
-            "  curl -s {base}/oauth/token -u '{}:{}' -d grant_type=client_credentials -d audience={}",
-            credentials.client_id, credentials.client_secret, credentials.audience
-        );
-        println!("Verify it with the keys at {base}/.well-known/jwks.json. Ctrl-C stops the server.");
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
+        drop(stdout);
         prepared.server.run(shutdown_signal()).await;
         prepared.store.flush()?;
         Ok(ExitCode::SUCCESS)
