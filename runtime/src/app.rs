@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::hooklog::HookLogBook;
 use crate::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookRegistry};
 use crate::http::{AppState, HttpLimits, Server};
-use crate::manage::unix_now;
+use crate::manage::{self, HookManager, MANAGEMENT_SCOPES, NewApi, unix_now};
 use crate::model::{KeyState, Tenant};
 use crate::secrets::{SecretHasher, random_bytes};
 use crate::store::Store;
@@ -31,6 +31,9 @@ pub struct ServeConfig {
     pub hook_concurrency: u32,
     /// HTTP limits.
     pub http: HttpLimits,
+    /// Credentials for the bootstrap admin application, instead of generated ones
+    /// (`HOOKD_ADMIN_CLIENT_ID` / `HOOKD_ADMIN_CLIENT_SECRET`).
+    pub admin_credentials: Option<(String, String)>,
 }
 
 impl ServeConfig {
@@ -43,6 +46,7 @@ impl ServeConfig {
             tenant_name: "hookd".to_owned(),
             hook_concurrency: 16,
             http: HttpLimits::default(),
+            admin_credentials: None,
         }
     }
 }
@@ -67,6 +71,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The Management API or its admin application could not be created.
+    #[error("could not bootstrap the Management API: {0}")]
+    Bootstrap(String),
     /// The listener could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -115,6 +122,8 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         },
     };
     store.put_tenant(&tenant)?;
+
+    bootstrap_admin(&store, &hasher, &tenant, &config)?;
 
     let mut signing_keys = store.signing_keys()?;
     let missing = KeyRing::missing(&signing_keys);
@@ -170,17 +179,21 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         store.clone(),
         hasher,
         key_ring,
-        engine,
-        registry,
+        engine.clone(),
+        registry.clone(),
         hook_log.clone(),
         tenant.clone(),
     );
-    let server = Server::bind(config.listen, AppState::new(tokens, config.http))
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let hooks = HookManager::new(store.clone(), engine, registry);
+    let server = Server::bind(
+        config.listen,
+        AppState::new(tokens, hooks, hook_log.clone(), config.http),
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let addr = server.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -192,4 +205,84 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         tenant,
         hook_log,
     })
+}
+
+/// What `DIR/admin.json` holds: how the CLI (or a script) gets a Management API token.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct AdminCredentials {
+    /// The admin application's `client_id`.
+    pub client_id: String,
+    /// Its secret; absent when the operator supplied it through the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The Management API audience.
+    pub audience: String,
+    /// Where to get tokens.
+    pub token_endpoint: String,
+}
+
+/// On first start (no Management API yet): creates the Management API, an admin application
+/// granted every management scope, and writes its credentials to `DIR/admin.json` (0600).
+fn bootstrap_admin(
+    store: &Store,
+    hasher: &SecretHasher,
+    tenant: &Tenant,
+    config: &ServeConfig,
+) -> Result<(), StartError> {
+    let audience = crate::http::management_audience(&tenant.issuer);
+    if store.api_by_identifier(&audience)?.is_some() {
+        return Ok(());
+    }
+    let bootstrap_error = |error: manage::ManageError| StartError::Bootstrap(error.to_string());
+    manage::create_api(
+        store,
+        NewApi::new(&audience, "hookd Management API", MANAGEMENT_SCOPES),
+    )
+    .map_err(bootstrap_error)?;
+    let (client_id, secret, generated) = match &config.admin_credentials {
+        Some((id, secret)) => (id.clone(), secret.clone(), false),
+        None => (
+            crate::secrets::random_alphanumeric(32),
+            crate::secrets::new_client_secret(),
+            true,
+        ),
+    };
+    manage::create_client_with(
+        store,
+        hasher,
+        "hookd admin",
+        Default::default(),
+        &client_id,
+        &secret,
+    )
+    .map_err(bootstrap_error)?;
+    manage::create_grant(store, &client_id, &audience, MANAGEMENT_SCOPES)
+        .map_err(bootstrap_error)?;
+    let credentials = AdminCredentials {
+        client_id,
+        client_secret: generated.then_some(secret),
+        audience,
+        token_endpoint: format!("{}oauth/token", tenant.issuer),
+    };
+    let path = config.data_dir.join("admin.json");
+    let text = serde_json::to_string_pretty(&credentials)
+        .map_err(|error| StartError::Bootstrap(error.to_string()))?;
+    write_private(&path, &text).map_err(|error| {
+        StartError::Bootstrap(format!("could not write {}: {error}", path.display()))
+    })?;
+    tracing::info!(path = %path.display(), "created the Management API and its admin application");
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
 }

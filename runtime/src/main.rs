@@ -6,15 +6,25 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Logs go to stderr: human-readable by default, one JSON object per line with
+/// `HOOKD_LOG_FORMAT=json`. `HOOKD_LOG` sets the filter (default `info` for the server,
+/// `warn` for one-shot commands), e.g. `HOOKD_LOG=hookd=debug`.
+fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(if args.is_server() { "info" } else { "warn" });
     match cli::run(args) {
         Ok(code) => code,
         Err(error) => {

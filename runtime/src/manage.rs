@@ -30,6 +30,29 @@ pub enum ManageError {
     Store(#[from] StoreError),
 }
 
+/// Every scope of the Management API; the bootstrap admin application is granted them all.
+pub const MANAGEMENT_SCOPES: &[&str] = &[
+    "read:clients",
+    "create:clients",
+    "update:clients",
+    "delete:clients",
+    "read:resource_servers",
+    "create:resource_servers",
+    "update:resource_servers",
+    "delete:resource_servers",
+    "read:client_grants",
+    "create:client_grants",
+    "update:client_grants",
+    "delete:client_grants",
+    "read:hooks",
+    "create:hooks",
+    "update:hooks",
+    "delete:hooks",
+    "read:logs",
+    "read:signing_keys",
+    "update:signing_keys",
+];
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -45,20 +68,46 @@ pub fn create_client(
     name: &str,
     metadata: BTreeMap<String, String>,
 ) -> Result<(Client, String), ManageError> {
-    if name.trim().is_empty() {
-        return Err(ManageError::Invalid("name must not be empty".to_owned()));
-    }
     let secret = new_client_secret();
+    let client = create_client_with(
+        store,
+        hasher,
+        name,
+        metadata,
+        &random_alphanumeric(32),
+        &secret,
+    )?;
+    Ok((client, secret))
+}
+
+/// A new application with credentials chosen by the operator (the bootstrap admin from
+/// `HOOKD_ADMIN_CLIENT_ID` / `HOOKD_ADMIN_CLIENT_SECRET`).
+pub fn create_client_with(
+    store: &Store,
+    hasher: &SecretHasher,
+    name: &str,
+    metadata: BTreeMap<String, String>,
+    client_id: &str,
+    secret: &str,
+) -> Result<Client, ManageError> {
+    if name.trim().is_empty() {
+        return Err(ManageError::Invalid("name: must not be empty".to_owned()));
+    }
+    if client_id.is_empty() || secret.len() < 16 {
+        return Err(ManageError::Invalid(
+            "client_secret: must be at least 16 characters".to_owned(),
+        ));
+    }
     let client = Client {
-        client_id: random_alphanumeric(32),
+        client_id: client_id.to_owned(),
         name: name.to_owned(),
         app_type: "non_interactive".to_owned(),
         metadata,
         grant_types: vec![crate::token::CLIENT_CREDENTIALS.to_owned()],
-        secret_hash: hasher.hash(&secret),
+        secret_hash: hasher.hash(secret),
     };
     store.insert_client(&client)?;
-    Ok((client, secret))
+    Ok(client)
 }
 
 /// What an API is created with.
@@ -226,5 +275,257 @@ mod tests {
         for bad in ["", " seed", "seed-", "seed_hook", "séed"] {
             assert!(!valid_hook_name(bad), "{bad}");
         }
+    }
+}
+
+/// The Management API's operations on hooks. Every change is written to the store first
+/// (one transaction) and then applied to the live registry: enabling, uploading to an enabled
+/// hook, or rolling it back swaps the running hook atomically (requests in flight finish on
+/// the old one). Changes are serialised so the store and the registry never disagree.
+#[derive(Debug)]
+pub struct HookManager {
+    store: Store,
+    engine: HookEngine,
+    registry: std::sync::Arc<crate::hooks::HookRegistry>,
+    changes: tokio::sync::Mutex<()>,
+}
+
+/// What a hook may be created with (besides its module, uploaded separately).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewHook {
+    /// Unique name (Auth0's pattern).
+    pub name: String,
+    /// The extensibility point, e.g. `credentials-exchange`.
+    #[serde(rename = "triggerId")]
+    pub trigger_id: String,
+    /// Ask for it to be enabled (the first hook of a trigger always is).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Auth0's npm `dependencies` map; accepted for compatibility, unused by Wasm hooks.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+    /// Per-hook limits; omitted fields keep their defaults.
+    #[serde(default)]
+    pub limits: Option<HookLimits>,
+    /// What happens when it fails.
+    #[serde(default)]
+    pub failure_policy: Option<FailurePolicy>,
+}
+
+/// A change to a hook. `triggerId` cannot be changed (Auth0 rejects it the same way).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// Enable (pinning the active version) or disable.
+    pub enabled: Option<bool>,
+    /// Accepted for compatibility, unused.
+    pub dependencies: Option<BTreeMap<String, String>>,
+    /// New limits (whole object; omitted fields take their defaults).
+    pub limits: Option<HookLimits>,
+    /// New failure policy.
+    pub failure_policy: Option<FailurePolicy>,
+}
+
+impl HookManager {
+    /// A manager over the server's store, engine and registry.
+    pub fn new(
+        store: Store,
+        engine: HookEngine,
+        registry: std::sync::Arc<crate::hooks::HookRegistry>,
+    ) -> Self {
+        HookManager {
+            store,
+            engine,
+            registry,
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Every hook, optionally only those of one trigger or enabled state.
+    pub fn list(
+        &self,
+        trigger: Option<&str>,
+        enabled: Option<bool>,
+    ) -> Result<Vec<Hook>, ManageError> {
+        Ok(self
+            .store
+            .hooks()?
+            .into_iter()
+            .filter(|hook| trigger.is_none_or(|t| hook.trigger.trigger_id() == t))
+            .filter(|hook| enabled.is_none_or(|e| hook.enabled == e))
+            .collect())
+    }
+
+    /// One hook.
+    pub fn get(&self, id: &str) -> Result<Hook, ManageError> {
+        self.store
+            .hook(id)?
+            .ok_or_else(|| ManageError::Store(StoreError::NotFound(format!("no hook {id}"))))
+    }
+
+    /// Makes the registry match `hook`: loads and enables its active version when it is
+    /// enabled, removes it when it is the running one and no longer enabled.
+    async fn apply(&self, hook: &Hook) -> Result<(), ManageError> {
+        let running = self.registry.enabled(hook.trigger);
+        let is_running = running.as_ref().is_some_and(|loaded| loaded.id == hook.id);
+        let Some(sha) = hook.active_version.clone().filter(|_| hook.enabled) else {
+            if is_running {
+                self.registry.disable(hook.trigger);
+            }
+            return Ok(());
+        };
+        // Same code and limits: no need to load again, only the settings change.
+        if let Some(loaded) = running
+            .as_ref()
+            .filter(|loaded| is_running && loaded.sha256 == sha && loaded.limits == hook.limits)
+        {
+            let mut same = (**loaded).clone();
+            same.failure_policy = hook.failure_policy;
+            same.name = hook.name.clone();
+            self.registry.enable(std::sync::Arc::new(same));
+            return Ok(());
+        }
+        let module = self
+            .store
+            .module(&sha)?
+            .ok_or_else(|| ManageError::Invalid(format!("module {sha} is missing")))?;
+        let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
+        let mut loaded = tokio::task::spawn_blocking(move || engine.load(trigger, &module, limits))
+            .await
+            .map_err(|error| ManageError::Invalid(error.to_string()))??;
+        loaded.id = hook.id.clone();
+        loaded.name = hook.name.clone();
+        loaded.failure_policy = hook.failure_policy;
+        self.registry.enable(std::sync::Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Creates a hook with no module yet. The first hook of a trigger is enabled (it runs as
+    /// soon as a module is uploaded); later ones start disabled unless `enabled` asks.
+    pub async fn create(&self, new: NewHook) -> Result<Hook, ManageError> {
+        let _serialised = self.changes.lock().await;
+        if !valid_hook_name(&new.name) {
+            return Err(ManageError::Invalid(format!(
+                "name: {:?} must be letters, digits, spaces and dashes, starting and ending \
+                 with a letter or digit",
+                new.name
+            )));
+        }
+        let trigger = ExtensibilityPoint::from_trigger_id(&new.trigger_id).ok_or_else(|| {
+            ManageError::Invalid(format!("triggerId: unknown trigger {:?}", new.trigger_id))
+        })?;
+        let limits = new.limits.unwrap_or_default();
+        limits
+            .validate()
+            .map_err(|error| ManageError::Invalid(format!("limits: {error}")))?;
+        let first_for_trigger = self
+            .store
+            .hooks()?
+            .iter()
+            .all(|hook| hook.trigger != trigger);
+        let hook = Hook {
+            id: random_alphanumeric(20),
+            name: new.name,
+            trigger,
+            enabled: new.enabled || first_for_trigger,
+            versions: Vec::new(),
+            active_version: None,
+            limits,
+            failure_policy: new.failure_policy.unwrap_or_default(),
+        };
+        self.store.insert_hook(&hook, &[])?;
+        Ok(hook)
+    }
+
+    /// Uploads a module as the hook's newest version and makes it the active one (live at
+    /// once when the hook is enabled). A module that fails validation stores nothing.
+    pub async fn upload(
+        &self,
+        id: &str,
+        module: Vec<u8>,
+    ) -> Result<(Hook, HookVersion), ManageError> {
+        let _serialised = self.changes.lock().await;
+        let mut hook = self.get(id)?;
+        let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
+        let (module, checked) = tokio::task::spawn_blocking(move || {
+            let checked = engine.load(trigger, &module, limits);
+            (module, checked)
+        })
+        .await
+        .map_err(|error| ManageError::Invalid(error.to_string()))?;
+        checked?;
+        let sha256 = hex::encode(Sha256::digest(&module));
+        let version = HookVersion {
+            sha256: sha256.clone(),
+            size: module.len() as u64,
+            uploaded_at: unix_now(),
+        };
+        hook.versions.retain(|existing| existing.sha256 != sha256);
+        hook.versions.push(version.clone());
+        hook.active_version = Some(sha256);
+        self.store.add_hook_version(&hook, &module)?;
+        self.apply(&hook).await?;
+        Ok((hook, version))
+    }
+
+    /// Applies a patch. Enabling disables the trigger's other hooks in the same transaction.
+    pub async fn update(&self, id: &str, patch: HookPatch) -> Result<Hook, ManageError> {
+        let _serialised = self.changes.lock().await;
+        let mut hook = self.get(id)?;
+        if let Some(name) = patch.name {
+            if !valid_hook_name(&name) {
+                return Err(ManageError::Invalid(format!(
+                    "name: {name:?} is not a valid hook name"
+                )));
+            }
+            hook.name = name;
+        }
+        if let Some(limits) = patch.limits {
+            limits
+                .validate()
+                .map_err(|error| ManageError::Invalid(format!("limits: {error}")))?;
+            hook.limits = limits;
+        }
+        if let Some(policy) = patch.failure_policy {
+            hook.failure_policy = policy;
+        }
+        if let Some(enabled) = patch.enabled {
+            hook.enabled = enabled;
+        }
+        self.store.update_hook(&hook)?;
+        self.apply(&hook).await?;
+        Ok(hook)
+    }
+
+    /// Makes an earlier version the active one (live at once when the hook is enabled).
+    pub async fn rollback(&self, id: &str, sha256: &str) -> Result<Hook, ManageError> {
+        let _serialised = self.changes.lock().await;
+        let mut hook = self.get(id)?;
+        if !hook.versions.iter().any(|version| version.sha256 == sha256) {
+            return Err(ManageError::Invalid(format!(
+                "version: {sha256} is not a version of this hook"
+            )));
+        }
+        hook.active_version = Some(sha256.to_owned());
+        self.store.update_hook(&hook)?;
+        self.apply(&hook).await?;
+        Ok(hook)
+    }
+
+    /// Deletes a hook (stopping it if it runs).
+    pub async fn delete(&self, id: &str) -> Result<(), ManageError> {
+        let _serialised = self.changes.lock().await;
+        let hook = self.store.delete_hook(id)?;
+        if self
+            .registry
+            .enabled(hook.trigger)
+            .is_some_and(|loaded| loaded.id == hook.id)
+        {
+            self.registry.disable(hook.trigger);
+        }
+        Ok(())
     }
 }

@@ -9,4 +9,5 @@
 
 mod cli;
 mod hooks;
+mod management;
 mod token;

@@ -121,6 +121,13 @@ pub struct HooksTestArgs {
     pub no_cache: bool,
 }
 
+impl Cli {
+    /// Whether the command runs a long-lived server (which logs at `info` by default).
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Serve(_) | Command::Demo(_))
+    }
+}
+
 /// Runs the parsed command, returning the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

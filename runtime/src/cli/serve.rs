@@ -37,11 +37,29 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// `HOOKD_ADMIN_CLIENT_ID` and `HOOKD_ADMIN_CLIENT_SECRET`, both or neither.
+fn admin_credentials_from_env() -> anyhow::Result<Option<(String, String)>> {
+    let id = std::env::var("HOOKD_ADMIN_CLIENT_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let secret = std::env::var("HOOKD_ADMIN_CLIENT_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!(
+            "set both HOOKD_ADMIN_CLIENT_ID and HOOKD_ADMIN_CLIENT_SECRET, or neither"
+        ),
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     runtime.block_on(async {
         let mut config = ServeConfig::new(args.data_dir, args.server.listen);
         config.issuer = args.server.issuer;
+        config.admin_credentials = admin_credentials_from_env()?;
         let prepared = app::prepare(config).await?;
         tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
         eprintln!(

@@ -101,3 +101,54 @@ pub fn saturated() -> Response<Body> {
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
+
+/// A Management API error in Auth0's shape:
+/// `{"statusCode", "error", "message", "errorCode"}`.
+pub fn management_error(
+    status: StatusCode,
+    message: &str,
+    error_code: Option<&str>,
+) -> Response<Body> {
+    let mut body = json!({
+        "statusCode": status.as_u16(),
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+    });
+    if let (Some(code), Some(object)) = (error_code, body.as_object_mut()) {
+        object.insert("errorCode".into(), code.into());
+    }
+    let mut response = json_response(status, &body);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"hookd\", error=\"invalid_token\""),
+        );
+    }
+    response
+}
+
+/// Renders a failed management operation: 400 naming the field, 404, 409, or 500.
+pub fn manage_error(error: &crate::manage::ManageError) -> Response<Body> {
+    use crate::manage::ManageError;
+    use crate::store::StoreError;
+    match error {
+        ManageError::Invalid(message) => {
+            management_error(StatusCode::BAD_REQUEST, message, Some("invalid_body"))
+        }
+        ManageError::Module(rejected) => management_error(
+            StatusCode::BAD_REQUEST,
+            &format!("module: {rejected}"),
+            Some("invalid_module"),
+        ),
+        ManageError::Store(StoreError::NotFound(message)) => {
+            management_error(StatusCode::NOT_FOUND, message, Some("inexistent_hook"))
+        }
+        ManageError::Store(StoreError::Conflict(message)) => {
+            management_error(StatusCode::CONFLICT, message, Some("hook_conflict"))
+        }
+        ManageError::Store(other) => {
+            tracing::error!(error = %other, "store error in the Management API");
+            management_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None)
+        }
+    }
+}

@@ -2,7 +2,12 @@
 //! bounded in-flight requests (503 with `Retry-After` beyond, never an unbounded queue),
 //! request ids, and graceful shutdown. Only this module knows hyper.
 
+// Handlers return `Result<Response, Response>`: the error is the reply to send, built once per
+// failed request, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 pub mod error;
+mod management;
 pub mod routes;
 
 use std::convert::Infallible;
@@ -20,6 +25,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+pub use management::audience as management_audience;
 pub use routes::AppState;
 
 /// Request limits of the HTTP front end.
@@ -42,7 +48,7 @@ impl Default for HttpLimits {
         HttpLimits {
             max_body_bytes: 64 << 10,
             header_timeout: Duration::from_secs(10),
-            body_timeout: routes::default_body_timeout(),
+            body_timeout: Duration::from_secs(10),
             max_in_flight: 512,
             shutdown_grace: Duration::from_secs(10),
         }

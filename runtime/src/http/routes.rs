@@ -2,7 +2,7 @@
 //! a form or JSON body and the Authorization header, discovery documents and the JWKS.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::HttpLimits;
 use super::error::{Body, json_response, oauth_error, token_error};
+use crate::hooklog::HookLogBook;
 use crate::hooks::RequestInfo;
+use crate::manage::HookManager;
 use crate::token::{ClientAuth, TokenRequest, TokenService};
 
 /// What every request handler shares.
@@ -22,6 +24,10 @@ use crate::token::{ClientAuth, TokenRequest, TokenService};
 pub struct AppState {
     /// Issues tokens.
     pub tokens: TokenService,
+    /// The Management API's hook operations.
+    pub hooks: HookManager,
+    /// Every hook's recent invocations.
+    pub hook_log: std::sync::Arc<HookLogBook>,
     /// The authorization server metadata (RFC 8414), built once.
     pub metadata: Value,
     /// Body size and timing limits.
@@ -30,7 +36,12 @@ pub struct AppState {
 
 impl AppState {
     /// State over a token service; discovery metadata derives from the tenant's issuer.
-    pub fn new(tokens: TokenService, limits: HttpLimits) -> Self {
+    pub fn new(
+        tokens: TokenService,
+        hooks: HookManager,
+        hook_log: std::sync::Arc<HookLogBook>,
+        limits: HttpLimits,
+    ) -> Self {
         let issuer = tokens.tenant().issuer.clone();
         let metadata = json!({
             "issuer": issuer,
@@ -46,13 +57,15 @@ impl AppState {
         });
         AppState {
             tokens,
+            hooks,
+            hook_log,
             metadata,
             limits,
         }
     }
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
@@ -84,6 +97,9 @@ where
 {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    if path.starts_with("/api/v2/") {
+        return super::management::handle(state, &path, request).await;
+    }
     match (path.as_str(), method) {
         ("/oauth/token", Method::POST) => token(state, peer, request_id, request).await,
         ("/oauth/token", _) => method_not_allowed("POST"),
@@ -189,6 +205,37 @@ fn basic_credentials(request: &Request<impl Sized>) -> Result<Option<(String, St
     Ok(Some((unescape(id), unescape(secret))))
 }
 
+/// Reads a whole request body of at most `max` bytes within the body timeout; the error is
+/// the response to send (413, 408 or 400).
+pub(super) async fn read_body<B>(
+    body: B,
+    max: usize,
+    limits: &super::HttpLimits,
+) -> Result<Bytes, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(limits.body_timeout, Limited::new(body, max).collect()).await {
+        Err(_) => Err(oauth_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            "The request body was not received in time",
+        )),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(oauth_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            &format!("The request body is larger than {max} bytes"),
+        )),
+        Ok(Err(_)) => Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request body could not be read",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
 async fn token<B>(
     state: &AppState,
     peer: SocketAddr,
@@ -227,34 +274,15 @@ where
         user_agent: header(USER_AGENT),
     };
 
-    let body = Limited::new(request.into_body(), state.limits.max_body_bytes);
-    let collected = tokio::time::timeout(state.limits.body_timeout, body.collect()).await;
-    let bytes = match collected {
-        Err(_) => {
-            return oauth_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request",
-                "The request body was not received in time",
-            );
-        }
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            return oauth_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                &format!(
-                    "The request body is larger than {} bytes",
-                    state.limits.max_body_bytes
-                ),
-            );
-        }
-        Ok(Err(_)) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "The request body could not be read",
-            );
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let bytes = match read_body(
+        request.into_body(),
+        state.limits.max_body_bytes,
+        &state.limits,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
     };
     let params = match parameters(format, &bytes) {
         Ok(params) => params,
@@ -317,9 +345,4 @@ where
         }
         Err(error) => token_error(&error),
     }
-}
-
-/// How long a request may take to arrive.
-pub(super) fn default_body_timeout() -> Duration {
-    Duration::from_secs(10)
 }

@@ -311,6 +311,57 @@ impl Store {
         Ok(())
     }
 
+    /// A hook by id.
+    pub fn hook(&self, id: &str) -> Result<Option<Hook>, StoreError> {
+        Self::get(&self.hooks, "hooks", id.as_bytes())
+    }
+
+    /// Stores a new module version of a hook and the updated hook record in one
+    /// transaction (the caller appended the version to `hook.versions`).
+    pub fn add_hook_version(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
+        let Some(version) = hook.versions.last() else {
+            return Err(StoreError::NotFound(
+                "the hook has no version to add".to_owned(),
+            ));
+        };
+        (&self.hooks, &self.modules).transaction(|(hooks, modules)| {
+            if hooks.get(hook.id.as_bytes())?.is_none() {
+                return abort(StoreError::NotFound(format!("no hook {}", hook.id)));
+            }
+            modules.insert(version.sha256.as_bytes(), module)?;
+            hooks.insert(hook.id.as_bytes(), encode(hook))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Deletes a hook and the modules no other hook uses, in one transaction.
+    pub fn delete_hook(&self, id: &str) -> Result<Hook, StoreError> {
+        let hooks = self.hooks()?;
+        let Some(hook) = hooks.iter().find(|hook| hook.id == id).cloned() else {
+            return Err(StoreError::NotFound(format!("no hook {id}")));
+        };
+        let orphaned: Vec<String> = hook
+            .versions
+            .iter()
+            .map(|version| version.sha256.clone())
+            .filter(|sha| {
+                !hooks
+                    .iter()
+                    .filter(|other| other.id != id)
+                    .any(|other| other.versions.iter().any(|v| v.sha256 == *sha))
+            })
+            .collect();
+        (&self.hooks, &self.modules).transaction(|(hooks, modules)| {
+            hooks.remove(id.as_bytes())?;
+            for sha in &orphaned {
+                modules.remove(sha.as_bytes())?;
+            }
+            Ok(())
+        })?;
+        Ok(hook)
+    }
+
     /// Replaces a hook's record. If it is enabled, every other hook of its trigger is
     /// disabled in the same transaction.
     pub fn update_hook(&self, hook: &Hook) -> Result<(), StoreError> {

@@ -129,12 +129,10 @@ impl ParsedKey {
                 })
             }
             KeyMaterial::Ec(pair) => {
-                // Uncompressed point: 0x04 || X (32 bytes) || Y (32 bytes).
+                // P-256 public keys are uncompressed points: 0x04 || X (32 bytes) || Y (32 bytes).
                 let point = pair.public_key().as_ref();
-                let (x, y) = point
-                    .get(1..)
-                    .unwrap_or_default()
-                    .split_at(32.min(point.len().saturating_sub(1)));
+                let coordinates = point.get(1..).unwrap_or_default();
+                let (x, y) = coordinates.split_at(coordinates.len() / 2);
                 json!({
                     "kty": "EC",
                     "use": "sig",
@@ -169,12 +167,40 @@ pub fn generate(alg: SigningAlg, state: KeyState, now: u64) -> Result<SigningKey
     })
 }
 
-/// The parsed signing keys: the current one per algorithm signs; all are published.
-#[derive(Debug, Default)]
+/// Why a presented token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a well-formed JWT, unknown `kid`, wrong algorithm, bad signature, wrong issuer or
+    /// audience.
+    #[error("the access token is invalid")]
+    Invalid,
+    /// Past its `exp`.
+    #[error("the access token has expired")]
+    Expired,
+}
+
+/// A public key ready to verify, by `kid`.
+struct Verifier {
+    key: jsonwebtoken::DecodingKey,
+    algorithm: jsonwebtoken::Algorithm,
+}
+
+/// The parsed signing keys: the current one per algorithm signs; all are published, and all
+/// verify.
+#[derive(Default)]
 pub struct KeyRing {
     current: HashMap<SigningAlg, Arc<ParsedKey>>,
     published: Vec<Arc<ParsedKey>>,
+    verifiers: HashMap<String, Verifier>,
     rng: SystemRandom,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("published", &self.published)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyRing {
@@ -186,9 +212,68 @@ impl KeyRing {
             if key.state == KeyState::Current {
                 ring.current.insert(key.alg, parsed.clone());
             }
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(parsed.jwk()).map_err(|error| KeyError::Unusable {
+                    kid: key.kid.clone(),
+                    detail: error.to_string(),
+                })?;
+            let verifier = Verifier {
+                key: jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|error| {
+                    KeyError::Unusable {
+                        kid: key.kid.clone(),
+                        detail: error.to_string(),
+                    }
+                })?,
+                algorithm: match key.alg {
+                    SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+                    SigningAlg::PS256 => jsonwebtoken::Algorithm::PS256,
+                    SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+                    SigningAlg::HS256 => jsonwebtoken::Algorithm::HS256,
+                },
+            };
+            ring.verifiers.insert(key.kid.clone(), verifier);
             ring.published.push(parsed);
         }
         Ok(ring)
+    }
+
+    /// Verifies a token this server signed with a published key: signature (by `kid`, with
+    /// that key's algorithm only), issuer, audience, and expiry against `now`. Returns the
+    /// claims.
+    pub fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+        now: u64,
+    ) -> Result<serde_json::Map<String, Value>, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Invalid)?;
+        let verifier = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.verifiers.get(kid))
+            .ok_or(VerifyError::Invalid)?;
+        let mut validation = jsonwebtoken::Validation::new(verifier.algorithm);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        // Expiry is checked below against the caller's clock, not jsonwebtoken's.
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["exp", "iss", "aud", "sub"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let claims = jsonwebtoken::decode::<serde_json::Map<String, Value>>(
+            token,
+            &verifier.key,
+            &validation,
+        )
+        .map_err(|_| VerifyError::Invalid)?
+        .claims;
+        match claims.get("exp").and_then(Value::as_u64) {
+            Some(exp) if exp > now => Ok(claims),
+            Some(_) => Err(VerifyError::Expired),
+            None => Err(VerifyError::Invalid),
+        }
     }
 
     /// The algorithms with no current key.
@@ -241,5 +326,43 @@ impl KeyRing {
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
         Ok(jwt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_checks_expiry_against_the_callers_clock_and_rejects_other_keys() {
+        let key = generate(SigningAlg::ES256, KeyState::Current, 0).unwrap();
+        let ring = KeyRing::from_keys(std::slice::from_ref(&key)).unwrap();
+        let claims = json!({"iss": "https://i/", "aud": "a", "sub": "s", "exp": 1_000});
+        let token = ring
+            .sign_jwt(SigningAlg::ES256, None, "JWT", &claims)
+            .unwrap();
+        assert!(ring.verify(&token, "https://i/", "a", 999).is_ok());
+        assert_eq!(
+            ring.verify(&token, "https://i/", "a", 1_000),
+            Err(VerifyError::Expired)
+        );
+        assert_eq!(
+            ring.verify(&token, "https://i/", "b", 999),
+            Err(VerifyError::Invalid)
+        );
+        assert_eq!(
+            ring.verify(&token, "https://x/", "a", 999),
+            Err(VerifyError::Invalid)
+        );
+        // Another ring's key (same kid space, different key) does not verify it.
+        let other = KeyRing::from_keys(&[SigningKey {
+            kid: key.kid.clone(),
+            ..generate(SigningAlg::ES256, KeyState::Current, 0).unwrap()
+        }])
+        .unwrap();
+        assert_eq!(
+            other.verify(&token, "https://i/", "a", 999),
+            Err(VerifyError::Invalid)
+        );
     }
 }

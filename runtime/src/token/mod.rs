@@ -162,6 +162,18 @@ impl TokenService {
         &self.tenant
     }
 
+    /// Verifies an access token this server issued for `audience`, at time `now`.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        audience: &str,
+        now: u64,
+    ) -> Result<Map<String, Value>, keys::VerifyError> {
+        self.keys
+            .load()
+            .verify(token, &self.tenant.issuer, audience, now)
+    }
+
     /// The published keys as a JWKS document.
     pub fn jwks(&self) -> Value {
         self.keys.load().jwks()

@@ -1,0 +1,467 @@
+//! The Management API as operators' scripts use it: a token from hookd's own token endpoint
+//! for the Management API audience, then `/api/v2/hooks...` over real HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hookd_tests::{API, DENY_BY_AUDIENCE, SEED, Seeded, TestServer, seed, send, token_form, wasm};
+use http::Method;
+use serde_json::{Value, json};
+
+/// The bootstrap credentials from `DIR/admin.json`.
+fn admin(dir: &std::path::Path) -> Value {
+    let path = dir.join("admin.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .expect("admin.json")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "admin.json must be private");
+    }
+    serde_json::from_str(&std::fs::read_to_string(path).expect("admin.json")).expect("json")
+}
+
+async fn admin_token(server: &TestServer, dir: &std::path::Path) -> String {
+    let admin = admin(dir);
+    let reply = token_form(
+        server,
+        Some((
+            admin["client_id"].as_str().expect("id"),
+            admin["client_secret"].as_str().expect("secret"),
+        )),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", admin["audience"].as_str().expect("audience")),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+async fn call(
+    server: &TestServer,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> hookd_tests::Reply {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("authorization", bearer.as_str())];
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    send(method, &format!("{}{path}", server.base), &headers, body).await
+}
+
+async fn upload(server: &TestServer, token: &str, id: &str, module: Vec<u8>) -> hookd_tests::Reply {
+    let bearer = format!("Bearer {token}");
+    send(
+        Method::PUT,
+        &format!("{}/api/v2/hooks/{id}/module", server.base),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/wasm"),
+        ],
+        module,
+    )
+    .await
+}
+
+async fn get_token(server: &TestServer, seeded: &Seeded) -> hookd_tests::Reply {
+    token_form(
+        server,
+        Some((&seeded.client_id, &seeded.secret)),
+        &[("grant_type", "client_credentials"), ("audience", API)],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_writes_admin_credentials_that_get_a_management_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin(dir.path());
+    assert_eq!(admin["audience"], "https://hookd.test/api/v2/");
+    assert_eq!(admin["token_endpoint"], "https://hookd.test/oauth/token");
+    let token = admin_token(&server, dir.path()).await;
+    let list = call(&server, &token, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(list.json, json!([]));
+    server.stop().await;
+
+    // A restart does not create a second admin or rewrite the file.
+    let before = std::fs::read_to_string(dir.path().join("admin.json")).expect("read");
+    let server = TestServer::start(dir.path()).await;
+    let after = std::fs::read_to_string(dir.path().join("admin.json")).expect("read");
+    assert_eq!(before, after);
+    assert_eq!(server.store.clients().expect("clients").len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_calls_need_a_valid_token_for_the_management_audience_with_the_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let url = format!("{}/api/v2/hooks", server.base);
+
+    let none = send(Method::GET, &url, &[], "").await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json["statusCode"], 401);
+    assert!(
+        none.headers["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Bearer")
+    );
+
+    let garbage = send(
+        Method::GET,
+        &url,
+        &[("authorization", "Bearer not.a.jwt")],
+        "",
+    )
+    .await;
+    assert_eq!(garbage.status, 401);
+
+    // A real token, but for another API.
+    let other = get_token(&server, &seeded).await;
+    let other = other.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let wrong_audience = call(&server, &other, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(wrong_audience.status, 401);
+
+    // A token for the Management API with only read:hooks.
+    let audience = "https://hookd.test/api/v2/";
+    hookd::manage::create_grant(&server.store, &seeded.client_id, audience, &["read:hooks"])
+        .expect("grant");
+    let reply = token_form(
+        &server,
+        Some((&seeded.client_id, &seeded.secret)),
+        &[("grant_type", "client_credentials"), ("audience", audience)],
+    )
+    .await;
+    let reader = reply.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let read = call(&server, &reader, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let create = call(
+        &server,
+        &reader,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "x", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(create.status, 403);
+    assert_eq!(create.json["errorCode"], "insufficient_scope");
+    assert_eq!(
+        server.store.hooks().expect("hooks").len(),
+        0,
+        "nothing was created"
+    );
+
+    // A tampered token (payload changed, signature kept) is refused.
+    let mut parts: Vec<String> = reader.split('.').map(str::to_owned).collect();
+    parts[1] = parts[1].chars().rev().collect();
+    let tampered = parts.join(".");
+    let reply = call(&server, &tampered, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(reply.status, 401);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_is_created_uploaded_versioned_rolled_back_and_disabled_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+
+    let created = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "add claims", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.json["enabled"], true,
+        "the first hook of a trigger is enabled"
+    );
+    assert_eq!(created.json["active_version"], Value::Null);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+
+    // No module yet: tokens are issued unchanged.
+    assert_eq!(
+        get_token(&server, &seeded).await.json["scope"],
+        "read:reports write:reports"
+    );
+
+    let first = upload(&server, &admin, &id, wasm(SEED)).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let seed_sha = first.json["version"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    assert_eq!(
+        get_token(&server, &seeded).await.json["scope"],
+        "read:reports write:reports extra",
+        "the uploaded seed hook runs at once"
+    );
+
+    let second = upload(&server, &admin, &id, wasm(DENY_BY_AUDIENCE)).await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    assert_eq!(
+        get_token(&server, &seeded).await.json["scope"],
+        "read:reports write:reports"
+    );
+
+    let versions = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{id}/versions"),
+        None,
+    )
+    .await;
+    assert_eq!(versions.status, 200);
+    let listed = versions.json.as_array().expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["sha256"], seed_sha.as_str());
+    assert_eq!(listed[1]["active"], true);
+
+    let rolled_back = call(
+        &server,
+        &admin,
+        Method::POST,
+        &format!("/api/v2/hooks/{id}/rollback"),
+        Some(json!({"version": seed_sha})),
+    )
+    .await;
+    assert_eq!(rolled_back.status, 200, "{}", rolled_back.text);
+    assert_eq!(
+        get_token(&server, &seeded).await.json["scope"],
+        "read:reports write:reports extra"
+    );
+
+    // A module that fails validation is refused and changes nothing.
+    let core = wasm_core_module();
+    let refused = upload(&server, &admin, &id, core).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.json["message"]
+            .as_str()
+            .expect("message")
+            .contains("core WebAssembly module")
+    );
+    let hook = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(hook.json["versions"].as_array().expect("versions").len(), 2);
+    assert_eq!(hook.json["active_version"], seed_sha.as_str());
+
+    // triggerId cannot change; unknown fields are refused naming them.
+    let patch = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{id}"),
+        Some(json!({"triggerId": "pre-user-registration"})),
+    )
+    .await;
+    assert_eq!(patch.status, 400);
+    assert!(
+        patch.json["message"]
+            .as_str()
+            .expect("message")
+            .contains("triggerId")
+    );
+
+    // The log has the invocations, tied to their request ids.
+    let logs = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{id}/logs"),
+        None,
+    )
+    .await;
+    assert_eq!(logs.status, 200);
+    assert!(logs.json.as_array().expect("entries").len() >= 3);
+
+    let disabled = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(disabled.status, 201, "{}", disabled.text);
+    assert_eq!(
+        get_token(&server, &seeded).await.json["scope"],
+        "read:reports write:reports"
+    );
+
+    // A restart brings back exactly what was stored.
+    let enabled = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{id}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 201);
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(
+        get_token(&server, &seeded).await.json["scope"],
+        "read:reports write:reports extra"
+    );
+
+    let admin = admin_token(&server, dir.path()).await;
+    let duplicate = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "add claims", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(duplicate.status, 409);
+    let missing = call(&server, &admin, Method::GET, "/api/v2/hooks/nope", None).await;
+    assert_eq!(missing.status, 404);
+    let deleted = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &format!("/api/v2/hooks/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(
+        get_token(&server, &seeded).await.json["scope"],
+        "read:reports write:reports"
+    );
+    server.stop().await;
+}
+
+fn wasm_core_module() -> Vec<u8> {
+    wat::parse_str("(module)").expect("wat")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_hooks_under_load_fails_no_token_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = Arc::new(TestServer::start(dir.path()).await);
+    let admin = admin_token(&server, dir.path()).await;
+    let created = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "swapped", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let seed_sha = upload(&server, &admin, &id, wasm(SEED)).await.json["version"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let other_sha = upload(&server, &admin, &id, wasm(DENY_BY_AUDIENCE))
+        .await
+        .json["version"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+
+    let failures = Arc::new(AtomicU64::new(0));
+    let successes = Arc::new(AtomicU64::new(0));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (server, seeded) = (server.clone(), seeded.clone());
+        let (failures, successes) = (failures.clone(), successes.clone());
+        load.spawn(async move {
+            for _ in 0..60 {
+                let reply = get_token(&server, &seeded).await;
+                if reply.status == 200 {
+                    successes.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    // Meanwhile: roll back and forth, disable and enable, 20 changes in all.
+    for round in 0..20 {
+        let reply = match round % 4 {
+            0 => {
+                call(
+                    &server,
+                    &admin,
+                    Method::POST,
+                    &format!("/api/v2/hooks/{id}/rollback"),
+                    Some(json!({"version": seed_sha})),
+                )
+                .await
+            }
+            1 => {
+                call(
+                    &server,
+                    &admin,
+                    Method::POST,
+                    &format!("/api/v2/hooks/{id}/rollback"),
+                    Some(json!({"version": other_sha})),
+                )
+                .await
+            }
+            2 => {
+                call(
+                    &server,
+                    &admin,
+                    Method::PATCH,
+                    &format!("/api/v2/hooks/{id}"),
+                    Some(json!({"enabled": false})),
+                )
+                .await
+            }
+            _ => {
+                call(
+                    &server,
+                    &admin,
+                    Method::PATCH,
+                    &format!("/api/v2/hooks/{id}"),
+                    Some(json!({"enabled": true})),
+                )
+                .await
+            }
+        };
+        assert!(reply.status < 300, "change {round}: {}", reply.text);
+    }
+    while let Some(done) = load.join_next().await {
+        done.expect("load task");
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    assert_eq!(successes.load(Ordering::Relaxed), 360);
+}
