@@ -49,20 +49,15 @@ fn thread_id() -> i64 {
 /// utime + stime of one thread of this process, in microseconds.
 fn thread_cpu_us(tid: i64) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`; utime and stime are fields 14 and 15 of the whole line.
+    // After `(comm)` come field 3 (state), 4, ...: utime and stime (fields 14 and 15) are at
+    // indices 11 and 12. Index the raw fields: some (tpgid) can be -1.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     #[allow(unsafe_code)]
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let (utime, stime) = (
-        fields.get(10).copied().unwrap_or(0),
-        fields.get(11).copied().unwrap_or(0),
-    );
-    (utime + stime) * 1_000_000 / ticks
+    (field(11) + field(12)) * 1_000_000 / ticks
 }
 
 fn peak_rss_kib() -> u64 {
@@ -141,6 +136,7 @@ struct Cell {
     p50: Duration,
     p99: Duration,
     cpu_us_per_token: f64,
+    client_cpu_us_per_token: f64,
     errors: u64,
 }
 
@@ -198,6 +194,8 @@ async fn measure(
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_before = thread_cpu_us(server.tid);
+    let client_tid = thread_id();
+    let client_before = thread_cpu_us(client_tid);
     let wall = Instant::now();
     let mut latencies = Vec::new();
     let mut errors = 0;
@@ -207,6 +205,7 @@ async fn measure(
         errors += failed;
     }
     let cpu = thread_cpu_us(server.tid) - cpu_before;
+    let client_cpu = thread_cpu_us(client_tid) - client_before;
     let elapsed = wall.elapsed().as_secs_f64();
     latencies.sort();
     let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
@@ -215,6 +214,7 @@ async fn measure(
         p50: at(0.5),
         p99: at(0.99),
         cpu_us_per_token: cpu as f64 / latencies.len().max(1) as f64,
+        client_cpu_us_per_token: client_cpu as f64 / latencies.len().max(1) as f64,
         errors,
     }
 }
@@ -237,9 +237,9 @@ fn main() {
     println!("RS256 signing ceiling on CPU {SERVER_CPU}: {ceiling:.0} signatures/s");
     println!();
     println!(
-        "| hook | connections | tokens/s | % of RS256 ceiling | p50 | p99 | server CPU µs/token | non-200 |"
+        "| hook | connections | tokens/s | % of RS256 ceiling | p50 | p99 | server CPU µs/token | load generator CPU µs/token | non-200 |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
 
     pin_current_thread(CLIENT_CPU);
     let client = tokio::runtime::Builder::new_current_thread()
@@ -260,12 +260,13 @@ fn main() {
         for connections in [1, 16, 64] {
             let cell = client.block_on(measure(&server, &body, connections, warmup, seconds));
             println!(
-                "| {label} | {connections} | {:.0} | {:.0}% | {:.2} ms | {:.2} ms | {:.0} | {} |",
+                "| {label} | {connections} | {:.0} | {:.0}% | {:.2} ms | {:.2} ms | {:.0} | {:.0} | {} |",
                 cell.tokens_per_s,
                 100.0 * cell.tokens_per_s / ceiling,
                 cell.p50.as_secs_f64() * 1e3,
                 cell.p99.as_secs_f64() * 1e3,
                 cell.cpu_us_per_token,
+                cell.client_cpu_us_per_token,
                 cell.errors,
             );
             results.push((label, connections, cell.tokens_per_s));

@@ -60,6 +60,29 @@ fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreEr
     Err(ConflictableTransactionError::Abort(error))
 }
 
+/// Inside a transaction: writes `hook` and, when it is enabled, disables every other enabled
+/// hook of its trigger, so at most one hook per trigger is ever enabled.
+fn write_hook(
+    hooks: &sled::transaction::TransactionalTree,
+    existing: &[Hook],
+    hook: &Hook,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if hook.enabled {
+        for other in existing
+            .iter()
+            .filter(|o| o.id != hook.id && o.trigger == hook.trigger && o.enabled)
+        {
+            let disabled = Hook {
+                enabled: false,
+                ..other.clone()
+            };
+            hooks.insert(other.id.as_bytes(), encode(&disabled))?;
+        }
+    }
+    hooks.insert(hook.id.as_bytes(), encode(hook))?;
+    Ok(())
+}
+
 /// hookd's embedded database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -293,20 +316,7 @@ impl Store {
             if let Some(version) = hook.versions.last() {
                 modules.insert(version.sha256.as_bytes(), module)?;
             }
-            if hook.enabled {
-                for other in existing
-                    .iter()
-                    .filter(|o| o.trigger == hook.trigger && o.enabled)
-                {
-                    let disabled = Hook {
-                        enabled: false,
-                        ..other.clone()
-                    };
-                    hooks.insert(other.id.as_bytes(), encode(&disabled))?;
-                }
-            }
-            hooks.insert(hook.id.as_bytes(), encode(hook))?;
-            Ok(())
+            write_hook(hooks, &existing, hook)
         })?;
         Ok(())
     }
@@ -379,22 +389,7 @@ impl Store {
             )));
         }
         self.hooks
-            .transaction(|hooks| {
-                if hook.enabled {
-                    for other in existing
-                        .iter()
-                        .filter(|o| o.id != hook.id && o.trigger == hook.trigger && o.enabled)
-                    {
-                        let disabled = Hook {
-                            enabled: false,
-                            ..other.clone()
-                        };
-                        hooks.insert(other.id.as_bytes(), encode(&disabled))?;
-                    }
-                }
-                hooks.insert(hook.id.as_bytes(), encode(hook))?;
-                Ok(())
-            })
+            .transaction(|hooks| write_hook(hooks, &existing, hook))
             .map_err(|error: TransactionError<StoreError>| StoreError::from(error))?;
         Ok(())
     }
