@@ -10,7 +10,7 @@ use crate::hooklog::HookLogBook;
 use crate::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookRegistry};
 use crate::http::{AppState, HttpLimits, Server};
 use crate::manage::{self, HookManager, MANAGEMENT_SCOPES, NewApi, unix_now};
-use crate::model::{KeyState, Tenant};
+use crate::model::Tenant;
 use crate::secrets::{SecretHasher, random_bytes};
 use crate::store::Store;
 use crate::token::TokenService;
@@ -132,7 +132,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         let generated = tokio::task::spawn_blocking(move || {
             missing
                 .into_iter()
-                .map(|alg| keys::generate(alg, KeyState::Current, unix_now()))
+                .map(|(alg, state)| keys::generate(alg, state, unix_now()))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await

@@ -465,3 +465,126 @@ async fn swapping_hooks_under_load_fails_no_token_request() {
     assert_eq!(failures.load(Ordering::Relaxed), 0);
     assert_eq!(successes.load(Ordering::Relaxed), 360);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_rotate_without_breaking_issued_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let kid = |token: &str| -> String {
+        use base64::Engine as _;
+        let header = token.split('.').next().expect("header");
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .expect("base64url"),
+        )
+        .expect("json");
+        header["kid"].as_str().expect("kid").to_owned()
+    };
+    let jwks_kids = |server: &TestServer| {
+        let url = format!("{}/.well-known/jwks.json", server.base);
+        async move {
+            let reply = send(Method::GET, &url, &[], "").await;
+            reply.json["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|k| k["kid"].as_str().expect("kid").to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let keys = call(&server, &admin, Method::GET, "/api/v2/keys/signing", None).await;
+    assert_eq!(keys.status, 200, "{}", keys.text);
+    let listed = keys.json.as_array().expect("list");
+    assert_eq!(listed.len(), 6, "current and next for RS256, PS256, ES256");
+    let next_rs256 = listed
+        .iter()
+        .find(|k| k["alg"] == "RS256" && k["next"] == true)
+        .and_then(|k| k["kid"].as_str())
+        .expect("a next RS256 key")
+        .to_owned();
+    assert!(
+        jwks_kids(&server).await.contains(&next_rs256),
+        "next keys are published early"
+    );
+
+    let before = get_token(&server, &seeded).await.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let old_kid = kid(&before);
+
+    let rotated = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/keys/signing/rotate",
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.text);
+
+    let after = get_token(&server, &seeded).await.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(
+        kid(&after),
+        next_rs256,
+        "the next key signs after a rotation"
+    );
+    let published = jwks_kids(&server).await;
+    assert!(
+        published.contains(&old_kid),
+        "the previous key stays published"
+    );
+    assert_eq!(published.len(), 9);
+
+    // A Management API call with a token signed by the now-previous key still works.
+    let still = call(&server, &admin, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(still.status, 200);
+
+    // Rotation needs its scope.
+    let reader = {
+        let audience = "https://hookd.test/api/v2/";
+        hookd::manage::create_grant(
+            &server.store,
+            &seeded.client_id,
+            audience,
+            &["read:signing_keys"],
+        )
+        .expect("grant");
+        token_form(
+            &server,
+            Some((&seeded.client_id, &seeded.secret)),
+            &[("grant_type", "client_credentials"), ("audience", audience)],
+        )
+        .await
+        .json["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    let refused = call(
+        &server,
+        &reader,
+        Method::POST,
+        "/api/v2/keys/signing/rotate",
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+
+    // A restart keeps the rotated set.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let again = get_token(&server, &seeded).await.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(kid(&again), next_rs256);
+    server.stop().await;
+}

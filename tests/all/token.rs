@@ -206,9 +206,9 @@ async fn every_algorithm_and_both_profiles_verify_against_the_jwks() {
             }
         }
     }
-    // The JWKS publishes public keys only, one per asymmetric algorithm.
+    // The JWKS publishes public keys only: current and next per asymmetric algorithm.
     let set = jwks(&server).await;
-    assert_eq!(set.keys.len(), 3);
+    assert_eq!(set.keys.len(), 6, "current and next key per algorithm");
     let raw = send(
         Method::GET,
         &format!("{}/.well-known/jwks.json", server.base),

@@ -152,6 +152,9 @@ where
         (["hooks", id, "versions"], &Method::GET) => versions(state, request, id),
         (["hooks", id, "rollback"], &Method::POST) => rollback(state, request, id).await,
         (["hooks", id, "logs"], &Method::GET) => logs(state, request, id),
+        (["keys", "signing"], &Method::GET) => signing_keys(state, request),
+        (["keys", "signing", "rotate"], &Method::POST) => rotate_keys(state, request).await,
+        (["keys", "signing"] | ["keys", "signing", "rotate"], _) => Err(method_not_allowed()),
         (
             ["hooks"] | ["hooks", _] | ["hooks", _, "module" | "versions" | "rollback" | "logs"],
             _,
@@ -314,4 +317,28 @@ fn logs<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     state.hooks.get(id).map_err(|e| manage_error(&e))?;
     let entries = state.hook_log.recent(id);
     Ok(json_response(StatusCode::OK, &json!(entries)))
+}
+
+fn signing_keys<B>(state: &AppState, request: Request<B>) -> Reply {
+    authorize(state, &request, "read:signing_keys")?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Array(state.tokens.signing_keys()),
+    ))
+}
+
+/// Rotates every algorithm's keys. Tokens signed before keep verifying (their key stays
+/// published as `previous`); new tokens use the promoted keys at once.
+async fn rotate_keys<B>(state: &AppState, request: Request<B>) -> Reply {
+    authorize(state, &request, "update:signing_keys")?;
+    // RSA key generation is CPU-bound: off the async threads.
+    let rotator = state.tokens.key_rotator();
+    let rotated = tokio::task::spawn_blocking(move || rotator.rotate(now())).await;
+    match rotated {
+        Ok(Ok(keys)) => Ok(json_response(StatusCode::CREATED, &Value::Array(keys))),
+        Ok(Err(error)) => Err(super::error::token_error(&error)),
+        Err(_) => Err(super::error::token_error(
+            &crate::token::TokenError::Internal,
+        )),
+    }
 }

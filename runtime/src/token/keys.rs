@@ -147,6 +147,30 @@ impl ParsedKey {
     }
 }
 
+/// One rotation, per asymmetric algorithm: the next key becomes current, the current one
+/// becomes previous (still published, so tokens it signed verify until they expire), the
+/// previous one is dropped, and a new next key is generated.
+pub fn rotate(keys: &[SigningKey], now: u64) -> Result<Vec<SigningKey>, KeyError> {
+    let mut rotated = Vec::new();
+    for alg in SigningAlg::ASYMMETRIC {
+        for key in keys.iter().filter(|key| key.alg == alg) {
+            match key.state {
+                KeyState::Previous => {}
+                KeyState::Current => rotated.push(SigningKey {
+                    state: KeyState::Previous,
+                    ..key.clone()
+                }),
+                KeyState::Next => rotated.push(SigningKey {
+                    state: KeyState::Current,
+                    ..key.clone()
+                }),
+            }
+        }
+        rotated.push(generate(alg, KeyState::Next, now)?);
+    }
+    Ok(rotated)
+}
+
 /// Generates a new key pair for an asymmetric algorithm.
 pub fn generate(alg: SigningAlg, state: KeyState, now: u64) -> Result<SigningKey, KeyError> {
     let pkcs8 = match alg {
@@ -276,14 +300,28 @@ impl KeyRing {
         }
     }
 
-    /// The algorithms with no current key.
-    pub fn missing(keys: &[SigningKey]) -> Vec<SigningAlg> {
+    /// The (algorithm, state) pairs a complete key set lacks: every asymmetric algorithm has
+    /// a current key that signs and a next key published ahead of its rotation.
+    pub fn missing(keys: &[SigningKey]) -> Vec<(SigningAlg, KeyState)> {
         SigningAlg::ASYMMETRIC
             .into_iter()
-            .filter(|alg| {
-                !keys
-                    .iter()
-                    .any(|k| k.alg == *alg && k.state == KeyState::Current)
+            .flat_map(|alg| [(alg, KeyState::Current), (alg, KeyState::Next)])
+            .filter(|(alg, state)| !keys.iter().any(|k| k.alg == *alg && k.state == *state))
+            .collect()
+    }
+
+    /// The stored keys' public view: kid, algorithm, state, creation time.
+    pub fn summary(&self) -> Vec<Value> {
+        self.published
+            .iter()
+            .map(|key| {
+                json!({
+                    "kid": key.kid,
+                    "alg": key.alg.as_str(),
+                    "current": key.state == KeyState::Current,
+                    "next": key.state == KeyState::Next,
+                    "previous": key.state == KeyState::Previous,
+                })
             })
             .collect()
     }
@@ -332,6 +370,35 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_promotes_next_retires_current_and_drops_previous() {
+        let mut keys: Vec<SigningKey> = KeyRing::missing(&[])
+            .into_iter()
+            .map(|(alg, state)| generate(alg, state, 0).unwrap())
+            .collect();
+        assert_eq!(keys.len(), 6);
+        let current_of = |keys: &[SigningKey], alg, state| {
+            keys.iter()
+                .find(|k| k.alg == alg && k.state == state)
+                .map(|k| k.kid.clone())
+        };
+        let next_before = current_of(&keys, SigningAlg::ES256, KeyState::Next);
+        let current_before = current_of(&keys, SigningAlg::ES256, KeyState::Current);
+        keys = rotate(&keys, 1).unwrap();
+        assert_eq!(
+            current_of(&keys, SigningAlg::ES256, KeyState::Current),
+            next_before
+        );
+        assert_eq!(
+            current_of(&keys, SigningAlg::ES256, KeyState::Previous),
+            current_before
+        );
+        assert_eq!(keys.len(), 9);
+        keys = rotate(&keys, 2).unwrap();
+        assert_eq!(keys.len(), 9, "one previous key per algorithm is kept");
+        assert!(KeyRing::missing(&keys).is_empty());
+    }
 
     #[test]
     fn verification_checks_expiry_against_the_callers_clock_and_rejects_other_keys() {

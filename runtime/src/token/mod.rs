@@ -120,7 +120,8 @@ impl From<StoreError> for TokenError {
 pub struct TokenService {
     store: Store,
     hasher: SecretHasher,
-    keys: ArcSwap<KeyRing>,
+    keys: Arc<ArcSwap<KeyRing>>,
+    rotation: Arc<std::sync::Mutex<()>>,
     engine: HookEngine,
     registry: Arc<HookRegistry>,
     hook_log: Arc<HookLogBook>,
@@ -149,7 +150,8 @@ impl TokenService {
         TokenService {
             store,
             hasher,
-            keys: ArcSwap::from_pointee(keys),
+            keys: Arc::new(ArcSwap::from_pointee(keys)),
+            rotation: Arc::default(),
             engine,
             registry,
             hook_log,
@@ -172,6 +174,21 @@ impl TokenService {
         self.keys
             .load()
             .verify(token, &self.tenant.issuer, audience, now)
+    }
+
+    /// The signing keys' public view (kid, algorithm, state).
+    pub fn signing_keys(&self) -> Vec<Value> {
+        self.keys.load().summary()
+    }
+
+    /// A handle that rotates this service's signing keys; `'static`, so it can run on a
+    /// blocking thread (RSA key generation takes ~100 ms per key).
+    pub fn key_rotator(&self) -> KeyRotator {
+        KeyRotator {
+            store: self.store.clone(),
+            keys: self.keys.clone(),
+            rotation: self.rotation.clone(),
+        }
     }
 
     /// The published keys as a JWKS document.
@@ -409,5 +426,37 @@ impl TokenService {
                 tracing::error!(%error, api = %api.identifier, "signing failed");
                 TokenError::Internal
             })
+    }
+}
+
+/// Rotates the signing keys of a [`TokenService`] (see [`TokenService::key_rotator`]).
+#[derive(Debug, Clone)]
+pub struct KeyRotator {
+    store: Store,
+    keys: Arc<ArcSwap<KeyRing>>,
+    rotation: Arc<std::sync::Mutex<()>>,
+}
+
+impl KeyRotator {
+    /// Rotates every algorithm's keys (see [`keys::rotate`]), persists the new set and swaps
+    /// it in: tokens signed from now on use the promoted keys, and tokens signed before still
+    /// verify. Returns the new keys' public view.
+    pub fn rotate(&self, now: u64) -> Result<Vec<Value>, TokenError> {
+        // One rotation at a time: each reads the set the previous one wrote.
+        let _one_at_a_time = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = self.store.signing_keys()?;
+        let rotated = keys::rotate(&stored, now).map_err(|error| {
+            tracing::error!(%error, "key rotation failed");
+            TokenError::Internal
+        })?;
+        let ring = KeyRing::from_keys(&rotated).map_err(|error| {
+            tracing::error!(%error, "rotated keys are unusable");
+            TokenError::Internal
+        })?;
+        self.store.put_signing_keys(&rotated)?;
+        let summary = ring.summary();
+        self.keys.store(Arc::new(ring));
+        tracing::info!("signing keys rotated");
+        Ok(summary)
     }
 }
