@@ -175,6 +175,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     }
 
     let hook_log = Arc::new(HookLogBook::new());
+    let hasher_for_admin = hasher.clone();
     let tokens = TokenService::new(
         store.clone(),
         hasher,
@@ -187,7 +188,14 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     let hooks = HookManager::new(store.clone(), engine, registry);
     let server = Server::bind(
         config.listen,
-        AppState::new(tokens, hooks, hook_log.clone(), config.http),
+        AppState::new(
+            tokens,
+            hooks,
+            store.clone(),
+            hasher_for_admin,
+            hook_log.clone(),
+            config.http,
+        ),
     )
     .await
     .map_err(|source| StartError::Bind {

@@ -529,3 +529,296 @@ impl HookManager {
         Ok(())
     }
 }
+
+/// `POST`/`PATCH /api/v2/clients` bodies (Auth0 field names; unknown fields are refused).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientBody {
+    /// Display name (required on create).
+    pub name: Option<String>,
+    /// Free text (accepted, not stored).
+    pub description: Option<String>,
+    /// Auth0 application type.
+    pub app_type: Option<String>,
+    /// Auth0 `client_metadata`.
+    pub client_metadata: Option<BTreeMap<String, String>>,
+    /// Grant types the application may use.
+    pub grant_types: Option<Vec<String>>,
+}
+
+const APP_TYPES: &[&str] = &["non_interactive", "regular_web", "spa", "native"];
+const GRANT_TYPES: &[&str] = &[
+    "client_credentials",
+    "authorization_code",
+    "implicit",
+    "refresh_token",
+    "password",
+];
+
+fn check_client_fields(body: &ClientBody) -> Result<(), ManageError> {
+    let invalid = |m: String| Err(ManageError::Invalid(m));
+    if let Some(name) = &body.name
+        && (name.trim().is_empty() || name.len() > 255)
+    {
+        return invalid("name: must be 1 to 255 characters".to_owned());
+    }
+    if let Some(app_type) = &body.app_type
+        && !APP_TYPES.contains(&app_type.as_str())
+    {
+        return invalid(format!("app_type: must be one of {}", APP_TYPES.join(", ")));
+    }
+    if let Some(metadata) = &body.client_metadata {
+        if metadata.len() > 10 {
+            return invalid("client_metadata: at most 10 keys".to_owned());
+        }
+        if let Some((key, _)) = metadata
+            .iter()
+            .find(|(k, v)| k.is_empty() || k.len() > 255 || v.len() > 255)
+        {
+            return invalid(format!(
+                "client_metadata: key {key:?} and its value must be 1 to 255 characters"
+            ));
+        }
+    }
+    if let Some(unknown) = body
+        .grant_types
+        .iter()
+        .flatten()
+        .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+    {
+        return invalid(format!("grant_types: unknown grant type {unknown:?}"));
+    }
+    Ok(())
+}
+
+/// Creates an application from a Management API body; returns it with its only secret.
+pub fn create_client_from(
+    store: &Store,
+    hasher: &SecretHasher,
+    body: ClientBody,
+) -> Result<(Client, String), ManageError> {
+    check_client_fields(&body)?;
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| ManageError::Invalid("name: is required".to_owned()))?;
+    let (mut client, secret) = create_client(
+        store,
+        hasher,
+        &name,
+        body.client_metadata.unwrap_or_default(),
+    )?;
+    if body.app_type.is_some() || body.grant_types.is_some() {
+        client.app_type = body.app_type.unwrap_or(client.app_type);
+        client.grant_types = body.grant_types.unwrap_or(client.grant_types);
+        store.update_client(&client)?;
+    }
+    Ok((client, secret))
+}
+
+fn not_found(what: &str, id: &str) -> ManageError {
+    ManageError::Store(StoreError::NotFound(format!("no {what} {id}")))
+}
+
+/// Applies a patch to an application.
+pub fn update_client(
+    store: &Store,
+    client_id: &str,
+    body: ClientBody,
+) -> Result<Client, ManageError> {
+    check_client_fields(&body)?;
+    let mut client = store
+        .client(client_id)?
+        .ok_or_else(|| not_found("client", client_id))?;
+    if let Some(name) = body.name {
+        client.name = name;
+    }
+    if let Some(app_type) = body.app_type {
+        client.app_type = app_type;
+    }
+    if let Some(metadata) = body.client_metadata {
+        client.metadata = metadata;
+    }
+    if let Some(grant_types) = body.grant_types {
+        client.grant_types = grant_types;
+    }
+    store.update_client(&client)?;
+    Ok(client)
+}
+
+/// Gives an application a new secret; the old one stops working at once.
+pub fn rotate_client_secret(
+    store: &Store,
+    hasher: &SecretHasher,
+    client_id: &str,
+) -> Result<(Client, String), ManageError> {
+    let mut client = store
+        .client(client_id)?
+        .ok_or_else(|| not_found("client", client_id))?;
+    let secret = new_client_secret();
+    client.secret_hash = hasher.hash(&secret);
+    store.update_client(&client)?;
+    Ok((client, secret))
+}
+
+/// `POST`/`PATCH /api/v2/resource-servers` bodies.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiBody {
+    /// The audience (required on create; cannot change).
+    pub identifier: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// The scopes it defines.
+    pub scopes: Option<Vec<ApiScope>>,
+    /// Token lifetime in seconds (default 86400).
+    pub token_lifetime: Option<u64>,
+    /// Signing algorithm (default RS256).
+    pub signing_alg: Option<SigningAlg>,
+    /// `access_token` (Auth0) or `rfc9068_profile`.
+    pub token_dialect: Option<TokenDialect>,
+    /// `replace` or `intersect_with_grant`.
+    pub hook_scope_policy: Option<HookScopePolicy>,
+}
+
+fn check_api_fields(body: &ApiBody) -> Result<(), ManageError> {
+    if let Some(lifetime) = body.token_lifetime
+        && (lifetime == 0 || lifetime > 2_592_000)
+    {
+        return Err(ManageError::Invalid(
+            "token_lifetime: must be between 1 and 2592000 seconds".to_owned(),
+        ));
+    }
+    if let Some(bad) = body.scopes.iter().flatten().find(|scope| {
+        scope.value.is_empty()
+            || !scope
+                .value
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    }) {
+        return Err(ManageError::Invalid(format!(
+            "scopes: {:?} is not a valid scope token",
+            bad.value
+        )));
+    }
+    Ok(())
+}
+
+/// Creates an API from a Management API body.
+pub fn create_api_from(store: &Store, body: ApiBody) -> Result<Api, ManageError> {
+    check_api_fields(&body)?;
+    let identifier = body
+        .identifier
+        .clone()
+        .ok_or_else(|| ManageError::Invalid("identifier: is required".to_owned()))?;
+    let mut new = NewApi::new(
+        &identifier,
+        body.name.as_deref().unwrap_or(&identifier),
+        &[],
+    );
+    new.scopes = body
+        .scopes
+        .iter()
+        .flatten()
+        .map(|scope| scope.value.clone())
+        .collect();
+    new.token_lifetime = body.token_lifetime.unwrap_or(new.token_lifetime);
+    new.signing_alg = body.signing_alg.unwrap_or(new.signing_alg);
+    new.token_dialect = body.token_dialect.unwrap_or(new.token_dialect);
+    new.hook_scope_policy = body.hook_scope_policy.unwrap_or(new.hook_scope_policy);
+    let mut api = create_api(store, new)?;
+    if let Some(scopes) = body.scopes {
+        api.scopes = scopes;
+        store.update_api(&api)?;
+    }
+    Ok(api)
+}
+
+/// Applies a patch to an API. Its identifier cannot change.
+pub fn update_api(store: &Store, id: &str, body: ApiBody) -> Result<Api, ManageError> {
+    check_api_fields(&body)?;
+    let mut api = store.api(id)?.ok_or_else(|| not_found("API", id))?;
+    if body
+        .identifier
+        .as_ref()
+        .is_some_and(|identifier| *identifier != api.identifier)
+    {
+        return Err(ManageError::Invalid(
+            "identifier: cannot be changed".to_owned(),
+        ));
+    }
+    if let Some(name) = body.name {
+        api.name = name;
+    }
+    if let Some(scopes) = body.scopes {
+        api.scopes = scopes;
+    }
+    if let Some(lifetime) = body.token_lifetime {
+        api.token_lifetime = lifetime;
+    }
+    if let Some(alg) = body.signing_alg {
+        if alg == SigningAlg::HS256 && api.signing_secret.is_none() {
+            api.signing_secret = Some(URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
+        }
+        api.signing_alg = alg;
+    }
+    if let Some(dialect) = body.token_dialect {
+        api.token_dialect = dialect;
+    }
+    if let Some(policy) = body.hook_scope_policy {
+        api.hook_scope_policy = policy;
+    }
+    store.update_api(&api)?;
+    Ok(api)
+}
+
+/// `POST`/`PATCH /api/v2/client-grants` bodies.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// The client (required on create; cannot change).
+    pub client_id: Option<String>,
+    /// The API identifier (required on create; cannot change).
+    pub audience: Option<String>,
+    /// The scopes granted (required on create).
+    pub scope: Option<Vec<String>>,
+}
+
+/// Creates a client grant from a Management API body.
+pub fn create_grant_from(store: &Store, body: GrantBody) -> Result<ClientGrant, ManageError> {
+    let required = |field: &str| ManageError::Invalid(format!("{field}: is required"));
+    let client_id = body.client_id.ok_or_else(|| required("client_id"))?;
+    let audience = body.audience.ok_or_else(|| required("audience"))?;
+    let scope = body.scope.ok_or_else(|| required("scope"))?;
+    let scope: Vec<&str> = scope.iter().map(String::as_str).collect();
+    create_grant(store, &client_id, &audience, &scope)
+}
+
+/// Replaces a grant's scopes; client and audience cannot change.
+pub fn update_grant(store: &Store, id: &str, body: GrantBody) -> Result<ClientGrant, ManageError> {
+    if body.client_id.is_some() || body.audience.is_some() {
+        return Err(ManageError::Invalid(
+            "client_id and audience of a grant cannot be changed".to_owned(),
+        ));
+    }
+    let mut grant = store
+        .grant(id)?
+        .ok_or_else(|| not_found("client grant", id))?;
+    if let Some(scope) = body.scope {
+        let api = store
+            .api_by_identifier(&grant.audience)?
+            .ok_or_else(|| not_found("API", &grant.audience))?;
+        if let Some(unknown) = scope
+            .iter()
+            .find(|s| !api.scopes.iter().any(|defined| defined.value == **s))
+        {
+            return Err(ManageError::Invalid(format!(
+                "scope: {unknown} is not a scope of {}",
+                grant.audience
+            )));
+        }
+        grant.scope = scope;
+    }
+    store.update_grant(&grant)?;
+    Ok(grant)
+}

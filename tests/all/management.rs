@@ -588,3 +588,258 @@ async fn signing_keys_rotate_without_breaking_issued_tokens() {
     assert_eq!(kid(&again), next_rs256);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_apis_and_grants_are_managed_end_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+
+    // An API with scopes; defaults filled in.
+    let api = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/resource-servers",
+        Some(json!({
+            "identifier": "https://billing.example/",
+            "name": "Billing",
+            "scopes": [{"value": "read:invoices", "description": "Read invoices"}, {"value": "pay"}],
+        })),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    assert_eq!(api.json["token_lifetime"], 86_400);
+    assert_eq!(api.json["signing_alg"], "RS256");
+    assert_eq!(api.json["token_dialect"], "access_token");
+    let api_id = api.json["id"].as_str().expect("id").to_owned();
+
+    // A client: the secret is in the creation answer only.
+    let created = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/clients",
+        Some(json!({"name": "billing-worker", "app_type": "non_interactive", "client_metadata": {"tier": "gold"}})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let client_id = created.json["client_id"].as_str().expect("id").to_owned();
+    let secret = created.json["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let fetched = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/clients/{client_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(fetched.status, 200);
+    assert!(fetched.json.get("client_secret").is_none());
+    assert!(!fetched.text.contains(&secret));
+    let listed = call(&server, &admin, Method::GET, "/api/v2/clients", None).await;
+    assert!(
+        !listed.text.contains(&secret),
+        "secrets never appear in listings"
+    );
+    assert!(!listed.text.contains("secret_hash"));
+
+    // No grant yet: 403.
+    let seeded = Seeded {
+        client_id: client_id.clone(),
+        secret: secret.clone(),
+    };
+    let ask = |seeded: Seeded| {
+        let server = &server;
+        async move {
+            token_form(
+                server,
+                Some((&seeded.client_id, &seeded.secret)),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("audience", "https://billing.example/"),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(ask(seeded.clone()).await.status, 403);
+
+    // A grant for one scope, then widened by PATCH.
+    let grant = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/client-grants",
+        Some(json!({"client_id": client_id, "audience": "https://billing.example/", "scope": ["read:invoices"]})),
+    )
+    .await;
+    assert_eq!(grant.status, 201, "{}", grant.text);
+    let grant_id = grant.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(ask(seeded.clone()).await.json["scope"], "read:invoices");
+    let duplicate = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/client-grants",
+        Some(json!({"client_id": client_id, "audience": "https://billing.example/", "scope": []})),
+    )
+    .await;
+    assert_eq!(duplicate.status, 409);
+    let widened = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/client-grants/{grant_id}"),
+        Some(json!({"scope": ["read:invoices", "pay"]})),
+    )
+    .await;
+    assert_eq!(widened.status, 200, "{}", widened.text);
+    assert_eq!(ask(seeded.clone()).await.json["scope"], "read:invoices pay");
+    let filtered = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/client-grants?client_id={client_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(filtered.json.as_array().expect("list").len(), 1);
+
+    // Validation failures are 400 naming the field, and change nothing.
+    for (path, body, field) in [
+        (
+            "/api/v2/clients",
+            json!({"name": "x", "app_type": "robot"}),
+            "app_type",
+        ),
+        (
+            "/api/v2/clients",
+            json!({"name": "x", "colour": "red"}),
+            "colour",
+        ),
+        (
+            "/api/v2/resource-servers",
+            json!({"identifier": "https://x/", "token_lifetime": 0}),
+            "token_lifetime",
+        ),
+        (
+            "/api/v2/resource-servers",
+            json!({"name": "no identifier"}),
+            "identifier",
+        ),
+        (
+            "/api/v2/client-grants",
+            json!({"client_id": client_id, "audience": "https://billing.example/", "scope": ["admin"]}),
+            "scope",
+        ),
+    ] {
+        let reply = call(&server, &admin, Method::POST, path, Some(body)).await;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text);
+        assert!(
+            reply.json["message"]
+                .as_str()
+                .expect("message")
+                .contains(field),
+            "{}",
+            reply.text
+        );
+    }
+    assert_eq!(
+        server.store.clients().expect("clients").len(),
+        2,
+        "admin + billing-worker only"
+    );
+    let renamed = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/resource-servers/{api_id}"),
+        Some(json!({"identifier": "https://elsewhere/"})),
+    )
+    .await;
+    assert_eq!(renamed.status, 400);
+
+    // Rotating the secret: the old one stops working, the new one works.
+    let rotated = call(
+        &server,
+        &admin,
+        Method::POST,
+        &format!("/api/v2/clients/{client_id}/rotate-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 200);
+    let new_secret = rotated.json["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_eq!(ask(seeded.clone()).await.status, 401);
+    let renewed = Seeded {
+        client_id: client_id.clone(),
+        secret: new_secret,
+    };
+    assert_eq!(ask(renewed.clone()).await.status, 200);
+
+    // Deleting the API deletes its grants: the client is refused again, and a new API with
+    // the same identifier starts with no grants.
+    let deleted = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &format!("/api/v2/resource-servers/{api_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(ask(renewed.clone()).await.status, 403);
+    let gone = call(&server, &admin, Method::GET, "/api/v2/client-grants", None).await;
+    assert!(!gone.text.contains(&grant_id));
+
+    // The Management API itself cannot be deleted.
+    let apis = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/resource-servers",
+        None,
+    )
+    .await;
+    let management_id = apis.json.as_array().expect("list")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let refused = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &format!("/api/v2/resource-servers/{management_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+
+    let removed = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &format!("/api/v2/clients/{client_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 204);
+    assert_eq!(ask(renewed).await.status, 401);
+    let missing = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/clients/{client_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    server.stop().await;
+}

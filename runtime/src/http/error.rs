@@ -141,10 +141,10 @@ pub fn manage_error(error: &crate::manage::ManageError) -> Response<Body> {
             Some("invalid_module"),
         ),
         ManageError::Store(StoreError::NotFound(message)) => {
-            management_error(StatusCode::NOT_FOUND, message, Some("inexistent_hook"))
+            management_error(StatusCode::NOT_FOUND, message, Some("inexistent_resource"))
         }
         ManageError::Store(StoreError::Conflict(message)) => {
-            management_error(StatusCode::CONFLICT, message, Some("hook_conflict"))
+            management_error(StatusCode::CONFLICT, message, Some("conflict"))
         }
         ManageError::Store(other) => {
             tracing::error!(error = %other, "store error in the Management API");

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::error::{Body, json_response, manage_error, management_error};
 use super::routes::{AppState, now, read_body};
-use crate::manage::{HookPatch, NewHook};
-use crate::model::Hook;
+use crate::manage::{self, ApiBody, ClientBody, GrantBody, HookPatch, NewHook};
+use crate::model::{Api, Client, Hook};
 use crate::token::keys::VerifyError;
 
 /// Largest JSON body a management call accepts.
@@ -152,6 +152,26 @@ where
         (["hooks", id, "versions"], &Method::GET) => versions(state, request, id),
         (["hooks", id, "rollback"], &Method::POST) => rollback(state, request, id).await,
         (["hooks", id, "logs"], &Method::GET) => logs(state, request, id),
+        (["clients"], &Method::GET) => list_clients(state, request),
+        (["clients"], &Method::POST) => create_client(state, request).await,
+        (["clients", id], &Method::GET) => get_client(state, request, id),
+        (["clients", id], &Method::PATCH) => patch_client(state, request, id).await,
+        (["clients", id], &Method::DELETE) => delete_client(state, request, id),
+        (["clients", id, "rotate-secret"], &Method::POST) => rotate_secret(state, request, id),
+        (["clients"] | ["clients", _] | ["clients", _, "rotate-secret"], _) => {
+            Err(method_not_allowed())
+        }
+        (["resource-servers"], &Method::GET) => list_apis(state, request),
+        (["resource-servers"], &Method::POST) => create_api(state, request).await,
+        (["resource-servers", id], &Method::GET) => get_api(state, request, id),
+        (["resource-servers", id], &Method::PATCH) => patch_api(state, request, id).await,
+        (["resource-servers", id], &Method::DELETE) => delete_api(state, request, id),
+        (["resource-servers"] | ["resource-servers", _], _) => Err(method_not_allowed()),
+        (["client-grants"], &Method::GET) => list_grants(state, request),
+        (["client-grants"], &Method::POST) => create_grant(state, request).await,
+        (["client-grants", id], &Method::PATCH) => patch_grant(state, request, id).await,
+        (["client-grants", id], &Method::DELETE) => delete_grant(state, request, id),
+        (["client-grants"] | ["client-grants", _], _) => Err(method_not_allowed()),
         (["keys", "signing"], &Method::GET) => signing_keys(state, request),
         (["keys", "signing", "rotate"], &Method::POST) => rotate_keys(state, request).await,
         (["keys", "signing"] | ["keys", "signing", "rotate"], _) => Err(method_not_allowed()),
@@ -237,9 +257,7 @@ where
 async fn delete_hook<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "delete:hooks")?;
     state.hooks.delete(id).await.map_err(|e| manage_error(&e))?;
-    let mut response = json_response(StatusCode::NO_CONTENT, &Value::Null);
-    *response.body_mut() = http_body_util::Full::new(Bytes::new());
-    Ok(response)
+    Ok(no_content())
 }
 
 async fn upload_module<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
@@ -341,4 +359,219 @@ async fn rotate_keys<B>(state: &AppState, request: Request<B>) -> Reply {
             &crate::token::TokenError::Internal,
         )),
     }
+}
+
+fn no_content() -> Response<Body> {
+    let mut response = json_response(StatusCode::NO_CONTENT, &Value::Null);
+    *response.body_mut() = http_body_util::Full::new(Bytes::new());
+    response
+}
+
+/// An application as the Management API shows it; never its secret (or the secret's hash).
+fn client_json(client: &Client) -> Value {
+    json!({
+        "client_id": client.client_id,
+        "name": client.name,
+        "app_type": client.app_type,
+        "client_metadata": client.metadata,
+        "grant_types": client.grant_types,
+        "token_endpoint_auth_method": "client_secret_post",
+    })
+}
+
+/// The same, plus the secret: only in the answers that create or rotate it.
+fn client_with_secret(client: &Client, secret: &str) -> Value {
+    let mut value = client_json(client);
+    if let Some(object) = value.as_object_mut() {
+        object.insert("client_secret".into(), secret.into());
+    }
+    value
+}
+
+fn api_json(api: &Api) -> Value {
+    let mut value = json!({
+        "id": api.id,
+        "identifier": api.identifier,
+        "name": api.name,
+        "scopes": api.scopes,
+        "token_lifetime": api.token_lifetime,
+        "signing_alg": api.signing_alg,
+        "token_dialect": api.token_dialect,
+        "hook_scope_policy": api.hook_scope_policy,
+    });
+    if let (Some(secret), Some(object)) = (&api.signing_secret, value.as_object_mut()) {
+        object.insert("signing_secret".into(), secret.clone().into());
+    }
+    value
+}
+
+fn list_clients<B>(state: &AppState, request: Request<B>) -> Reply {
+    authorize(state, &request, "read:clients")?;
+    let clients = state.store.clients().map_err(|e| manage_error(&e.into()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Array(clients.iter().map(client_json).collect()),
+    ))
+}
+
+async fn create_client<B>(state: &AppState, request: Request<B>) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "create:clients")?;
+    let body: ClientBody = json_body(state, request).await?;
+    let (client, secret) = manage::create_client_from(&state.store, &state.hasher, body)
+        .map_err(|e| manage_error(&e))?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &client_with_secret(&client, &secret),
+    ))
+}
+
+fn get_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "read:clients")?;
+    match state.store.client(id) {
+        Ok(Some(client)) => Ok(json_response(StatusCode::OK, &client_json(&client))),
+        Ok(None) => Err(not_found()),
+        Err(error) => Err(manage_error(&error.into())),
+    }
+}
+
+async fn patch_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "update:clients")?;
+    let body: ClientBody = json_body(state, request).await?;
+    let client = manage::update_client(&state.store, id, body).map_err(|e| manage_error(&e))?;
+    Ok(json_response(StatusCode::OK, &client_json(&client)))
+}
+
+fn delete_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "delete:clients")?;
+    state
+        .store
+        .delete_client(id)
+        .map_err(|e| manage_error(&e.into()))?;
+    Ok(no_content())
+}
+
+fn rotate_secret<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "update:clients")?;
+    let (client, secret) = manage::rotate_client_secret(&state.store, &state.hasher, id)
+        .map_err(|e| manage_error(&e))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &client_with_secret(&client, &secret),
+    ))
+}
+
+fn list_apis<B>(state: &AppState, request: Request<B>) -> Reply {
+    authorize(state, &request, "read:resource_servers")?;
+    let apis = state.store.apis().map_err(|e| manage_error(&e.into()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Array(apis.iter().map(api_json).collect()),
+    ))
+}
+
+async fn create_api<B>(state: &AppState, request: Request<B>) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "create:resource_servers")?;
+    let body: ApiBody = json_body(state, request).await?;
+    let api = manage::create_api_from(&state.store, body).map_err(|e| manage_error(&e))?;
+    Ok(json_response(StatusCode::CREATED, &api_json(&api)))
+}
+
+fn get_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "read:resource_servers")?;
+    match state.store.api(id) {
+        Ok(Some(api)) => Ok(json_response(StatusCode::OK, &api_json(&api))),
+        Ok(None) => Err(not_found()),
+        Err(error) => Err(manage_error(&error.into())),
+    }
+}
+
+async fn patch_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "update:resource_servers")?;
+    let body: ApiBody = json_body(state, request).await?;
+    let api = manage::update_api(&state.store, id, body).map_err(|e| manage_error(&e))?;
+    Ok(json_response(StatusCode::OK, &api_json(&api)))
+}
+
+fn delete_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "delete:resource_servers")?;
+    let management = audience(&state.tokens.tenant().issuer);
+    if matches!(state.store.api(id), Ok(Some(api)) if api.identifier == management) {
+        return Err(management_error(
+            StatusCode::BAD_REQUEST,
+            "The Management API cannot be deleted",
+            Some("operation_not_supported"),
+        ));
+    }
+    state
+        .store
+        .delete_api(id)
+        .map_err(|e| manage_error(&e.into()))?;
+    Ok(no_content())
+}
+
+fn list_grants<B>(state: &AppState, request: Request<B>) -> Reply {
+    authorize(state, &request, "read:client_grants")?;
+    let params = query(&request);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (audience, client_id) = (param("audience"), param("client_id"));
+    let grants = state.store.grants().map_err(|e| manage_error(&e.into()))?;
+    let grants: Vec<Value> = grants
+        .into_iter()
+        .filter(|g| audience.as_ref().is_none_or(|a| g.audience == *a))
+        .filter(|g| client_id.as_ref().is_none_or(|c| g.client_id == *c))
+        .map(|g| json!(g))
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(grants)))
+}
+
+async fn create_grant<B>(state: &AppState, request: Request<B>) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "create:client_grants")?;
+    let body: GrantBody = json_body(state, request).await?;
+    let grant = manage::create_grant_from(&state.store, body).map_err(|e| manage_error(&e))?;
+    Ok(json_response(StatusCode::CREATED, &json!(grant)))
+}
+
+async fn patch_grant<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "update:client_grants")?;
+    let body: GrantBody = json_body(state, request).await?;
+    let grant = manage::update_grant(&state.store, id, body).map_err(|e| manage_error(&e))?;
+    Ok(json_response(StatusCode::OK, &json!(grant)))
+}
+
+fn delete_grant<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "delete:client_grants")?;
+    state
+        .store
+        .delete_grant(id)
+        .map_err(|e| manage_error(&e.into()))?;
+    Ok(no_content())
 }

@@ -26,6 +26,10 @@ pub struct AppState {
     pub tokens: TokenService,
     /// The Management API's hook operations.
     pub hooks: HookManager,
+    /// The store, for the Management API's other operations.
+    pub store: crate::store::Store,
+    /// Hashes new client secrets.
+    pub hasher: crate::secrets::SecretHasher,
     /// Every hook's recent invocations.
     pub hook_log: std::sync::Arc<HookLogBook>,
     /// The authorization server metadata (RFC 8414), built once.
@@ -39,6 +43,8 @@ impl AppState {
     pub fn new(
         tokens: TokenService,
         hooks: HookManager,
+        store: crate::store::Store,
+        hasher: crate::secrets::SecretHasher,
         hook_log: std::sync::Arc<HookLogBook>,
         limits: HttpLimits,
     ) -> Self {
@@ -58,6 +64,8 @@ impl AppState {
         AppState {
             tokens,
             hooks,
+            store,
+            hasher,
             hook_log,
             metadata,
             limits,

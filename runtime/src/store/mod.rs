@@ -219,6 +219,134 @@ impl Store {
         inserted.map_err(|_| StoreError::Conflict(format!("client {} exists", client.client_id)))
     }
 
+    /// Replaces an existing application's record.
+    pub fn update_client(&self, client: &Client) -> Result<(), StoreError> {
+        let key = client.client_id.as_bytes();
+        self.clients.transaction(|clients| {
+            if clients.get(key)?.is_none() {
+                return abort(StoreError::NotFound(format!(
+                    "no client {}",
+                    client.client_id
+                )));
+            }
+            clients.insert(key, encode(client))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Deletes an application and its client grants in one transaction.
+    pub fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        let grants: Vec<ClientGrant> = self
+            .grants()?
+            .into_iter()
+            .filter(|grant| grant.client_id == client_id)
+            .collect();
+        (&self.clients, &self.grants, &self.grant_by_pair).transaction(
+            |(clients, grant_tree, by_pair)| {
+                if clients.remove(client_id.as_bytes())?.is_none() {
+                    return abort(StoreError::NotFound(format!("no client {client_id}")));
+                }
+                for grant in &grants {
+                    grant_tree.remove(grant.id.as_bytes())?;
+                    by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// An API by hookd's id for it.
+    pub fn api(&self, id: &str) -> Result<Option<Api>, StoreError> {
+        Self::get(&self.apis, "apis", id.as_bytes())
+    }
+
+    /// Replaces an existing API's record; its identifier cannot change.
+    pub fn update_api(&self, api: &Api) -> Result<(), StoreError> {
+        self.apis.transaction(|apis| {
+            let Some(bytes) = apis.get(api.id.as_bytes())? else {
+                return abort(StoreError::NotFound(format!("no API {}", api.id)));
+            };
+            let stored: Api = decode("apis", api.id.as_bytes(), &bytes)
+                .map_err(ConflictableTransactionError::Abort)?;
+            if stored.identifier != api.identifier {
+                return abort(StoreError::Conflict(
+                    "identifier cannot be changed".to_owned(),
+                ));
+            }
+            apis.insert(api.id.as_bytes(), encode(api))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Deletes an API, its identifier index and every grant for it, in one transaction.
+    pub fn delete_api(&self, id: &str) -> Result<(), StoreError> {
+        let Some(api) = self.api(id)? else {
+            return Err(StoreError::NotFound(format!("no API {id}")));
+        };
+        let grants: Vec<ClientGrant> = self
+            .grants()?
+            .into_iter()
+            .filter(|grant| grant.audience == api.identifier)
+            .collect();
+        (
+            &self.apis,
+            &self.api_by_identifier,
+            &self.grants,
+            &self.grant_by_pair,
+        )
+            .transaction(|(apis, by_identifier, grant_tree, by_pair)| {
+                apis.remove(api.id.as_bytes())?;
+                by_identifier.remove(api.identifier.as_bytes())?;
+                for grant in &grants {
+                    grant_tree.remove(grant.id.as_bytes())?;
+                    by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
+                }
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    /// Every client grant.
+    pub fn grants(&self) -> Result<Vec<ClientGrant>, StoreError> {
+        Self::all(&self.grants, "grants")
+    }
+
+    /// A client grant by id.
+    pub fn grant(&self, id: &str) -> Result<Option<ClientGrant>, StoreError> {
+        Self::get(&self.grants, "grants", id.as_bytes())
+    }
+
+    /// Replaces an existing grant's scopes (client and audience cannot change).
+    pub fn update_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
+        self.grants.transaction(|grants| {
+            if grants.get(grant.id.as_bytes())?.is_none() {
+                return abort(StoreError::NotFound(format!(
+                    "no client grant {}",
+                    grant.id
+                )));
+            }
+            grants.insert(grant.id.as_bytes(), encode(grant))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Deletes a client grant and its index entry in one transaction.
+    pub fn delete_grant(&self, id: &str) -> Result<(), StoreError> {
+        let Some(grant) = self.grant(id)? else {
+            return Err(StoreError::NotFound(format!("no client grant {id}")));
+        };
+        (&self.grants, &self.grant_by_pair).transaction(|(grants, by_pair)| {
+            grants.remove(grant.id.as_bytes())?;
+            by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// An API by its identifier (the audience).
     pub fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError> {
         match self.api_by_identifier.get(identifier.as_bytes())? {
