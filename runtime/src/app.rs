@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::hooklog::HookLogBook;
-use crate::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookRegistry};
+use crate::hooks::{EngineSettings, HookEngine, HookRegistry};
 use crate::http::{AppState, HttpLimits, Server};
 use crate::manage::{self, HookManager, MANAGEMENT_SCOPES, NewApi, unix_now};
 use crate::model::Tenant;
-use crate::secrets::{SecretHasher, random_bytes};
+use crate::secrets::{SecretBox, SecretHasher, random_bytes};
 use crate::store::Store;
 use crate::token::TokenService;
 use crate::token::keys::{self, KeyRing};
@@ -31,6 +31,9 @@ pub struct ServeConfig {
     pub hook_concurrency: u32,
     /// HTTP limits.
     pub http: HttpLimits,
+    /// The key hook secrets are encrypted with (base64url of 32 bytes, `HOOKD_SECRETS_KEY`);
+    /// `None` uses `DATA_DIR/secrets.key`, created on first start.
+    pub secrets_key: Option<String>,
     /// Credentials for the bootstrap admin application, instead of generated ones
     /// (`HOOKD_ADMIN_CLIENT_ID` / `HOOKD_ADMIN_CLIENT_SECRET`).
     pub admin_credentials: Option<(String, String)>,
@@ -47,6 +50,7 @@ impl ServeConfig {
             hook_concurrency: 16,
             http: HttpLimits::default(),
             admin_credentials: None,
+            secrets_key: None,
         }
     }
 }
@@ -74,6 +78,9 @@ pub enum StartError {
     /// The Management API or its admin application could not be created.
     #[error("could not bootstrap the Management API: {0}")]
     Bootstrap(String),
+    /// The hook secrets key could not be loaded.
+    #[error("hook secrets: {0}")]
+    Secrets(String),
     /// The listener could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -147,32 +154,19 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         cache_dir: Some(config.data_dir.join("compiled")),
     })?;
     let registry = Arc::new(HookRegistry::new());
-    for point in ExtensibilityPoint::ALL {
-        let Some(hook) = store.enabled_hook(point)? else {
-            continue;
-        };
-        let failure = |reason: String| StartError::Hook {
-            name: hook.name.clone(),
-            reason,
-        };
-        let sha = hook
-            .active_version
-            .clone()
-            .ok_or_else(|| failure("it has no active version".to_owned()))?;
-        let module = store
-            .module(&sha)?
-            .ok_or_else(|| failure(format!("module {sha} is missing")))?;
-        let (engine, limits) = (engine.clone(), hook.limits);
-        let mut loaded = tokio::task::spawn_blocking(move || engine.load(point, &module, limits))
-            .await
-            .map_err(|error| failure(error.to_string()))?
-            .map_err(|error| failure(error.to_string()))?;
-        loaded.failure_policy = hook.failure_policy;
-        loaded.id = hook.id.clone();
-        loaded.name = hook.name.clone();
-        tracing::info!(hook = %hook.name, trigger = %point, source = ?loaded.source, "hook enabled");
-        registry.enable(Arc::new(loaded));
+    let secret_box = match &config.secrets_key {
+        Some(encoded) => SecretBox::from_encoded(encoded),
+        None => SecretBox::load_or_create(&config.data_dir.join("secrets.key")),
     }
+    .map_err(|error| StartError::Secrets(error.to_string()))?;
+    let hooks = HookManager::new(store.clone(), engine.clone(), registry.clone(), secret_box);
+    hooks
+        .load_enabled()
+        .await
+        .map_err(|error| StartError::Hook {
+            name: "enabled hook".to_owned(),
+            reason: error.to_string(),
+        })?;
 
     let hook_log = Arc::new(HookLogBook::new());
     let hasher_for_admin = hasher.clone();
@@ -185,7 +179,6 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         hook_log.clone(),
         tenant.clone(),
     );
-    let hooks = HookManager::new(store.clone(), engine, registry);
     let server = Server::bind(
         config.listen,
         AppState::new(

@@ -258,6 +258,7 @@ pub fn create_hook(
         active_version: Some(sha256),
         limits,
         failure_policy: FailurePolicy::FailClosed,
+        secrets: BTreeMap::new(),
     };
     store.insert_hook(&hook, module)?;
     Ok(hook)
@@ -287,6 +288,7 @@ pub struct HookManager {
     store: Store,
     engine: HookEngine,
     registry: std::sync::Arc<crate::hooks::HookRegistry>,
+    secret_box: crate::secrets::SecretBox,
     changes: tokio::sync::Mutex<()>,
 }
 
@@ -335,13 +337,39 @@ impl HookManager {
         store: Store,
         engine: HookEngine,
         registry: std::sync::Arc<crate::hooks::HookRegistry>,
+        secret_box: crate::secrets::SecretBox,
     ) -> Self {
         HookManager {
             store,
             engine,
             registry,
+            secret_box,
             changes: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Loads every enabled hook into the registry (at startup).
+    pub async fn load_enabled(&self) -> Result<(), ManageError> {
+        for point in ExtensibilityPoint::ALL {
+            if let Some(hook) = self.store.enabled_hook(point)? {
+                self.apply(&hook).await?;
+                tracing::info!(hook = %hook.name, trigger = %point, "hook enabled");
+            }
+        }
+        Ok(())
+    }
+
+    /// The hook's secrets in clear, for the running hook.
+    fn open_secrets(&self, hook: &Hook) -> Result<BTreeMap<String, String>, ManageError> {
+        hook.secrets
+            .iter()
+            .map(|(name, sealed)| {
+                self.secret_box
+                    .open(&hook.id, name, sealed)
+                    .map(|value| (name.clone(), value))
+                    .map_err(|error| ManageError::Invalid(format!("secret {name}: {error}")))
+            })
+            .collect()
     }
 
     /// Every hook, optionally only those of one trigger or enabled state.
@@ -385,6 +413,7 @@ impl HookManager {
             let mut same = (**loaded).clone();
             same.failure_policy = hook.failure_policy;
             same.name = hook.name.clone();
+            same.secrets = self.open_secrets(hook)?;
             self.registry.enable(std::sync::Arc::new(same));
             return Ok(());
         }
@@ -399,6 +428,7 @@ impl HookManager {
         loaded.id = hook.id.clone();
         loaded.name = hook.name.clone();
         loaded.failure_policy = hook.failure_policy;
+        loaded.secrets = self.open_secrets(hook)?;
         self.registry.enable(std::sync::Arc::new(loaded));
         Ok(())
     }
@@ -435,6 +465,7 @@ impl HookManager {
             active_version: None,
             limits,
             failure_policy: new.failure_policy.unwrap_or_default(),
+            secrets: BTreeMap::new(),
         };
         self.store.insert_hook(&hook, &[])?;
         Ok(hook)
@@ -821,4 +852,100 @@ pub fn update_grant(store: &Store, id: &str, body: GrantBody) -> Result<ClientGr
     }
     store.update_grant(&grant)?;
     Ok(grant)
+}
+
+/// The most secrets one hook may have (Auth0 allowed 20).
+pub const MAX_SECRETS_PER_HOOK: usize = 50;
+/// The longest secret value, in bytes (Auth0 Actions allow 4 KB).
+pub const MAX_SECRET_BYTES: usize = 4096;
+
+/// How a secrets call changes a hook's secrets (Auth0's semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsChange {
+    /// `POST`: add new names; an existing name is 409.
+    Add,
+    /// `PATCH`: change existing names; an unknown name is 404.
+    Update,
+}
+
+impl HookManager {
+    /// The names of a hook's secrets (values are never returned).
+    pub fn secret_names(&self, id: &str) -> Result<Vec<String>, ManageError> {
+        Ok(self.get(id)?.secrets.keys().cloned().collect())
+    }
+
+    /// Adds or updates secrets, sealed under the secrets key; the running hook sees them at once.
+    pub async fn set_secrets(
+        &self,
+        id: &str,
+        values: BTreeMap<String, String>,
+        change: SecretsChange,
+    ) -> Result<Vec<String>, ManageError> {
+        let _serialised = self.changes.lock().await;
+        let mut hook = self.get(id)?;
+        if values.is_empty() {
+            return Err(ManageError::Invalid(
+                "body: name at least one secret".to_owned(),
+            ));
+        }
+        for (name, value) in &values {
+            let valid_name = !name.is_empty()
+                && name.len() <= 255
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid_name {
+                return Err(ManageError::Invalid(format!(
+                    "{name:?}: secret names are letters, digits, _ and -"
+                )));
+            }
+            if value.len() > MAX_SECRET_BYTES {
+                return Err(ManageError::Invalid(format!(
+                    "{name}: a secret value is at most {MAX_SECRET_BYTES} bytes"
+                )));
+            }
+            let exists = hook.secrets.contains_key(name);
+            match change {
+                SecretsChange::Add if exists => {
+                    return Err(ManageError::Store(StoreError::Conflict(format!(
+                        "secret {name} already exists"
+                    ))));
+                }
+                SecretsChange::Update if !exists => {
+                    return Err(ManageError::Store(StoreError::NotFound(format!(
+                        "secret {name} does not exist"
+                    ))));
+                }
+                _ => {}
+            }
+        }
+        for (name, value) in &values {
+            let sealed = self.secret_box.seal(&hook.id, name, value);
+            hook.secrets.insert(name.clone(), sealed);
+        }
+        if hook.secrets.len() > MAX_SECRETS_PER_HOOK {
+            return Err(ManageError::Invalid(format!(
+                "a hook has at most {MAX_SECRETS_PER_HOOK} secrets"
+            )));
+        }
+        self.store.update_hook(&hook)?;
+        self.apply(&hook).await?;
+        Ok(hook.secrets.keys().cloned().collect())
+    }
+
+    /// Deletes secrets by name; an unknown name is 404 and deletes nothing.
+    pub async fn delete_secrets(&self, id: &str, names: &[String]) -> Result<(), ManageError> {
+        let _serialised = self.changes.lock().await;
+        let mut hook = self.get(id)?;
+        if let Some(unknown) = names.iter().find(|name| !hook.secrets.contains_key(*name)) {
+            return Err(ManageError::Store(StoreError::NotFound(format!(
+                "secret {unknown} does not exist"
+            ))));
+        }
+        for name in names {
+            hook.secrets.remove(name);
+        }
+        self.store.update_hook(&hook)?;
+        self.apply(&hook).await
+    }
 }

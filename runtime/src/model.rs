@@ -166,6 +166,9 @@ pub struct Hook {
     pub limits: HookLimits,
     /// What happens when it fails.
     pub failure_policy: FailurePolicy,
+    /// The hook's secrets, encrypted (see [`crate::secrets::SecretBox`]), by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::secrets::Sealed>,
 }
 
 /// Where a signing key is in its rotation.

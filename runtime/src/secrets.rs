@@ -93,3 +93,162 @@ mod tests {
         assert_ne!(a, random_alphanumeric(32));
     }
 }
+
+/// Hook secrets encrypted at rest: AES-256-GCM under a key kept outside the store (a file
+/// beside it by default, or `HOOKD_SECRETS_KEY`), a random nonce per value, and the hook id and
+/// secret name as associated data, so a ciphertext cannot be moved to another hook or name.
+pub struct SecretBox {
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox(..)")
+    }
+}
+
+/// A sealed value: base64url nonce and ciphertext (with its tag).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sealed {
+    /// The 96-bit nonce.
+    pub nonce: String,
+    /// Ciphertext and tag.
+    pub ciphertext: String,
+}
+
+/// Why a secrets key could not be loaded or a value opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretBoxError {
+    /// The key is not 32 bytes of base64url.
+    #[error("the secrets key must be 32 bytes, base64url-encoded")]
+    BadKey,
+    /// The key file could not be read or created.
+    #[error("secrets key file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The value was not sealed under this key for this place.
+    #[error("a hook secret could not be decrypted (wrong secrets key?)")]
+    Open,
+}
+
+impl SecretBox {
+    /// A box under a raw 32-byte key.
+    pub fn new(key: &[u8; 32]) -> Self {
+        // A 32-byte key is exactly what AES-256-GCM takes.
+        #[allow(clippy::expect_used)]
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
+            .expect("a 32-byte AES-256 key");
+        SecretBox {
+            key: aws_lc_rs::aead::LessSafeKey::new(unbound),
+        }
+    }
+
+    /// The key from `HOOKD_SECRETS_KEY`-style text (base64url of 32 bytes).
+    pub fn from_encoded(encoded: &str) -> Result<Self, SecretBoxError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(encoded.trim())
+            .map_err(|_| SecretBoxError::BadKey)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SecretBoxError::BadKey)?;
+        Ok(Self::new(&key))
+    }
+
+    /// The key from `path`, created (0600) with a random key when it does not exist.
+    pub fn load_or_create(path: &std::path::Path) -> Result<Self, SecretBoxError> {
+        let file_error = |source| SecretBoxError::KeyFile {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_encoded(&text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let encoded = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+                crate::app::write_private(path, &encoded).map_err(file_error)?;
+                Self::from_encoded(&encoded)
+            }
+            Err(error) => Err(file_error(error)),
+        }
+    }
+
+    fn aad(hook_id: &str, name: &str) -> aws_lc_rs::aead::Aad<Vec<u8>> {
+        aws_lc_rs::aead::Aad::from([hook_id.as_bytes(), b"\0", name.as_bytes()].concat())
+    }
+
+    /// Encrypts the value of secret `name` of hook `hook_id`.
+    pub fn seal(&self, hook_id: &str, name: &str, value: &str) -> Sealed {
+        let nonce_bytes = random_bytes::<12>();
+        let nonce = aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce_bytes);
+        let mut buffer = value.as_bytes().to_vec();
+        // Sealing in place with a fresh nonce cannot fail for inputs this small.
+        #[allow(clippy::expect_used)]
+        self.key
+            .seal_in_place_append_tag(nonce, Self::aad(hook_id, name), &mut buffer)
+            .expect("AES-GCM seal");
+        Sealed {
+            nonce: URL_SAFE_NO_PAD.encode(nonce_bytes),
+            ciphertext: URL_SAFE_NO_PAD.encode(buffer),
+        }
+    }
+
+    /// Decrypts a value sealed by [`SecretBox::seal`] for the same hook and name.
+    pub fn open(
+        &self,
+        hook_id: &str,
+        name: &str,
+        sealed: &Sealed,
+    ) -> Result<String, SecretBoxError> {
+        let nonce: [u8; 12] = URL_SAFE_NO_PAD
+            .decode(&sealed.nonce)
+            .ok()
+            .and_then(|n| n.try_into().ok())
+            .ok_or(SecretBoxError::Open)?;
+        let mut buffer = URL_SAFE_NO_PAD
+            .decode(&sealed.ciphertext)
+            .map_err(|_| SecretBoxError::Open)?;
+        let plain = self
+            .key
+            .open_in_place(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                Self::aad(hook_id, name),
+                &mut buffer,
+            )
+            .map_err(|_| SecretBoxError::Open)?;
+        String::from_utf8(plain.to_vec()).map_err(|_| SecretBoxError::Open)
+    }
+}
+
+#[cfg(test)]
+mod secret_box_tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_in_their_place_and_under_their_key() {
+        let secret_box = SecretBox::new(&random_bytes::<32>());
+        let sealed = secret_box.seal("hook1", "API_KEY", "s3cret");
+        assert!(!sealed.ciphertext.contains("s3cret"));
+        assert_eq!(
+            secret_box.open("hook1", "API_KEY", &sealed).unwrap(),
+            "s3cret"
+        );
+        assert!(secret_box.open("hook2", "API_KEY", &sealed).is_err());
+        assert!(secret_box.open("hook1", "OTHER", &sealed).is_err());
+        let other = SecretBox::new(&random_bytes::<32>());
+        assert!(other.open("hook1", "API_KEY", &sealed).is_err());
+        // A fresh nonce each time: the same value never seals to the same ciphertext.
+        assert_ne!(secret_box.seal("hook1", "API_KEY", "s3cret"), sealed);
+    }
+
+    #[test]
+    fn a_key_file_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.key");
+        let first = SecretBox::load_or_create(&path).unwrap();
+        let sealed = first.seal("h", "n", "v");
+        let second = SecretBox::load_or_create(&path).unwrap();
+        assert_eq!(second.open("h", "n", &sealed).unwrap(), "v");
+        assert!(SecretBox::from_encoded("short").is_err());
+    }
+}

@@ -843,3 +843,166 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
     assert_eq!(missing.status, 404);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_secrets_reach_the_hook_and_nowhere_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let created = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "claims from metadata", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        upload(&server, &admin, &id, wasm(hookd_tests::METADATA_CLAIMS))
+            .await
+            .status,
+        201
+    );
+    let secrets_path = format!("/api/v2/hooks/{id}/secrets");
+
+    // Without its secret the hook denies with server_error.
+    assert_eq!(get_token(&server, &seeded).await.status, 500);
+
+    const VALUE: &str = "k-0f7e9c1d-very-secret";
+    let added = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets_path,
+        Some(json!({"KEY_ID": VALUE})),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    assert_eq!(added.json, json!({"KEY_ID": "_VALUE_NOT_SHOWN_"}));
+
+    // The running hook sees the secret at once.
+    let reply = get_token(&server, &seeded).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let token = reply.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let payload: Value = {
+        use base64::Engine as _;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).expect("payload"))
+                .expect("base64url"),
+        )
+        .expect("json")
+    };
+    assert_eq!(
+        payload["https://hookd.example.com/key_id"], VALUE,
+        "the hook put it in a claim"
+    );
+
+    // Auth0's semantics: POST of an existing name is 409, PATCH of an unknown name is 404.
+    let again = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets_path,
+        Some(json!({"KEY_ID": "x"})),
+    )
+    .await;
+    assert_eq!(again.status, 409);
+    let unknown = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &secrets_path,
+        Some(json!({"NOPE": "x"})),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+
+    // At least 20 secrets per hook.
+    let many: serde_json::Map<String, Value> = (0..25)
+        .map(|i| (format!("EXTRA_{i}"), Value::from(format!("value-{i}"))))
+        .collect();
+    let bulk = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets_path,
+        Some(Value::Object(many)),
+    )
+    .await;
+    assert_eq!(bulk.status, 201, "{}", bulk.text);
+    let listed = call(&server, &admin, Method::GET, &secrets_path, None).await;
+    assert_eq!(listed.json.as_object().expect("object").len(), 26);
+    assert!(!listed.text.contains(VALUE));
+
+    // Nowhere else: not in hook responses, hook logs or the files of the data directory.
+    for path in [
+        format!("/api/v2/hooks/{id}"),
+        format!("/api/v2/hooks/{id}/logs"),
+        "/api/v2/hooks".to_owned(),
+    ] {
+        let reply = call(&server, &admin, Method::GET, &path, None).await;
+        assert_eq!(reply.status, 200);
+        assert!(!reply.text.contains(VALUE), "{path} shows the secret");
+    }
+    server.store.flush().expect("flush");
+    let mut files = vec![dir.path().to_owned()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .expect("dir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        } else {
+            let bytes = std::fs::read(&path).expect("file");
+            let found = bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes());
+            assert!(!found, "{} holds the secret in clear", path.display());
+        }
+    }
+
+    // Update, then delete: the hook follows.
+    let changed = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &secrets_path,
+        Some(json!({"KEY_ID": "k-2"})),
+    )
+    .await;
+    assert_eq!(changed.status, 201);
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let reply = get_token(&server, &seeded).await;
+    assert_eq!(
+        reply.status, 200,
+        "secrets survive a restart: {}",
+        reply.text
+    );
+    let admin = admin_token(&server, dir.path()).await;
+    let missing = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &secrets_path,
+        Some(json!(["KEY_ID", "NOPE"])),
+    )
+    .await;
+    assert_eq!(missing.status, 404, "an unknown name deletes nothing");
+    let deleted = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &secrets_path,
+        Some(json!(["KEY_ID"])),
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(get_token(&server, &seeded).await.status, 500);
+    server.stop().await;
+}

@@ -60,6 +60,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut config = ServeConfig::new(args.data_dir, args.server.listen);
         config.issuer = args.server.issuer;
         config.admin_credentials = admin_credentials_from_env()?;
+        config.secrets_key = std::env::var("HOOKD_SECRETS_KEY")
+            .ok()
+            .filter(|v| !v.is_empty());
         let prepared = app::prepare(config).await?;
         tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
         eprintln!(

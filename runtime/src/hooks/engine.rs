@@ -111,6 +111,9 @@ pub struct LoadedHook {
     pub id: String,
     /// The stored hook's name, for server logs; empty unless the caller sets it.
     pub name: String,
+    /// The hook's secrets in clear, passed in each call's context. Never printed (not even by
+    /// `Debug`).
+    pub secrets: std::collections::BTreeMap<String, String>,
     pub(crate) prepared: Prepared,
 }
 
@@ -125,6 +128,7 @@ impl std::fmt::Debug for LoadedHook {
             .field("failure_policy", &self.failure_policy)
             .field("id", &self.id)
             .field("name", &self.name)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -269,6 +273,7 @@ impl HookEngine {
             failure_policy: FailurePolicy::default(),
             id: String::new(),
             name: String::new(),
+            secrets: Default::default(),
             prepared,
         })
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::error::{Body, json_response, manage_error, management_error};
 use super::routes::{AppState, now, read_body};
-use crate::manage::{self, ApiBody, ClientBody, GrantBody, HookPatch, NewHook};
+use crate::manage::{self, ApiBody, ClientBody, GrantBody, HookPatch, NewHook, SecretsChange};
 use crate::model::{Api, Client, Hook};
 use crate::token::keys::VerifyError;
 
@@ -152,6 +152,14 @@ where
         (["hooks", id, "versions"], &Method::GET) => versions(state, request, id),
         (["hooks", id, "rollback"], &Method::POST) => rollback(state, request, id).await,
         (["hooks", id, "logs"], &Method::GET) => logs(state, request, id),
+        (["hooks", id, "secrets"], &Method::GET) => list_secrets(state, request, id),
+        (["hooks", id, "secrets"], &Method::POST) => {
+            set_secrets(state, request, id, SecretsChange::Add).await
+        }
+        (["hooks", id, "secrets"], &Method::PATCH) => {
+            set_secrets(state, request, id, SecretsChange::Update).await
+        }
+        (["hooks", id, "secrets"], &Method::DELETE) => delete_secrets(state, request, id).await,
         (["clients"], &Method::GET) => list_clients(state, request),
         (["clients"], &Method::POST) => create_client(state, request).await,
         (["clients", id], &Method::GET) => get_client(state, request, id),
@@ -176,7 +184,13 @@ where
         (["keys", "signing", "rotate"], &Method::POST) => rotate_keys(state, request).await,
         (["keys", "signing"] | ["keys", "signing", "rotate"], _) => Err(method_not_allowed()),
         (
-            ["hooks"] | ["hooks", _] | ["hooks", _, "module" | "versions" | "rollback" | "logs"],
+            ["hooks"]
+            | ["hooks", _]
+            | [
+                "hooks",
+                _,
+                "module" | "versions" | "rollback" | "logs" | "secrets",
+            ],
             _,
         ) => Err(method_not_allowed()),
         _ => Err(not_found()),
@@ -573,5 +587,58 @@ fn delete_grant<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
         .store
         .delete_grant(id)
         .map_err(|e| manage_error(&e.into()))?;
+    Ok(no_content())
+}
+
+/// What the Management API shows instead of a secret's value (as Auth0 does).
+const REDACTED: &str = "_VALUE_NOT_SHOWN_";
+
+fn redacted(names: &[String]) -> Value {
+    Value::Object(
+        names
+            .iter()
+            .map(|name| (name.clone(), Value::from(REDACTED)))
+            .collect(),
+    )
+}
+
+fn list_secrets<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "read:hooks")?;
+    let names = state.hooks.secret_names(id).map_err(|e| manage_error(&e))?;
+    Ok(json_response(StatusCode::OK, &redacted(&names)))
+}
+
+async fn set_secrets<B>(
+    state: &AppState,
+    request: Request<B>,
+    id: &str,
+    change: SecretsChange,
+) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "update:hooks")?;
+    let values: std::collections::BTreeMap<String, String> = json_body(state, request).await?;
+    let names = state
+        .hooks
+        .set_secrets(id, values, change)
+        .await
+        .map_err(|e| manage_error(&e))?;
+    Ok(json_response(StatusCode::CREATED, &redacted(&names)))
+}
+
+async fn delete_secrets<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    authorize(state, &request, "delete:hooks")?;
+    let names: Vec<String> = json_body(state, request).await?;
+    state
+        .hooks
+        .delete_secrets(id, &names)
+        .await
+        .map_err(|e| manage_error(&e))?;
     Ok(no_content())
 }

@@ -292,7 +292,7 @@ impl TokenService {
                 scope: (!scopes.is_empty()).then(|| scopes.clone()),
                 audience: api.identifier.clone(),
                 context: HookContext {
-                    secrets: Default::default(),
+                    secrets: hook.secrets.clone(),
                     request: request.request.clone(),
                     requested_scopes: requested,
                     resource_server: ResourceServerInfo {
