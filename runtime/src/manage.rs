@@ -30,6 +30,11 @@ pub enum ManageError {
     Store(#[from] StoreError),
 }
 
+/// The Management API's audience for an issuer: `<issuer>api/v2/`.
+pub fn management_audience(issuer: &str) -> String {
+    format!("{issuer}api/v2/")
+}
+
 /// Every scope of the Management API; the bootstrap admin application is granted them all.
 pub const MANAGEMENT_SCOPES: &[&str] = &[
     "read:clients",

@@ -19,10 +19,7 @@ const MAX_JSON_BODY: usize = 1 << 20;
 /// Largest module upload (JavaScript hooks are about 12 MB).
 const MAX_MODULE_BODY: usize = 64 << 20;
 
-/// The audience of the Management API for an issuer.
-pub fn audience(issuer: &str) -> String {
-    format!("{issuer}api/v2/")
-}
+pub use crate::manage::management_audience as audience;
 
 /// The hook as the Management API shows it.
 fn hook_json(hook: &Hook) -> Value {

@@ -17,6 +17,7 @@ use crate::hooks::{
     ClientInfo, CredentialsExchangeEvent, Denial, ExtensibilityPoint, HookContext, HookEngine,
     HookError, HookRegistry, RequestInfo, ResourceServerInfo,
 };
+use crate::manage;
 use crate::model::{Api, HookScopePolicy, Tenant, TokenDialect};
 use crate::secrets::{SecretHasher, random_bytes};
 use crate::store::{Store, StoreError};
@@ -278,10 +279,14 @@ impl TokenService {
         };
         let mut custom_claims = Map::new();
 
-        if let Some(hook) = self
+        // Hooks never run for the Management API's own tokens: a denying or broken hook must
+        // not lock operators out of the API that fixes it.
+        let for_management = api.identifier == manage::management_audience(&self.tenant.issuer);
+        let hook = self
             .registry
             .enabled(ExtensibilityPoint::CredentialsExchange)
-        {
+            .filter(|_| !for_management);
+        if let Some(hook) = hook {
             let event = CredentialsExchangeEvent {
                 client: ClientInfo {
                     id: client.client_id.clone(),
