@@ -185,3 +185,203 @@ async fn the_demo_prints_a_curl_command_that_gets_a_token() {
     };
     assert_eq!(claims["https://foo.com/claim"], "bar");
 }
+
+/// Runs `hookd` against a test server, off the async threads.
+async fn admin_cli(server: &hookd_tests::TestServer, dir: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(hookd_binary());
+    command
+        .args(args)
+        .args(["--server", &server.base, "--data-dir"])
+        .arg(dir)
+        .env_remove("HOOKD_ADMIN_CLIENT_ID")
+        .env_remove("HOOKD_ADMIN_CLIENT_SECRET");
+    tokio::task::spawn_blocking(move || command.output().expect("run hookd"))
+        .await
+        .expect("join")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_sets_up_a_client_and_deploys_and_rolls_back_a_hook() {
+    use hookd_tests::DENY_BY_AUDIENCE;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = hookd_tests::TestServer::start(dir.path()).await;
+    let d = dir.path();
+
+    let keys = stdout_json(&admin_cli(&server, d, &["keys", "list", "--json"]).await);
+    assert_eq!(keys.as_array().expect("keys").len(), 6);
+
+    let client = stdout_json(
+        &admin_cli(
+            &server,
+            d,
+            &[
+                "clients",
+                "create",
+                "--name",
+                "cli-svc",
+                "--metadata",
+                "tier=gold",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    let (id, secret) = (
+        client["client_id"].as_str().expect("id").to_owned(),
+        client["client_secret"].as_str().expect("secret").to_owned(),
+    );
+    let audience = "https://cli.example/";
+    stdout_json(
+        &admin_cli(
+            &server,
+            d,
+            &[
+                "apis",
+                "create",
+                "--identifier",
+                audience,
+                "--scope",
+                "read:x",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    stdout_json(
+        &admin_cli(
+            &server,
+            d,
+            &[
+                "grants",
+                "create",
+                "--client-id",
+                &id,
+                "--audience",
+                audience,
+                "--scope",
+                "read:x",
+                "--json",
+            ],
+        )
+        .await,
+    );
+
+    let deploy = admin_cli(
+        &server,
+        d,
+        &["hooks", "deploy", SEED, "--name", "cli-hook", "--enable"],
+    )
+    .await;
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    assert!(String::from_utf8_lossy(&deploy.stdout).contains("enabled: running now"));
+
+    let token = || {
+        let (id, secret) = (id.clone(), secret.clone());
+        let server = &server;
+        async move {
+            hookd_tests::token_form(
+                server,
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials"), ("audience", audience)],
+            )
+            .await
+        }
+    };
+    assert_eq!(token().await.json["scope"], "read:x extra");
+
+    // A second deploy replaces the running code at once.
+    let again = admin_cli(
+        &server,
+        d,
+        &["hooks", "deploy", DENY_BY_AUDIENCE, "--name", "cli-hook"],
+    )
+    .await;
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let denied = token().await;
+    assert_eq!(denied.status, 400, "{}", denied.text);
+
+    let versions =
+        stdout_json(&admin_cli(&server, d, &["hooks", "versions", "cli-hook", "--json"]).await);
+    let first = versions[0]["sha256"].as_str().expect("sha").to_owned();
+    stdout_json(
+        &admin_cli(
+            &server,
+            d,
+            &[
+                "hooks",
+                "rollback",
+                "cli-hook",
+                "--version",
+                &first,
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(token().await.json["scope"], "read:x extra");
+
+    let set = stdout_json(
+        &admin_cli(
+            &server,
+            d,
+            &[
+                "hooks", "secrets", "set", "cli-hook", "A=1", "B=2", "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(set.as_array().expect("names").len(), 2);
+    let changed = admin_cli(&server, d, &["hooks", "secrets", "set", "cli-hook", "A=3"]).await;
+    assert!(changed.status.success());
+    assert!(
+        !String::from_utf8_lossy(&changed.stdout).contains('3'),
+        "values are never printed"
+    );
+
+    // Human output is a table with headers.
+    let list = admin_cli(&server, d, &["hooks", "list"]).await;
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(text.contains("cli-hook"));
+
+    // Failures: non-zero exit and a one-line reason.
+    let missing = admin_cli(&server, d, &["hooks", "enable", "no-such-hook"]).await;
+    assert!(!missing.status.success());
+    let reason = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(reason.trim().lines().count(), 1, "{reason}");
+    assert!(reason.contains("no hook named"), "{reason}");
+    let refused = admin_cli(
+        &server,
+        d,
+        &[
+            "clients",
+            "list",
+            "--admin-client-id",
+            "x",
+            "--admin-client-secret",
+            "wrong-secret-value",
+        ],
+    )
+    .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("could not log in"));
+    server.stop().await;
+}

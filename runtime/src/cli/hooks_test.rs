@@ -26,7 +26,7 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
-pub fn run(args: HooksTestArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: HooksTestArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.module)
         .with_context(|| format!("could not read {}", args.module.display()))?;
     let event_text = std::fs::read_to_string(&args.event)
@@ -63,7 +63,7 @@ pub fn run(args: HooksTestArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let invocation = runtime.block_on(engine.invoke_credentials_exchange(&hook, &event));
 
-    if args.json {
+    if as_json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report_json(&args, &hook, &invocation))?

@@ -1,5 +1,7 @@
 //! Command-line types (clap) and dispatch. Each command's action lives in its own module.
 
+mod admin;
+mod api;
 mod demo;
 mod hooks_test;
 mod serve;
@@ -37,9 +39,41 @@ Examples:
 Example:
   hookd demo --hook guest-examples/target/wasm32-wasip2/release/seed.wasm")]
     Demo(DemoArgs),
-    /// Work with hook modules.
-    #[command(subcommand)]
-    Hooks(HooksCommand),
+    /// Work with hooks: test locally, deploy, enable, roll back, secrets, logs.
+    Hooks {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: HooksCommand,
+    },
+    /// Manage applications (OAuth clients).
+    Clients {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Manage APIs (resource servers).
+    Apis {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: ApisCommand,
+    },
+    /// Manage client grants.
+    Grants {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: GrantsCommand,
+    },
+    /// Manage signing keys.
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 /// Where and how the server runs.
@@ -78,7 +112,7 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum HooksCommand {
+pub(crate) enum HooksCommand {
     /// Run a hook on an event locally, with no server, and print what it did.
     ///
     /// Prints the resulting scope and claims (or the denial or failure), the hook's log, the
@@ -90,6 +124,235 @@ Examples:
   hookd hooks test seed.wasm --event guest-examples/events/credentials-exchange.json
   hookd hooks test seed.wasm --event event.json --fuel 1000000 --timeout-ms 50 --json")]
     Test(HooksTestArgs),
+    /// Upload a module as a hook's new version (creating the hook if needed); it runs at once
+    /// if the hook is enabled.
+    #[command(after_help = "\
+Examples:
+  hookd hooks deploy seed.wasm --name add-claims --enable
+  hookd hooks deploy seed.wasm --name add-claims --server https://auth.example.com --data-dir /var/lib/hookd")]
+    Deploy {
+        /// The component (`.wasm`).
+        module: PathBuf,
+        /// The hook's name.
+        #[arg(long)]
+        name: String,
+        /// Enable it (disabling the trigger's other hooks).
+        #[arg(long)]
+        enable: bool,
+        /// The extensibility point.
+        #[arg(long, default_value = "credentials-exchange")]
+        trigger: String,
+    },
+    /// List hooks.
+    #[command(after_help = "Example:\n  hookd hooks list --json")]
+    List,
+    /// List a hook's versions.
+    #[command(after_help = "Example:\n  hookd hooks versions add-claims")]
+    Versions {
+        /// Hook name or id.
+        hook: String,
+    },
+    /// Enable a hook (its active version runs for every token request).
+    #[command(after_help = "Example:\n  hookd hooks enable add-claims")]
+    Enable {
+        /// Hook name or id.
+        hook: String,
+    },
+    /// Disable a hook.
+    #[command(after_help = "Example:\n  hookd hooks disable add-claims")]
+    Disable {
+        /// Hook name or id.
+        hook: String,
+    },
+    /// Make an earlier version the active one.
+    #[command(after_help = "Example:\n  hookd hooks rollback add-claims --version 15a2961503f9...")]
+    Rollback {
+        /// Hook name or id.
+        hook: String,
+        /// The version's sha256 (see `hookd hooks versions`).
+        #[arg(long)]
+        version: String,
+    },
+    /// Show a hook's recent invocations.
+    #[command(after_help = "Example:\n  hookd hooks logs add-claims")]
+    Logs {
+        /// Hook name or id.
+        hook: String,
+    },
+    /// Manage a hook's secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Add or change secrets.
+    #[command(
+        after_help = "Example:\n  hookd hooks secrets set add-claims KEY_ID=k-2026 API_TOKEN=abc"
+    )]
+    Set {
+        /// Hook name or id.
+        hook: String,
+        /// `NAME=VALUE` pairs.
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+    /// Remove secrets.
+    #[command(after_help = "Example:\n  hookd hooks secrets unset add-claims API_TOKEN")]
+    Unset {
+        /// Hook name or id.
+        hook: String,
+        /// Secret names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List secret names (values are never shown).
+    #[command(after_help = "Example:\n  hookd hooks secrets list add-claims")]
+    List {
+        /// Hook name or id.
+        hook: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientsCommand {
+    /// Create an application; prints its secret once.
+    #[command(
+        after_help = "Example:\n  hookd clients create --name billing-worker --metadata tier=gold"
+    )]
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// `KEY=VALUE` client metadata.
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+    },
+    /// List applications.
+    #[command(after_help = "Example:\n  hookd clients list")]
+    List,
+    /// Delete an application (and its grants).
+    #[command(after_help = "Example:\n  hookd clients delete 4bM9yXc0ZK1eLr7uTqv2")]
+    Delete {
+        /// The client_id.
+        client_id: String,
+    },
+    /// Give an application a new secret; the old one stops working.
+    #[command(after_help = "Example:\n  hookd clients rotate-secret 4bM9yXc0ZK1eLr7uTqv2")]
+    RotateSecret {
+        /// The client_id.
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApisCommand {
+    /// Create an API.
+    #[command(
+        after_help = "Example:\n  hookd apis create --identifier https://api.example.com/ --scope read:reports --scope write:reports"
+    )]
+    Create {
+        /// The audience clients ask for.
+        #[arg(long)]
+        identifier: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A scope it defines (repeat).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// RS256, PS256, ES256 or HS256.
+        #[arg(long)]
+        signing_alg: Option<String>,
+        /// access_token (Auth0) or rfc9068_profile.
+        #[arg(long)]
+        dialect: Option<String>,
+        /// Token lifetime in seconds.
+        #[arg(long)]
+        token_lifetime: Option<u64>,
+    },
+    /// List APIs.
+    #[command(after_help = "Example:\n  hookd apis list")]
+    List,
+    /// Delete an API (and its grants).
+    #[command(after_help = "Example:\n  hookd apis delete Vw3...")]
+    Delete {
+        /// The API's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GrantsCommand {
+    /// Grant a client scopes on an API.
+    #[command(
+        after_help = "Example:\n  hookd grants create --client-id 4bM9... --audience https://api.example.com/ --scope read:reports"
+    )]
+    Create {
+        /// The client.
+        #[arg(long)]
+        client_id: String,
+        /// The API identifier.
+        #[arg(long)]
+        audience: String,
+        /// A scope (repeat).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List grants.
+    #[command(after_help = "Example:\n  hookd grants list")]
+    List,
+    /// Delete a grant.
+    #[command(after_help = "Example:\n  hookd grants delete cgr_...")]
+    Delete {
+        /// The grant's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// List signing keys and their rotation state.
+    #[command(after_help = "Example:\n  hookd keys list")]
+    List,
+    /// Rotate: next keys sign from now on; current ones stay published as previous.
+    #[command(after_help = "Example:\n  hookd keys rotate")]
+    Rotate,
+}
+
+/// How admin commands reach the Management API.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The hookd server.
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKD_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// The server's data directory, for its `admin.json` credentials.
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKD_DATA_DIR",
+        default_value = "hookd-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Admin client id (instead of admin.json).
+    #[arg(long, global = true, env = "HOOKD_ADMIN_CLIENT_ID")]
+    pub admin_client_id: Option<String>,
+    /// Admin client secret (instead of admin.json).
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKD_ADMIN_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub admin_client_secret: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// Arguments of `hookd hooks test`.
@@ -110,9 +373,6 @@ pub struct HooksTestArgs {
     /// Wall-clock limit in milliseconds (default 1000).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
-    /// Print one JSON object instead of the human-readable report.
-    #[arg(long)]
-    pub json: bool,
     /// Where compiled hooks are cached between runs.
     #[arg(long, env = "HOOKD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -133,6 +393,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::Hooks(HooksCommand::Test(args)) => hooks_test::run(args),
+        Command::Hooks {
+            admin,
+            command: HooksCommand::Test(args),
+        } => hooks_test::run(args, admin.json),
+        Command::Hooks { admin, command } => admin::run(admin, admin::Action::Hooks(command)),
+        Command::Clients { admin, command } => admin::run(admin, admin::Action::Clients(command)),
+        Command::Apis { admin, command } => admin::run(admin, admin::Action::Apis(command)),
+        Command::Grants { admin, command } => admin::run(admin, admin::Action::Grants(command)),
+        Command::Keys { admin, command } => admin::run(admin, admin::Action::Keys(command)),
     }
 }
