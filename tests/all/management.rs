@@ -1006,3 +1006,45 @@ async fn hook_secrets_reach_the_hook_and_nowhere_else() {
     assert_eq!(get_token(&server, &seeded).await.status, 500);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_hooks_log_streams_new_invocations() {
+    use http_body_util::BodyExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(SEED));
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let id = server.store.hooks().expect("hooks")[0].id.clone();
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::get(format!("{}/api/v2/hooks/{id}/logs?follow", server.base))
+        .header("authorization", format!("Bearer {admin}"))
+        .body(http_body_util::Full::default())
+        .expect("request");
+    let response = client.request(request).await.expect("follow");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let mut body = response.into_body();
+
+    let reply = get_token(&server, &seeded).await;
+    assert_eq!(reply.status, 200);
+    let request_id = reply.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("a line arrives")
+        .expect("a frame")
+        .expect("data");
+    let data = frame.into_data().expect("data frame");
+    let line = std::str::from_utf8(&data).expect("utf-8");
+    assert!(line.ends_with('\n'));
+    let entry: Value = serde_json::from_str(line.trim_end()).expect("json line");
+    assert_eq!(entry["request_id"], request_id.as_str());
+    assert_eq!(entry["outcome"]["result"], "allowed");
+    drop(body);
+    server.stop().await;
+}

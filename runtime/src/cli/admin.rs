@@ -179,24 +179,40 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                 .await?;
             print(&updated, HOOK_COLUMNS, json);
         }
-        HooksCommand::Logs { hook } => {
+        HooksCommand::Logs { hook, follow } => {
             let id = api.hook_id(&hook).await?;
-            let entries = api
-                .call(Method::GET, &format!("hooks/{id}/logs"), None)
+            let columns: &[(&str, &str)] = &[
+                ("TIME", "/time"),
+                ("REQUEST ID", "/request_id"),
+                ("CLIENT", "/client_id"),
+                ("RESULT", "/outcome/result"),
+                ("µs", "/duration_us"),
+                ("FUEL", "/fuel_used"),
+                ("OUTPUT", "/log/output"),
+            ];
+            if follow {
+                api.follow(&format!("hooks/{id}/logs?follow"), |entry| {
+                    if json {
+                        println!("{entry}");
+                    } else {
+                        let cells: Vec<String> = columns
+                            .iter()
+                            .map(|(_, field)| match entry.pointer(field) {
+                                Some(Value::String(text)) => text.trim_end().replace('\n', " | "),
+                                Some(Value::Null) | None => "-".to_owned(),
+                                Some(other) => other.to_string(),
+                            })
+                            .collect();
+                        println!("{}", cells.join("  "));
+                    }
+                })
                 .await?;
-            print(
-                &entries,
-                &[
-                    ("TIME", "/time"),
-                    ("REQUEST ID", "/request_id"),
-                    ("CLIENT", "/client_id"),
-                    ("RESULT", "/outcome/result"),
-                    ("µs", "/duration_us"),
-                    ("FUEL", "/fuel_used"),
-                    ("OUTPUT", "/log/output"),
-                ],
-                json,
-            );
+            } else {
+                let entries = api
+                    .call(Method::GET, &format!("hooks/{id}/logs"), None)
+                    .await?;
+                print(&entries, columns, json);
+            }
         }
         HooksCommand::Secrets(command) => secrets(api, command, json).await?,
     }

@@ -165,6 +165,34 @@ impl ManagementClient {
         Ok(answer)
     }
 
+    /// Follows an NDJSON stream, calling `each` with every object until the server closes it.
+    pub async fn follow(&self, path: &str, mut each: impl FnMut(Value)) -> anyhow::Result<()> {
+        let request = http::Request::get(format!("{}/api/v2/{path}", self.server))
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Full::default())?;
+        let response = self.http.request(request).await?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        if status >= 300 {
+            let bytes = body.collect().await?.to_bytes();
+            let answer = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(reason(status, &answer));
+        }
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                pending.extend_from_slice(&data);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if let Ok(value) = serde_json::from_slice(&line) {
+                        each(value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A hook's id from its id or its name.
     pub async fn hook_id(&self, id_or_name: &str) -> anyhow::Result<String> {
         let hooks = self.call(Method::GET, "hooks", None).await?;

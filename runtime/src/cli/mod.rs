@@ -173,11 +173,16 @@ Examples:
         #[arg(long)]
         version: String,
     },
-    /// Show a hook's recent invocations.
-    #[command(after_help = "Example:\n  hookd hooks logs add-claims")]
+    /// Show a hook's recent invocations, or follow new ones as they happen.
+    #[command(
+        after_help = "Examples:\n  hookd hooks logs add-claims\n  hookd hooks logs add-claims --follow --json"
+    )]
     Logs {
         /// Hook name or id.
         hook: String,
+        /// Keep printing new invocations until interrupted.
+        #[arg(long)]
+        follow: bool,
     },
     /// Manage a hook's secrets.
     #[command(subcommand)]

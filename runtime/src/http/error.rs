@@ -12,13 +12,19 @@ use serde_json::json;
 use crate::hooks::DenyCode;
 use crate::token::TokenError;
 
-/// The body type of every response.
-pub type Body = Full<Bytes>;
+/// The body type of every response: usually a full buffer, a stream for followed logs.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt as _;
+    Full::new(bytes.into()).boxed()
+}
 
 /// A JSON response with `Cache-Control: no-store` (token endpoint responses must not be
 /// cached, RFC 6749 §5.1).
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut response = Response::new(full(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

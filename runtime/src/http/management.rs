@@ -344,8 +344,47 @@ where
 fn logs<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "read:logs")?;
     state.hooks.get(id).map_err(|e| manage_error(&e))?;
+    if query(&request).iter().any(|(name, _)| name == "follow") {
+        return Ok(follow_logs(state, id));
+    }
     let entries = state.hook_log.recent(id);
     Ok(json_response(StatusCode::OK, &json!(entries)))
+}
+
+/// `?follow`: one JSON object per line (NDJSON) for every new invocation of the hook, for as
+/// long as the client keeps the connection open. A follower too slow to keep up is told how
+/// many entries it missed instead of stalling the token endpoint.
+fn follow_logs(state: &AppState, id: &str) -> Response<Body> {
+    use http_body_util::BodyExt as _;
+    use tokio::sync::broadcast::error::RecvError;
+    let receiver = state.hook_log.follow();
+    let hook_id = id.to_owned();
+    let lines =
+        futures_util::stream::unfold((receiver, hook_id), |(mut receiver, hook_id)| async move {
+            loop {
+                let line = match receiver.recv().await {
+                    Ok(entry) if entry.hook_id == hook_id => json!(entry),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => json!({"missed": missed}),
+                    Err(RecvError::Closed) => return None,
+                };
+                let frame = hyper::body::Frame::data(Bytes::from(format!("{line}\n")));
+                return Some((
+                    Ok::<_, std::convert::Infallible>(frame),
+                    (receiver, hook_id),
+                ));
+            }
+        });
+    let mut response = Response::new(http_body_util::StreamBody::new(lines).boxed());
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 fn signing_keys<B>(state: &AppState, request: Request<B>) -> Reply {
@@ -374,7 +413,7 @@ async fn rotate_keys<B>(state: &AppState, request: Request<B>) -> Reply {
 
 fn no_content() -> Response<Body> {
     let mut response = json_response(StatusCode::NO_CONTENT, &Value::Null);
-    *response.body_mut() = http_body_util::Full::new(Bytes::new());
+    *response.body_mut() = super::error::full(Bytes::new());
     response
 }
 
