@@ -1048,3 +1048,60 @@ async fn following_a_hooks_log_streams_new_invocations() {
     drop(body);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_like_auth0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    for i in 0..7 {
+        let created = call(
+            &server,
+            &admin,
+            Method::POST,
+            "/api/v2/clients",
+            Some(json!({"name": format!("c{i}")})),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+    }
+    // 8 clients in all with the admin.
+    let page = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/clients?per_page=3&page=2&include_totals=true",
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(page.json["start"], 6);
+    assert_eq!(page.json["limit"], 3);
+    assert_eq!(page.json["total"], 8);
+    assert_eq!(page.json["clients"].as_array().expect("clients").len(), 2);
+    let plain = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/clients?per_page=5",
+        None,
+    )
+    .await;
+    assert_eq!(plain.json.as_array().expect("array").len(), 5);
+    let bad = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/clients?per_page=500",
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json["message"]
+            .as_str()
+            .expect("message")
+            .contains("per_page")
+    );
+    server.stop().await;
+}

@@ -125,11 +125,7 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                 );
             }
         }
-        HooksCommand::List => print(
-            &api.call(Method::GET, "hooks", None).await?,
-            HOOK_COLUMNS,
-            json,
-        ),
+        HooksCommand::List => print(&api.list("hooks").await?, HOOK_COLUMNS, json),
         HooksCommand::Versions { hook } => {
             let id = api.hook_id(&hook).await?;
             let versions = api
@@ -308,11 +304,7 @@ async fn clients(
                 );
             }
         }
-        ClientsCommand::List => print(
-            &api.call(Method::GET, "clients", None).await?,
-            CLIENT_COLUMNS,
-            json,
-        ),
+        ClientsCommand::List => print(&api.list("clients").await?, CLIENT_COLUMNS, json),
         ClientsCommand::Delete { client_id } => {
             api.call(Method::DELETE, &format!("clients/{client_id}"), None)
                 .await?;
@@ -368,11 +360,7 @@ async fn apis(api: &ManagementClient, command: ApisCommand, json: bool) -> anyho
                 .await?;
             print(&created, API_COLUMNS, json);
         }
-        ApisCommand::List => print(
-            &api.call(Method::GET, "resource-servers", None).await?,
-            API_COLUMNS,
-            json,
-        ),
+        ApisCommand::List => print(&api.list("resource-servers").await?, API_COLUMNS, json),
         ApisCommand::Delete { id } => {
             api.call(Method::DELETE, &format!("resource-servers/{id}"), None)
                 .await?;
@@ -393,11 +381,7 @@ async fn grants(api: &ManagementClient, command: GrantsCommand, json: bool) -> a
             let created = api.call(Method::POST, "client-grants", Some(body)).await?;
             print(&created, GRANT_COLUMNS, json);
         }
-        GrantsCommand::List => print(
-            &api.call(Method::GET, "client-grants", None).await?,
-            GRANT_COLUMNS,
-            json,
-        ),
+        GrantsCommand::List => print(&api.list("client-grants").await?, GRANT_COLUMNS, json),
         GrantsCommand::Delete { id } => {
             api.call(Method::DELETE, &format!("client-grants/{id}"), None)
                 .await?;

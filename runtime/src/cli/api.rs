@@ -193,9 +193,32 @@ impl ManagementClient {
         Ok(())
     }
 
+    /// Every item of a paged list endpoint (100 per request).
+    pub async fn list(&self, path: &str) -> anyhow::Result<Value> {
+        let mut all = Vec::new();
+        // Bounded: 1,000 pages of 100 is far beyond any real tenant.
+        for page in 0..1_000 {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let batch = self
+                .call(
+                    Method::GET,
+                    &format!("{path}{separator}page={page}&per_page=100"),
+                    None,
+                )
+                .await?;
+            let items = batch.as_array().cloned().unwrap_or_default();
+            let last = items.len() < 100;
+            all.extend(items);
+            if last {
+                break;
+            }
+        }
+        Ok(Value::Array(all))
+    }
+
     /// A hook's id from its id or its name.
     pub async fn hook_id(&self, id_or_name: &str) -> anyhow::Result<String> {
-        let hooks = self.call(Method::GET, "hooks", None).await?;
+        let hooks = self.list("hooks").await?;
         hooks
             .as_array()
             .into_iter()

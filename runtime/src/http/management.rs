@@ -119,6 +119,48 @@ fn query<B>(request: &Request<B>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Auth0's list paging: `page` (from 0), `per_page` (1 to 100, default 50) and
+/// `include_totals`, which wraps the page as `{start, limit, total, <key>: [...]}`.
+fn paginate<B>(request: &Request<B>, items: Vec<Value>, key: &str) -> Reply {
+    let params = query(request);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let number = |name: &str, default: usize| -> Result<usize, Response<Body>> {
+        match param(name) {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|_| {
+                management_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{name}: must be a non-negative integer"),
+                    Some("invalid_query_string"),
+                )
+            }),
+        }
+    };
+    let page = number("page", 0)?;
+    let per_page = number("per_page", 50)?;
+    if !(1..=100).contains(&per_page) {
+        return Err(management_error(
+            StatusCode::BAD_REQUEST,
+            "per_page: must be between 1 and 100",
+            Some("invalid_query_string"),
+        ));
+    }
+    let total = items.len();
+    let start = page.saturating_mul(per_page);
+    let slice: Vec<Value> = items.into_iter().skip(start).take(per_page).collect();
+    let body = if param("include_totals") == Some("true") {
+        json!({"start": start, "limit": per_page, "total": total, key: slice})
+    } else {
+        Value::Array(slice)
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
 fn not_found() -> Response<Body> {
     management_error(StatusCode::NOT_FOUND, "Not found", None)
 }
@@ -222,10 +264,7 @@ fn list_hooks<B>(state: &AppState, request: Request<B>) -> Reply {
         .hooks
         .list(param("triggerId"), enabled)
         .map_err(|e| manage_error(&e))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &Value::Array(hooks.iter().map(hook_json).collect()),
-    ))
+    paginate(&request, hooks.iter().map(hook_json).collect(), "hooks")
 }
 
 async fn create_hook<B>(state: &AppState, request: Request<B>) -> Reply
@@ -458,10 +497,11 @@ fn api_json(api: &Api) -> Value {
 fn list_clients<B>(state: &AppState, request: Request<B>) -> Reply {
     authorize(state, &request, "read:clients")?;
     let clients = state.store.clients().map_err(|e| manage_error(&e.into()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &Value::Array(clients.iter().map(client_json).collect()),
-    ))
+    paginate(
+        &request,
+        clients.iter().map(client_json).collect(),
+        "clients",
+    )
 }
 
 async fn create_client<B>(state: &AppState, request: Request<B>) -> Reply
@@ -521,10 +561,11 @@ fn rotate_secret<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
 fn list_apis<B>(state: &AppState, request: Request<B>) -> Reply {
     authorize(state, &request, "read:resource_servers")?;
     let apis = state.store.apis().map_err(|e| manage_error(&e.into()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &Value::Array(apis.iter().map(api_json).collect()),
-    ))
+    paginate(
+        &request,
+        apis.iter().map(api_json).collect(),
+        "resource_servers",
+    )
 }
 
 async fn create_api<B>(state: &AppState, request: Request<B>) -> Reply
@@ -592,7 +633,7 @@ fn list_grants<B>(state: &AppState, request: Request<B>) -> Reply {
         .filter(|g| client_id.as_ref().is_none_or(|c| g.client_id == *c))
         .map(|g| json!(g))
         .collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(grants)))
+    paginate(&request, grants, "client_grants")
 }
 
 async fn create_grant<B>(state: &AppState, request: Request<B>) -> Reply
