@@ -1105,3 +1105,151 @@ async fn lists_page_like_auth0() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_management_token_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    // Shorten the Management API's token lifetime to one second, through the API itself.
+    let apis = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/resource-servers",
+        None,
+    )
+    .await;
+    let management_id = apis.json[0]["id"].as_str().expect("id").to_owned();
+    let shortened = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/resource-servers/{management_id}"),
+        Some(json!({"token_lifetime": 1})),
+    )
+    .await;
+    assert_eq!(shortened.status, 200, "{}", shortened.text);
+    let short_lived = admin_token(&server, dir.path()).await;
+    assert_eq!(
+        call(&server, &short_lived, Method::GET, "/api/v2/hooks", None)
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let expired = call(&server, &short_lived, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(expired.status, 401);
+    assert!(
+        expired.json["message"]
+            .as_str()
+            .expect("message")
+            .contains("Expired")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_choose_the_admin_credentials_and_the_secrets_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32])
+    };
+    let configure = |config: &mut hookd::app::ServeConfig| {
+        config.admin_credentials = Some((
+            "ops-admin".to_owned(),
+            "a-long-operator-chosen-secret".to_owned(),
+        ));
+        config.secrets_key = Some(key.clone());
+    };
+    let server = TestServer::start_configured(dir.path(), configure).await;
+    assert!(
+        !dir.path().join("secrets.key").exists(),
+        "the key comes from the configuration"
+    );
+    let written = admin(dir.path());
+    assert_eq!(written["client_id"], "ops-admin");
+    assert!(
+        written.get("client_secret").is_none(),
+        "an operator-chosen secret is not written down"
+    );
+    let reply = token_form(
+        &server,
+        Some(("ops-admin", "a-long-operator-chosen-secret")),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", "https://hookd.test/api/v2/"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let token = reply.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // Limits and failure policy are settable per hook.
+    let created = call(
+        &server,
+        &token,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "tuned", "triggerId": "credentials-exchange", "limits": {"fuel": 5000000}, "failure_policy": "fail-open"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["limits"]["fuel"], 5_000_000);
+    assert_eq!(
+        created.json["limits"]["timeout_ms"], 1_000,
+        "omitted limits keep their defaults"
+    );
+    assert_eq!(created.json["failure_policy"], "fail-open");
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let invalid = call(
+        &server,
+        &token,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{id}"),
+        Some(json!({"limits": {"memory_bytes": 0}})),
+    )
+    .await;
+    assert_eq!(invalid.status, 400);
+    assert!(
+        invalid.json["message"]
+            .as_str()
+            .expect("message")
+            .contains("memory_bytes")
+    );
+    let secret = call(
+        &server,
+        &token,
+        Method::POST,
+        &format!("/api/v2/hooks/{id}/secrets"),
+        Some(json!({"S": "v"})),
+    )
+    .await;
+    assert_eq!(secret.status, 201);
+    assert_eq!(upload(&server, &token, &id, wasm(SEED)).await.status, 201);
+    server.stop().await;
+
+    // The same key opens the secrets after a restart.
+    let server = TestServer::start_configured(dir.path(), configure).await;
+    server.stop().await;
+    // Another key cannot open them: the server refuses to start rather than run the hook
+    // without its secrets.
+    let mut other =
+        hookd::app::ServeConfig::new(dir.path().to_owned(), "127.0.0.1:0".parse().expect("addr"));
+    other.issuer = Some("https://hookd.test/".to_owned());
+    other.secrets_key = Some({
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([8u8; 32])
+    });
+    let refused = hookd::app::prepare(other)
+        .await
+        .expect_err("a wrong secrets key is refused");
+    assert!(
+        refused.to_string().contains("could not be decrypted"),
+        "{refused}"
+    );
+}

@@ -140,12 +140,10 @@ impl std::fmt::Debug for TestServer {
 impl TestServer {
     /// Starts a server on a free port over `data_dir` with `http` limits.
     pub async fn start_with(data_dir: &std::path::Path, http: hookd::http::HttpLimits) -> Self {
-        let mut config = hookd::app::ServeConfig::new(
-            data_dir.to_owned(),
-            "127.0.0.1:0".parse().expect("address"),
-        );
-        config.issuer = Some("https://hookd.test/".to_owned());
-        config.http = http;
+        Self::start_configured(data_dir, |config| config.http = http).await
+    }
+
+    async fn start_from(config: hookd::app::ServeConfig) -> Self {
         let prepared = hookd::app::prepare(config).await.expect("server starts");
         let addr = prepared.addr;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -166,6 +164,21 @@ impl TestServer {
             shutdown: Some(shutdown),
             task,
         }
+    }
+
+    /// Starts a server with a customised configuration (on a free port, issuer
+    /// `https://hookd.test/`).
+    pub async fn start_configured(
+        data_dir: &std::path::Path,
+        configure: impl FnOnce(&mut hookd::app::ServeConfig),
+    ) -> Self {
+        let mut config = hookd::app::ServeConfig::new(
+            data_dir.to_owned(),
+            "127.0.0.1:0".parse().expect("address"),
+        );
+        config.issuer = Some("https://hookd.test/".to_owned());
+        configure(&mut config);
+        Self::start_from(config).await
     }
 
     /// Starts a server with default HTTP limits.
