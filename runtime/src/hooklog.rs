@@ -114,9 +114,13 @@ impl HookLogBook {
         if ring.len() == ENTRIES_PER_HOOK {
             ring.pop_front();
         }
+        if self.followers.receiver_count() == 0 {
+            ring.push_back(entry);
+            return;
+        }
         ring.push_back(entry.clone());
         drop(rings);
-        // No followers is fine.
+        // A follower may have left since the count was read; that is fine.
         let _ = self.followers.send(entry);
     }
 

@@ -27,20 +27,29 @@ fn hooks_test_help_shows_examples() {
     assert!(text.contains("--event"), "{text}");
 }
 
-#[test]
-fn a_file_that_is_not_wasm_is_refused_with_exit_2_and_a_reason() {
+/// Runs `hookd hooks test` on a module and an event written to a temporary directory.
+fn hooks_test(module_name: &str, module: &[u8], event: &str) -> std::process::Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = dir.path().join("hook.js");
-    let event = dir.path().join("event.json");
-    std::fs::write(&module, "module.exports = function () {}").expect("write");
-    std::fs::write(&event, r#"{"client": {"id": "c"}, "audience": "a"}"#).expect("write");
-    let out = hookd(&[
+    let module_path = dir.path().join(module_name);
+    let event_path = dir.path().join("event.json");
+    std::fs::write(&module_path, module).expect("write");
+    std::fs::write(&event_path, event).expect("write");
+    hookd(&[
         "hooks",
         "test",
-        module.to_str().expect("utf-8"),
+        module_path.to_str().expect("utf-8"),
         "--event",
-        event.to_str().expect("utf-8"),
-    ]);
+        event_path.to_str().expect("utf-8"),
+    ])
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused_with_exit_2_and_a_reason() {
+    let out = hooks_test(
+        "hook.js",
+        b"module.exports = function () {}",
+        r#"{"client": {"id": "c"}, "audience": "a"}"#,
+    );
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("not a WebAssembly binary"), "{text}");
@@ -48,18 +57,11 @@ fn a_file_that_is_not_wasm_is_refused_with_exit_2_and_a_reason() {
 
 #[test]
 fn a_malformed_event_is_refused_naming_the_field() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let module = dir.path().join("hook.wasm");
-    let event = dir.path().join("event.json");
-    std::fs::write(&module, b"\0asm\x0d\0\x01\0").expect("write");
-    std::fs::write(&event, r#"{"client": {"id": "c"}, "audiense": "a"}"#).expect("write");
-    let out = hookd(&[
-        "hooks",
-        "test",
-        module.to_str().expect("utf-8"),
-        "--event",
-        event.to_str().expect("utf-8"),
-    ]);
+    let out = hooks_test(
+        "hook.wasm",
+        b"\0asm\x0d\0\x01\0",
+        r#"{"client": {"id": "c"}, "audiense": "a"}"#,
+    );
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("audiense"), "{text}");

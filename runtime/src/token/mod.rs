@@ -127,6 +127,8 @@ pub struct TokenService {
     registry: Arc<HookRegistry>,
     hook_log: Arc<HookLogBook>,
     tenant: Tenant,
+    /// The Management API's audience, whose tokens never run hooks.
+    management_audience: String,
 }
 
 fn split_scopes(scope: &str) -> Vec<String> {
@@ -156,6 +158,7 @@ impl TokenService {
             engine,
             registry,
             hook_log,
+            management_audience: manage::management_audience(&tenant.issuer),
             tenant,
         }
     }
@@ -281,7 +284,7 @@ impl TokenService {
 
         // Hooks never run for the Management API's own tokens: a denying or broken hook must
         // not lock operators out of the API that fixes it.
-        let for_management = api.identifier == manage::management_audience(&self.tenant.issuer);
+        let for_management = api.identifier == self.management_audience;
         let hook = self
             .registry
             .enabled(ExtensibilityPoint::CredentialsExchange)
