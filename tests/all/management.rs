@@ -1253,3 +1253,164 @@ async fn operators_can_choose_the_admin_credentials_and_the_secrets_key() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remaining_endpoints_answer_as_documented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+
+    // PATCH a client: metadata reaches hooks, grant types gate the token endpoint.
+    let patched = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/clients/{}", seeded.client_id),
+        Some(
+            json!({"client_metadata": {"tier": "platinum"}, "grant_types": ["authorization_code"]}),
+        ),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.json["client_metadata"]["tier"], "platinum");
+    assert_eq!(
+        get_token(&server, &seeded).await.json["error"],
+        "unauthorized_client"
+    );
+    let restored = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/clients/{}", seeded.client_id),
+        Some(json!({"grant_types": ["client_credentials"]})),
+    )
+    .await;
+    assert_eq!(restored.status, 200);
+    assert_eq!(get_token(&server, &seeded).await.status, 200);
+    let unknown = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        "/api/v2/clients/nobody",
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+
+    // DELETE a grant: the client is refused from then on.
+    let grants = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/client-grants?audience={API}"),
+        None,
+    )
+    .await;
+    let grant_id = grants.json[0]["id"].as_str().expect("id").to_owned();
+    let deleted = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &format!("/api/v2/client-grants/{grant_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(get_token(&server, &seeded).await.status, 403);
+    let again = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &format!("/api/v2/client-grants/{grant_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 404);
+
+    // Hook list filters.
+    for name in ["first", "second"] {
+        let created = call(
+            &server,
+            &admin,
+            Method::POST,
+            "/api/v2/hooks",
+            Some(json!({"name": name, "triggerId": "credentials-exchange"})),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+    }
+    let enabled = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/hooks?enabled=true",
+        None,
+    )
+    .await;
+    assert_eq!(enabled.json.as_array().expect("list").len(), 1);
+    assert_eq!(
+        enabled.json[0]["name"], "first",
+        "only the first hook of a trigger starts enabled"
+    );
+    let by_trigger = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/hooks?triggerId=credentials-exchange",
+        None,
+    )
+    .await;
+    assert_eq!(by_trigger.json.as_array().expect("list").len(), 2);
+    let bad_filter = call(
+        &server,
+        &admin,
+        Method::GET,
+        "/api/v2/hooks?enabled=maybe",
+        None,
+    )
+    .await;
+    assert_eq!(bad_filter.status, 400);
+    let bad_trigger = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "x", "triggerId": "post-login"})),
+    )
+    .await;
+    assert_eq!(bad_trigger.status, 400);
+    assert!(
+        bad_trigger.json["message"]
+            .as_str()
+            .expect("message")
+            .contains("triggerId")
+    );
+
+    // Wrong methods and unknown paths.
+    assert_eq!(
+        call(&server, &admin, Method::PUT, "/api/v2/clients", None)
+            .await
+            .status,
+        405
+    );
+    assert_eq!(
+        call(
+            &server,
+            &admin,
+            Method::GET,
+            "/api/v2/keys/signing/rotate",
+            None
+        )
+        .await
+        .status,
+        405
+    );
+    assert_eq!(
+        call(&server, &admin, Method::GET, "/api/v2/nothing-here", None)
+            .await
+            .status,
+        404
+    );
+    server.stop().await;
+}
