@@ -1111,7 +1111,8 @@ async fn an_expired_management_token_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
     let admin = admin_token(&server, dir.path()).await;
-    // Shorten the Management API's token lifetime to one second, through the API itself.
+    // Shorten the Management API's token lifetime to two seconds, through the API itself.
+    // (Timestamps are whole seconds: a 1 s token could expire between issue and use.)
     let apis = call(
         &server,
         &admin,
@@ -1126,7 +1127,7 @@ async fn an_expired_management_token_is_refused() {
         &admin,
         Method::PATCH,
         &format!("/api/v2/resource-servers/{management_id}"),
-        Some(json!({"token_lifetime": 1})),
+        Some(json!({"token_lifetime": 2})),
     )
     .await;
     assert_eq!(shortened.status, 200, "{}", shortened.text);
@@ -1137,7 +1138,7 @@ async fn an_expired_management_token_is_refused() {
             .status,
         200
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
     let expired = call(&server, &short_lived, Method::GET, "/api/v2/hooks", None).await;
     assert_eq!(expired.status, 401);
     assert!(
