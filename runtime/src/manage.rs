@@ -229,6 +229,45 @@ fn valid_hook_name(name: &str) -> bool {
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
 
+/// Refuses a name outside Auth0's hook-name pattern, naming the field.
+fn check_hook_name(name: &str) -> Result<(), ManageError> {
+    if valid_hook_name(name) {
+        return Ok(());
+    }
+    Err(ManageError::Invalid(format!(
+        "name: {name:?} must be letters, digits, spaces and dashes, starting and ending with \
+         a letter or digit"
+    )))
+}
+
+/// A new hook's record, with no module yet: validated name and limits, a fresh id, and
+/// enabled when asked or when it is the first hook of its trigger.
+fn new_hook_record(
+    store: &Store,
+    name: &str,
+    trigger: ExtensibilityPoint,
+    enable: bool,
+    limits: HookLimits,
+    failure_policy: FailurePolicy,
+) -> Result<Hook, ManageError> {
+    check_hook_name(name)?;
+    limits
+        .validate()
+        .map_err(|error| ManageError::Invalid(format!("limits: {error}")))?;
+    let first_for_trigger = store.hooks()?.iter().all(|hook| hook.trigger != trigger);
+    Ok(Hook {
+        id: random_alphanumeric(20),
+        name: name.to_owned(),
+        trigger,
+        enabled: enable || first_for_trigger,
+        versions: Vec::new(),
+        active_version: None,
+        limits,
+        failure_policy,
+        secrets: BTreeMap::new(),
+    })
+}
+
 /// A new hook from an uploaded module. The module is validated (compiled, checked against the
 /// trigger's world) before anything is stored. The first hook of a trigger is enabled; later
 /// ones start disabled unless `enable` asks otherwise.
@@ -240,31 +279,22 @@ pub fn create_hook(
     module: &[u8],
     enable: bool,
 ) -> Result<Hook, ManageError> {
-    if !valid_hook_name(name) {
-        return Err(ManageError::Invalid(format!(
-            "name: {name:?} must be letters, digits, spaces and dashes, starting and ending \
-             with a letter or digit"
-        )));
-    }
-    let limits = HookLimits::default();
-    engine.load(trigger, module, limits)?;
-    let first_for_trigger = store.hooks()?.iter().all(|hook| hook.trigger != trigger);
-    let sha256 = hex::encode(Sha256::digest(module));
-    let hook = Hook {
-        id: random_alphanumeric(20),
-        name: name.to_owned(),
+    let mut hook = new_hook_record(
+        store,
+        name,
         trigger,
-        enabled: enable || first_for_trigger,
-        versions: vec![HookVersion {
-            sha256: sha256.clone(),
-            size: module.len() as u64,
-            uploaded_at: unix_now(),
-        }],
-        active_version: Some(sha256),
-        limits,
-        failure_policy: FailurePolicy::FailClosed,
-        secrets: BTreeMap::new(),
-    };
+        enable,
+        HookLimits::default(),
+        FailurePolicy::FailClosed,
+    )?;
+    engine.load(trigger, module, hook.limits)?;
+    let sha256 = hex::encode(Sha256::digest(module));
+    hook.versions.push(HookVersion {
+        sha256: sha256.clone(),
+        size: module.len() as u64,
+        uploaded_at: unix_now(),
+    });
+    hook.active_version = Some(sha256);
     store.insert_hook(&hook, module)?;
     Ok(hook)
 }
@@ -442,36 +472,17 @@ impl HookManager {
     /// soon as a module is uploaded); later ones start disabled unless `enabled` asks.
     pub async fn create(&self, new: NewHook) -> Result<Hook, ManageError> {
         let _serialised = self.changes.lock().await;
-        if !valid_hook_name(&new.name) {
-            return Err(ManageError::Invalid(format!(
-                "name: {:?} must be letters, digits, spaces and dashes, starting and ending \
-                 with a letter or digit",
-                new.name
-            )));
-        }
         let trigger = ExtensibilityPoint::from_trigger_id(&new.trigger_id).ok_or_else(|| {
             ManageError::Invalid(format!("triggerId: unknown trigger {:?}", new.trigger_id))
         })?;
-        let limits = new.limits.unwrap_or_default();
-        limits
-            .validate()
-            .map_err(|error| ManageError::Invalid(format!("limits: {error}")))?;
-        let first_for_trigger = self
-            .store
-            .hooks()?
-            .iter()
-            .all(|hook| hook.trigger != trigger);
-        let hook = Hook {
-            id: random_alphanumeric(20),
-            name: new.name,
+        let hook = new_hook_record(
+            &self.store,
+            &new.name,
             trigger,
-            enabled: new.enabled || first_for_trigger,
-            versions: Vec::new(),
-            active_version: None,
-            limits,
-            failure_policy: new.failure_policy.unwrap_or_default(),
-            secrets: BTreeMap::new(),
-        };
+            new.enabled,
+            new.limits.unwrap_or_default(),
+            new.failure_policy.unwrap_or_default(),
+        )?;
         self.store.insert_hook(&hook, &[])?;
         Ok(hook)
     }
@@ -512,11 +523,7 @@ impl HookManager {
         let _serialised = self.changes.lock().await;
         let mut hook = self.get(id)?;
         if let Some(name) = patch.name {
-            if !valid_hook_name(&name) {
-                return Err(ManageError::Invalid(format!(
-                    "name: {name:?} is not a valid hook name"
-                )));
-            }
+            check_hook_name(&name)?;
             hook.name = name;
         }
         if let Some(limits) = patch.limits {
@@ -725,13 +732,12 @@ fn check_api_fields(body: &ApiBody) -> Result<(), ManageError> {
             "token_lifetime: must be between 1 and 2592000 seconds".to_owned(),
         ));
     }
-    if let Some(bad) = body.scopes.iter().flatten().find(|scope| {
-        scope.value.is_empty()
-            || !scope
-                .value
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-    }) {
+    if let Some(bad) = body
+        .scopes
+        .iter()
+        .flatten()
+        .find(|scope| !crate::model::is_scope_token(&scope.value))
+    {
         return Err(ManageError::Invalid(format!(
             "scopes: {:?} is not a valid scope token",
             bad.value

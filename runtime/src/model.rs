@@ -197,3 +197,11 @@ pub struct SigningKey {
     /// When it was created, seconds since the Unix epoch.
     pub created_at: u64,
 }
+
+/// Whether `scope` is an RFC 6749 §3.3 scope token: `1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{OutputViolation, TokenChanges};
+use crate::model::is_scope_token;
 
 /// Claims a hook may not set. Auth0's restricted list (they are ignored, not an error) plus
 /// the claims hookd itself sets on every token (`scope`, `client_id`, `iss`, ...).
@@ -103,14 +104,6 @@ fn restriction(name: &str) -> Option<&'static str> {
         }
     }
     None
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-fn is_scope_token(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// Applies the claim policy and limits to a hook's raw output. Dropped claims are reported in
