@@ -8,6 +8,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::RequestBody;
 use super::error::{Body, json_response, manage_error, management_error};
 use super::routes::{AppState, now, read_body};
 use crate::manage::{self, ApiBody, ClientBody, GrantBody, HookPatch, NewHook, SecretsChange};
@@ -78,11 +79,12 @@ fn authorize<B>(state: &AppState, request: &Request<B>, scope: &str) -> Result<(
 }
 
 /// Reads and parses a JSON body into `T`, rejecting unknown fields with a message naming them.
-async fn json_body<T, B>(state: &AppState, request: Request<B>) -> Result<T, Response<Body>>
+async fn json_body<T, B: RequestBody>(
+    state: &AppState,
+    request: Request<B>,
+) -> Result<T, Response<Body>>
 where
     T: for<'de> Deserialize<'de>,
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
 {
     let is_json = request
         .headers()
@@ -170,11 +172,11 @@ fn method_not_allowed() -> Response<Body> {
 }
 
 /// Routes `/api/v2/...`.
-pub async fn handle<B>(state: &AppState, path: &str, request: Request<B>) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn handle<B: RequestBody>(
+    state: &AppState,
+    path: &str,
+    request: Request<B>,
+) -> Response<Body> {
     let segments: Vec<&str> = path
         .trim_start_matches("/api/v2/")
         .trim_end_matches('/')
@@ -267,11 +269,7 @@ fn list_hooks<B>(state: &AppState, request: Request<B>) -> Reply {
     paginate(&request, hooks.iter().map(hook_json).collect(), "hooks")
 }
 
-async fn create_hook<B>(state: &AppState, request: Request<B>) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn create_hook<B: RequestBody>(state: &AppState, request: Request<B>) -> Reply {
     authorize(state, &request, "create:hooks")?;
     let new: NewHook = json_body(state, request).await?;
     let hook = state
@@ -288,11 +286,7 @@ fn get_hook<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     Ok(json_response(StatusCode::OK, &hook_json(&hook)))
 }
 
-async fn patch_hook<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn patch_hook<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "update:hooks")?;
     let patch: HookPatch = json_body(state, request).await?;
     let hook = state
@@ -310,11 +304,7 @@ async fn delete_hook<B>(state: &AppState, request: Request<B>, id: &str) -> Repl
     Ok(no_content())
 }
 
-async fn upload_module<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn upload_module<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "update:hooks")?;
     let is_wasm = request
         .headers()
@@ -365,11 +355,7 @@ struct RollbackBody {
     version: String,
 }
 
-async fn rollback<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn rollback<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "update:hooks")?;
     let body: RollbackBody = json_body(state, request).await?;
     let hook = state
@@ -504,11 +490,7 @@ fn list_clients<B>(state: &AppState, request: Request<B>) -> Reply {
     )
 }
 
-async fn create_client<B>(state: &AppState, request: Request<B>) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn create_client<B: RequestBody>(state: &AppState, request: Request<B>) -> Reply {
     authorize(state, &request, "create:clients")?;
     let body: ClientBody = json_body(state, request).await?;
     let (client, secret) = manage::create_client_from(&state.store, &state.hasher, body)
@@ -528,11 +510,7 @@ fn get_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     }
 }
 
-async fn patch_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn patch_client<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "update:clients")?;
     let body: ClientBody = json_body(state, request).await?;
     let client = manage::update_client(&state.store, id, body).map_err(|e| manage_error(&e))?;
@@ -568,11 +546,7 @@ fn list_apis<B>(state: &AppState, request: Request<B>) -> Reply {
     )
 }
 
-async fn create_api<B>(state: &AppState, request: Request<B>) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn create_api<B: RequestBody>(state: &AppState, request: Request<B>) -> Reply {
     authorize(state, &request, "create:resource_servers")?;
     let body: ApiBody = json_body(state, request).await?;
     let api = manage::create_api_from(&state.store, body).map_err(|e| manage_error(&e))?;
@@ -588,11 +562,7 @@ fn get_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     }
 }
 
-async fn patch_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn patch_api<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "update:resource_servers")?;
     let body: ApiBody = json_body(state, request).await?;
     let api = manage::update_api(&state.store, id, body).map_err(|e| manage_error(&e))?;
@@ -636,22 +606,14 @@ fn list_grants<B>(state: &AppState, request: Request<B>) -> Reply {
     paginate(&request, grants, "client_grants")
 }
 
-async fn create_grant<B>(state: &AppState, request: Request<B>) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn create_grant<B: RequestBody>(state: &AppState, request: Request<B>) -> Reply {
     authorize(state, &request, "create:client_grants")?;
     let body: GrantBody = json_body(state, request).await?;
     let grant = manage::create_grant_from(&state.store, body).map_err(|e| manage_error(&e))?;
     Ok(json_response(StatusCode::CREATED, &json!(grant)))
 }
 
-async fn patch_grant<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn patch_grant<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "update:client_grants")?;
     let body: GrantBody = json_body(state, request).await?;
     let grant = manage::update_grant(&state.store, id, body).map_err(|e| manage_error(&e))?;
@@ -685,16 +647,12 @@ fn list_secrets<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     Ok(json_response(StatusCode::OK, &redacted(&names)))
 }
 
-async fn set_secrets<B>(
+async fn set_secrets<B: RequestBody>(
     state: &AppState,
     request: Request<B>,
     id: &str,
     change: SecretsChange,
-) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+) -> Reply {
     authorize(state, &request, "update:hooks")?;
     let values: std::collections::BTreeMap<String, String> = json_body(state, request).await?;
     let names = state
@@ -705,11 +663,7 @@ where
     Ok(json_response(StatusCode::CREATED, &redacted(&names)))
 }
 
-async fn delete_secrets<B>(state: &AppState, request: Request<B>, id: &str) -> Reply
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn delete_secrets<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "delete:hooks")?;
     let names: Vec<String> = json_body(state, request).await?;
     state

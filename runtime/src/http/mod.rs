@@ -26,6 +26,18 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use management::audience as management_audience;
+
+/// A request body the handlers can read: any `http_body::Body` of `Bytes` whose error is a
+/// standard error (hyper's `Incoming`, or `Full` in tests that call handlers directly).
+pub trait RequestBody:
+    http_body::Body<Data = bytes::Bytes, Error: std::error::Error + Send + Sync + 'static>
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = bytes::Bytes, Error: std::error::Error + Send + Sync + 'static>
+{
+}
 pub use routes::AppState;
 
 /// Request limits of the HTTP front end.

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 
 use super::HttpLimits;
+use super::RequestBody;
 use super::error::{Body, json_response, oauth_error, token_error};
 use crate::hooklog::HookLogBook;
 use crate::hooks::RequestInfo;
@@ -93,16 +94,12 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 
 /// Routes one request. The body is any `http_body::Body`, so tests can call this without a
 /// socket.
-pub async fn handle<B>(
+pub async fn handle<B: RequestBody>(
     state: &AppState,
     peer: SocketAddr,
     request_id: &str,
     request: Request<B>,
-) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     if path.starts_with("/api/v2/") {
@@ -215,15 +212,11 @@ fn basic_credentials(request: &Request<impl Sized>) -> Result<Option<(String, St
 
 /// Reads a whole request body of at most `max` bytes within the body timeout; the error is
 /// the response to send (413, 408 or 400).
-pub(super) async fn read_body<B>(
+pub(super) async fn read_body<B: RequestBody>(
     body: B,
     max: usize,
     limits: &super::HttpLimits,
-) -> Result<Bytes, Response<Body>>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+) -> Result<Bytes, Response<Body>> {
     match tokio::time::timeout(limits.body_timeout, Limited::new(body, max).collect()).await {
         Err(_) => Err(oauth_error(
             StatusCode::REQUEST_TIMEOUT,
@@ -244,16 +237,12 @@ where
     }
 }
 
-async fn token<B>(
+async fn token<B: RequestBody>(
     state: &AppState,
     peer: SocketAddr,
     request_id: &str,
     request: Request<B>,
-) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+) -> Response<Body> {
     let Some(format) = body_format(&request) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
