@@ -326,6 +326,32 @@ async fn a_hook_denial_is_typed() {
 }
 
 #[tokio::test]
+async fn a_reported_failure_is_typed_cut_to_4_kib_and_noted() {
+    let engine = engine();
+    let invocation = run(&engine, HOSTILE, hostile_limits(), "fail").await;
+    match &invocation.result {
+        Err(HookError::Failed { message }) => {
+            assert!(
+                message.starts_with("lookup failed for client-1: xxx"),
+                "{message}"
+            );
+            assert!(message.ends_with("(truncated)"), "{message}");
+            assert!(message.len() < 4_200, "{}", message.len());
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(
+        invocation
+            .log
+            .notices
+            .iter()
+            .any(|notice| notice.starts_with("the hook failed: lookup failed")),
+        "{:?}",
+        invocation.log.notices
+    );
+}
+
+#[tokio::test]
 async fn chatty_hooks_are_truncated_not_failed() {
     let engine = engine();
     let limits = HookLimits {

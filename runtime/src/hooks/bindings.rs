@@ -2,7 +2,23 @@
 //! generated types and hookd's domain types. Nothing generated leaves this module.
 
 use super::claims::RawChanges;
-use super::{CredentialsExchangeEvent, Denial, DenyCode};
+use super::{CredentialsExchangeEvent, Denial, DenyCode, HookError};
+
+/// Most of a hook's failure message that is kept, in bytes.
+const MAX_FAILURE_MESSAGE_BYTES: usize = 4 << 10;
+
+/// Cuts a failure message to [`MAX_FAILURE_MESSAGE_BYTES`] on a character boundary.
+fn truncate_message(mut message: String) -> String {
+    if message.len() > MAX_FAILURE_MESSAGE_BYTES {
+        let mut end = MAX_FAILURE_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("… (truncated)");
+    }
+    message
+}
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -67,7 +83,7 @@ pub(crate) async fn call_exchange<T: Send>(
     pre: &CredentialsExchangePre<T>,
     mut store: &mut wasmtime::Store<T>,
     args: &ExchangeArgs,
-) -> wasmtime::Result<Result<RawChanges, Denial>> {
+) -> wasmtime::Result<Result<RawChanges, HookError>> {
     let instance = pre.instantiate_async(&mut store).await?;
     let answer = instance
         .call_exchange(
@@ -87,13 +103,16 @@ pub(crate) async fn call_exchange<T: Send>(
                 .map(|claim| (claim.name, claim.value))
                 .collect(),
         }),
-        Err(denial) => Err(Denial {
+        Err(wit::ExchangeError::Deny(denial)) => Err(HookError::Denied(Denial {
             code: match denial.code {
                 wit::DenyCode::InvalidScope => DenyCode::InvalidScope,
                 wit::DenyCode::InvalidRequest => DenyCode::InvalidRequest,
                 wit::DenyCode::ServerError => DenyCode::ServerError,
             },
             description: denial.description,
+        })),
+        Err(wit::ExchangeError::Fail(message)) => Err(HookError::Failed {
+            message: truncate_message(message),
         }),
     })
 }

@@ -33,6 +33,13 @@ pub enum HookError {
         /// What the trap was, e.g. "wasm `unreachable` instruction executed".
         reason: String,
     },
+    /// The hook reported a failure of its own, e.g. a JavaScript exception nobody caught.
+    /// The message is for the hook log; it never reaches the client.
+    #[error("the hook failed: {message}")]
+    Failed {
+        /// What the hook said went wrong (at most 4 KiB).
+        message: String,
+    },
     /// The hook returned something hookd does not accept.
     #[error("the hook returned invalid output: {0}")]
     InvalidOutput(#[from] OutputViolation),
@@ -61,6 +68,7 @@ impl HookError {
             HookError::Timeout { .. } => "timeout",
             HookError::MemoryLimit { .. } => "memory_limit",
             HookError::Trap { .. } => "trap",
+            HookError::Failed { .. } => "failed",
             HookError::InvalidOutput(_) => "invalid_output",
             HookError::Denied(_) => "denied",
             HookError::InputTooLarge { .. } => "input_too_large",

@@ -185,7 +185,12 @@ impl HookEngine {
                 log.notices.push(format!("{failure}; details: {error:?}"));
                 Err(failure)
             }
-            Ok(Ok(Err(denial))) => Err(HookError::Denied(denial)),
+            Ok(Ok(Err(refusal))) => {
+                if let HookError::Failed { message } = &refusal {
+                    log.notices.push(format!("the hook failed: {message}"));
+                }
+                Err(refusal)
+            }
             Ok(Ok(Ok(raw))) => claims::validate(raw, limits.max_output_bytes, &mut log.notices)
                 .map_err(HookError::from),
         };

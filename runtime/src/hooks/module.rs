@@ -57,7 +57,7 @@ pub(crate) fn check_encoding(bytes: &[u8]) -> Result<(), ModuleRejected> {
 
 /// The types-only interface of hookd's own WIT package, which every hook imports through
 /// its world's `use types.{...}`.
-const HOOKD_TYPES: &str = "hookd:hooks/types@0.1.";
+const HOOKD_TYPES: &str = "hookd:hooks/types@0.2.";
 
 /// Whether hookd links an import of this name (`wasi:io/streams@0.2.6` and the like).
 fn is_provided(name: &str) -> bool {
@@ -121,8 +121,8 @@ mod tests {
     fn only_wasi_0_2_interfaces_hookd_links_are_provided() {
         assert!(is_provided("wasi:io/streams@0.2.6"));
         assert!(is_provided("wasi:cli/stdout@0.2.12"));
-        assert!(is_provided("hookd:hooks/types@0.1.0"));
-        assert!(!is_provided("hookd:hooks/types@0.2.0"));
+        assert!(is_provided("hookd:hooks/types@0.2.0"));
+        assert!(!is_provided("hookd:hooks/types@0.1.0"));
         assert!(!is_provided("wasi:http/outgoing-handler@0.2.10"));
         assert!(!is_provided("wasi:io/streams@0.3.0"));
         assert!(!is_provided("fetch"));

@@ -72,7 +72,7 @@ pub mod __private {
 
     use self::hookd::hooks::types as wit;
     pub use self::hookd::hooks::types::{
-        Client as WitClient, Context as WitContext, Denial as WitDenial,
+        Client as WitClient, Context as WitContext, ExchangeError as WitExchangeError,
         TokenChanges as WitTokenChanges,
     };
 
@@ -86,7 +86,7 @@ pub mod __private {
         scope: Option<Vec<String>>,
         audience: String,
         context: WitContext,
-    ) -> Result<WitTokenChanges, WitDenial> {
+    ) -> Result<WitTokenChanges, WitExchangeError> {
         let client = super::Client {
             id: client.id,
             name: client.name,
@@ -120,14 +120,14 @@ pub mod __private {
                     })
                     .collect(),
             }),
-            Err(denial) => Err(WitDenial {
+            Err(denial) => Err(WitExchangeError::Deny(wit::Denial {
                 code: match denial.code {
                     super::DenyCode::InvalidScope => wit::DenyCode::InvalidScope,
                     super::DenyCode::InvalidRequest => wit::DenyCode::InvalidRequest,
                     super::DenyCode::ServerError => wit::DenyCode::ServerError,
                 },
                 description: denial.description,
-            }),
+            })),
         }
     }
 }
@@ -309,7 +309,7 @@ macro_rules! export_credentials_exchange {
                     context: $crate::__private::WitContext,
                 ) -> ::core::result::Result<
                     $crate::__private::WitTokenChanges,
-                    $crate::__private::WitDenial,
+                    $crate::__private::WitExchangeError,
                 > {
                     $crate::__private::run::<$hook>(client, scope, audience, context)
                 }

@@ -9,7 +9,7 @@ wit_bindgen::generate!({
     world: "hookd:hooks/credentials-exchange",
 });
 
-use hookd::hooks::types::{Claim, DenyCode};
+use hookd::hooks::types::{Claim, Denial, DenyCode};
 
 struct Hostile;
 
@@ -60,7 +60,7 @@ impl Guest for Hostile {
         scope: Option<Vec<String>>,
         audience: String,
         context: Context,
-    ) -> Result<TokenChanges, Denial> {
+    ) -> Result<TokenChanges, ExchangeError> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         let claims = match audience.as_str() {
             "loop" => {
@@ -120,10 +120,19 @@ impl Guest for Hostile {
                 ]
             }
             "deny" => {
-                return Err(Denial {
+                return Err(ExchangeError::Deny(Denial {
                     code: DenyCode::InvalidScope,
                     description: format!("scope not allowed for {}", client.id),
-                });
+                }));
+            }
+            "fail" => {
+                // A failure reported through the world's `fail` case, with an oversized
+                // message the host cuts to 4 KiB.
+                return Err(ExchangeError::Fail(format!(
+                    "lookup failed for {}: {}",
+                    client.id,
+                    "x".repeat(10_000)
+                )));
             }
             _ => {
                 // Echo: reflect the inputs so the host can check what the hook received.
