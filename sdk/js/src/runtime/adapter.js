@@ -1,0 +1,415 @@
+// The adapter between hookd's `credentials-exchange` world (wit/hooks.wit) and the two shapes
+// of Auth0 code: Hooks (`module.exports = function (client, scope, audience, context, cb)`)
+// and Actions (`exports.onExecuteCredentialsExchange = async (event, api) => {}`).
+//
+// Everything a hook does ends in exactly one of three answers to the host:
+//   - token changes `{ scope?: string[], claims: {name, value: JSON text}[] }`;
+//   - `{ tag: "deny", val: { code, description } }`: a deliberate refusal, which the client sees;
+//   - `{ tag: "fail", val: message }`: a failure (an uncaught exception, invalid output), which
+//     only the hook log sees.
+// The host validates the changes again (restricted claims, sizes, scope tokens).
+
+import { HookDenialError } from "./errors.js";
+
+/** The OAuth 2.0 error codes a hook may deny with, and their WIT `deny-code` names. */
+const DENY_CODES = new Map([
+  ["invalid_scope", "invalid-scope"],
+  ["invalid_request", "invalid-request"],
+  ["server_error", "server-error"],
+]);
+
+/**
+ * How long an unfinished asynchronous hook keeps the event loop alive. It is longer than the
+ * host's longest time limit (20 s), so a hook that never calls `cb` (or never settles) ends
+ * by the host's time limit, as Auth0's webtask timeout ended it, and not by an idle event loop.
+ */
+const KEEP_ALIVE_MS = 60_000;
+
+/** A failure the adapter itself detected in the hook's output, with a message for its author. */
+export class HookOutputError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "HookOutputError";
+  }
+}
+
+/**
+ * Finds the hook in a module namespace: an Actions handler (`onExecuteCredentialsExchange`,
+ * as a named export or on `module.exports`) or a Hooks function (`module.exports` or the
+ * default export). Returns `undefined` when there is neither.
+ */
+export function detectShape(userModule) {
+  const exported = userModule?.default;
+  const handler =
+    userModule?.onExecuteCredentialsExchange ?? exported?.onExecuteCredentialsExchange;
+  if (typeof handler === "function") {
+    return { shape: "actions", handler };
+  }
+  if (typeof exported === "function") {
+    return { shape: "hooks", handler: exported };
+  }
+  return undefined;
+}
+
+/** The message a build shows when a module exports no hook. */
+export const MISSING_EXPORT_MESSAGE =
+  "the module exports no hook: expected an Auth0 Hook " +
+  "(`module.exports = function (client, scope, audience, context, cb) { ... }`) " +
+  "or an Auth0 Action (`exports.onExecuteCredentialsExchange = async (event, api) => { ... }`)";
+
+/** Builds the world's `exchange` export for a hook module; throws when it exports no hook. */
+export function createExchange(userModule) {
+  const found = detectShape(userModule);
+  if (found === undefined) {
+    throw new Error(MISSING_EXPORT_MESSAGE);
+  }
+  const run = found.shape === "actions" ? runAction : runHook;
+  return (client, scope, audience, context) => run(found.handler, client, scope, audience, context);
+}
+
+// ---- answers -----------------------------------------------------------------------------
+
+const fail = (message) => ({ tag: "fail", val: message });
+const deny = (code, description) => ({ tag: "deny", val: { code, description } });
+
+/** Stack frames of the adapter and the component glue, which callers of a hook never need. */
+const ADAPTER_FRAME = /^(at )?(runHook|runAction|createExchange|export_exchange|waitForAnswer)\b/;
+
+/** The stack frames of an error up to the adapter's own, one per line. */
+function hookFrames(error, head) {
+  const frames = [];
+  for (const line of typeof error.stack === "string" ? error.stack.split("\n") : []) {
+    const frame = line.trim();
+    if (frame === "" || frame === head) {
+      continue;
+    }
+    if (ADAPTER_FRAME.test(frame)) {
+      break;
+    }
+    frames.push(frame);
+  }
+  return frames;
+}
+
+/** A readable account of a thrown value: name, message and the hook's stack frames. */
+export function describeThrown(value) {
+  if (value instanceof HookOutputError) {
+    return value.message;
+  }
+  if (value instanceof Error) {
+    const head = `${value.name}: ${value.message}`;
+    return [head, ...hookFrames(value, head).map((frame) => `  ${frame}`)].join("\n");
+  }
+  return `a non-Error value was thrown: ${describeValue(value)}`;
+}
+
+function describeValue(value) {
+  if (typeof value === "string") {
+    return JSON.stringify(value);
+  }
+  try {
+    const json = JSON.stringify(value);
+    return json === undefined ? String(value) : json;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+function kindOf(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `${typeof value} ${describeValue(value)}`;
+}
+
+/** An Auth0 hook error (or anything carrying one of the three codes) as a denial. */
+function denialOf(error) {
+  const code = DENY_CODES.get(error?.code);
+  if (code === undefined) {
+    return undefined;
+  }
+  return deny(code, error.message === undefined ? "" : String(error.message));
+}
+
+/**
+ * What `cb(err)` means, as Auth0 documented it: `InvalidScopeError` and `InvalidRequestError`
+ * give HTTP 400 with their code, `ServerError`, a plain `Error` or any other value HTTP 500
+ * `server_error`; the message is the `error_description`.
+ */
+function denialOfCallbackError(error) {
+  const known = denialOf(error);
+  if (known !== undefined) {
+    return known;
+  }
+  const description = error instanceof Error ? error.message : String(error);
+  return deny("server-error", description);
+}
+
+/**
+ * What a thrown exception or a rejected promise means: Auth0's own error classes are a
+ * deliberate denial; anything else is a failure of the hook, reported in the hook log only.
+ */
+function answerOfThrown(value) {
+  if (value instanceof HookDenialError) {
+    return denialOf(value);
+  }
+  return fail(describeThrown(value));
+}
+
+// ---- output ------------------------------------------------------------------------------
+
+function scopeList(value, what) {
+  if (!Array.isArray(value)) {
+    throw new HookOutputError(`${what} must be an array of strings, got ${kindOf(value)}`);
+  }
+  value.forEach((item, index) => {
+    if (typeof item !== "string") {
+      throw new HookOutputError(
+        `${what} must be an array of strings, but item ${index} is ${kindOf(item)}`,
+      );
+    }
+  });
+  return [...value];
+}
+
+/** A claim value as JSON text; `undefined` for values JSON leaves out (functions, undefined). */
+function claimJson(name, value) {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    throw new HookOutputError(
+      `claim ${JSON.stringify(name)} cannot be written as JSON: ${error?.message ?? error}`,
+    );
+  }
+}
+
+function claimList(entries) {
+  const claims = [];
+  for (const [name, value] of entries) {
+    const json = claimJson(name, value);
+    if (json !== undefined) {
+      claims.push({ name, value: json });
+    }
+  }
+  return claims;
+}
+
+/**
+ * The token changes an Auth0 Hook hands to `cb(null, access_token)`: `access_token.scope`
+ * replaces the token's scope, and leaving it out clears the scope (Auth0's documented
+ * behaviour); every other property is a custom claim. `cb()` or `cb(null)` changes nothing.
+ */
+export function changesOfAccessToken(accessToken) {
+  if (accessToken === undefined || accessToken === null) {
+    return { scope: undefined, claims: [] };
+  }
+  if (typeof accessToken !== "object" || Array.isArray(accessToken)) {
+    throw new HookOutputError(
+      `cb's second argument must be an object of claims (and scope), got ${kindOf(accessToken)}`,
+    );
+  }
+  const { scope, ...claims } = accessToken;
+  return {
+    scope: scope === undefined ? [] : scopeList(scope, "access_token.scope"),
+    claims: claimList(Object.entries(claims)),
+  };
+}
+
+// ---- inputs ------------------------------------------------------------------------------
+
+const mapOf = (pairs) => Object.fromEntries(pairs);
+
+function requestOf(request) {
+  return {
+    ip: request.ip,
+    hostname: request.hostname,
+    method: request.method,
+    user_agent: request.userAgent,
+  };
+}
+
+// ---- the two shapes ------------------------------------------------------------------------
+
+/**
+ * Resolves with the answer once `settle` is called; keeps the event loop alive meanwhile,
+ * so an unfinished hook ends by the host's time limit.
+ */
+function waitForAnswer(register) {
+  return new Promise((resolve) => {
+    const keepAlive = setTimeout(() => {}, KEEP_ALIVE_MS);
+    register((answer) => {
+      clearTimeout(keepAlive);
+      resolve(answer);
+    });
+  });
+}
+
+/** Turns an answer into the export's return value: changes are returned, errors thrown. */
+function deliver(answer) {
+  if (answer.changes !== undefined) {
+    return answer.changes;
+  }
+  throw answer.error;
+}
+
+/** Runs an Auth0 Hook: `function (client, scope, audience, context, cb)`. */
+function runHook(hook, client, scope, audience, context) {
+  let answer;
+  let wake;
+  const settle = (next) => {
+    if (answer === undefined) {
+      answer = next;
+      wake?.(next);
+    }
+  };
+  const settleThrown = (value) => settle({ error: answerOfThrown(value) });
+  const cb = (error, accessToken) => {
+    try {
+      settle(
+        error
+          ? { error: denialOfCallbackError(error) }
+          : { changes: changesOfAccessToken(accessToken) },
+      );
+    } catch (thrown) {
+      settleThrown(thrown);
+    }
+  };
+
+  const hookClient = {
+    id: client.id,
+    name: client.name,
+    tenant: client.tenant,
+    metadata: mapOf(client.metadata),
+  };
+  const hookContext = {
+    webtask: { secrets: mapOf(context.secrets) },
+    request: requestOf(context.request),
+  };
+  try {
+    const returned = hook(hookClient, scope ? [...scope] : undefined, audience, hookContext, cb);
+    if (returned !== null && typeof returned?.then === "function") {
+      returned.then(undefined, (reason) => settleThrown(reason));
+    }
+  } catch (thrown) {
+    settleThrown(thrown);
+  }
+  // The fast path: `cb` ran synchronously, so no promise and no timer are needed.
+  if (answer !== undefined) {
+    return deliver(answer);
+  }
+  return waitForAnswer((resolve) => {
+    wake = resolve;
+  }).then(deliver);
+}
+
+/** Runs an Auth0 Action: `onExecuteCredentialsExchange(event, api)`. */
+function runAction(handler, client, scope, audience, context) {
+  const grantedScopes = scope ? [...scope] : [];
+  const customClaims = {};
+  const claims = new Map();
+  let targetScopes;
+  let denial;
+
+  const scopeArgument = (value, method) => {
+    if (typeof value !== "string") {
+      throw new TypeError(`api.transaction.${method} takes a scope string, got ${kindOf(value)}`);
+    }
+    return value;
+  };
+  const targets = () => {
+    targetScopes ??= [...grantedScopes];
+    return targetScopes;
+  };
+
+  const event = {
+    client: { client_id: client.id, name: client.name, metadata: mapOf(client.metadata) },
+    resource_server: { identifier: audience },
+    request: requestOf(context.request),
+    secrets: mapOf(context.secrets),
+    tenant: { id: client.tenant },
+    transaction: { requested_scopes: [...context.requestedScopes] },
+    accessToken: { scope: grantedScopes, customClaims },
+  };
+  const api = {
+    access: {
+      deny(code, reason) {
+        const wit = DENY_CODES.get(code);
+        if (wit === undefined) {
+          throw new TypeError(
+            `api.access.deny: code must be "invalid_scope", "invalid_request" or ` +
+              `"server_error", got ${kindOf(code)}`,
+          );
+        }
+        denial ??= deny(wit, reason === undefined ? "" : String(reason));
+        return api;
+      },
+    },
+    accessToken: {
+      setCustomClaim(name, value) {
+        if (typeof name !== "string" || name === "") {
+          throw new TypeError(
+            `api.accessToken.setCustomClaim: the claim name must be a non-empty string, got ${kindOf(name)}`,
+          );
+        }
+        claims.set(name, value);
+        customClaims[name] = value;
+        return api;
+      },
+    },
+    transaction: {
+      addTargetScope(value) {
+        const added = scopeArgument(value, "addTargetScope");
+        if (!targets().includes(added)) {
+          targets().push(added);
+        }
+        return api;
+      },
+      removeTargetScope(value) {
+        const removed = scopeArgument(value, "removeTargetScope");
+        targetScopes = targets().filter((item) => item !== removed);
+        return api;
+      },
+      setTargetScopes(values) {
+        targetScopes = scopeList(values, "api.transaction.setTargetScopes's argument");
+        return api;
+      },
+      clearTargetScopes() {
+        targetScopes = [];
+        return api;
+      },
+    },
+    get cache() {
+      throw new Error(
+        "api.cache is not available in hookd: every call runs in a fresh sandbox, so " +
+          "nothing persists between calls",
+      );
+    },
+  };
+
+  const finish = () => {
+    if (denial !== undefined) {
+      return { error: denial };
+    }
+    try {
+      return { changes: { scope: targetScopes, claims: claimList(claims) } };
+    } catch (thrown) {
+      return { error: answerOfThrown(thrown) };
+    }
+  };
+
+  let returned;
+  try {
+    returned = handler(event, api);
+  } catch (thrown) {
+    return deliver(denial !== undefined ? { error: denial } : { error: answerOfThrown(thrown) });
+  }
+  if (returned === null || typeof returned?.then !== "function") {
+    return deliver(finish());
+  }
+  return waitForAnswer((resolve) => {
+    returned.then(
+      () => resolve(finish()),
+      (reason) =>
+        resolve(denial !== undefined ? { error: denial } : { error: answerOfThrown(reason) }),
+    );
+  }).then(deliver);
+}
