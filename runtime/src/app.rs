@@ -19,8 +19,11 @@ use crate::token::keys::{self, KeyRing};
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Where the store and the compiled-hook cache live.
+    /// Where the store and (unless `cache_dir` says otherwise) the compiled-hook cache live.
     pub data_dir: PathBuf,
+    /// Where compiled hooks are cached; `None` uses `DATA_DIR/compiled`. Servers of one
+    /// hookd version can share it: entries are keyed by module hash and engine settings.
+    pub cache_dir: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Issuer URL; defaults to `http://<listen>/`. A trailing `/` is added when missing.
@@ -44,6 +47,7 @@ impl ServeConfig {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         ServeConfig {
             data_dir,
+            cache_dir: None,
             listen,
             issuer: None,
             tenant_name: "hookd".to_owned(),
@@ -151,7 +155,12 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
 
     let engine = HookEngine::new(EngineSettings {
         max_concurrency: config.hook_concurrency,
-        cache_dir: Some(config.data_dir.join("compiled")),
+        cache_dir: Some(
+            config
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("compiled")),
+        ),
     })?;
     let registry = Arc::new(HookRegistry::new());
     let secret_box = match &config.secrets_key {

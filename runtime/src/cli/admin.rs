@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use http::Method;
 use serde_json::{Value, json};
 
@@ -83,8 +82,7 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
             enable,
             trigger,
         } => {
-            let bytes = std::fs::read(&module)
-                .with_context(|| format!("could not read {}", module.display()))?;
+            let bytes = super::hook_source::read_hook_module(&module)?;
             let id = match api.hook_id(&name).await {
                 Ok(id) => id,
                 Err(_) => {

@@ -27,8 +27,7 @@ fn millis(duration: Duration) -> f64 {
 }
 
 pub fn run(args: HooksTestArgs, as_json: bool) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.module)
-        .with_context(|| format!("could not read {}", args.module.display()))?;
+    let bytes = super::hook_source::read_hook_module(&args.module)?;
     let event_text = std::fs::read_to_string(&args.event)
         .with_context(|| format!("could not read {}", args.event.display()))?;
     let event: CredentialsExchangeEvent = serde_json::from_str(&event_text).with_context(|| {

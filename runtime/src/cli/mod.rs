@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 mod demo;
+mod hook_source;
 mod hooks_test;
 mod serve;
 
@@ -94,6 +95,10 @@ pub struct ServeArgs {
     /// Data directory: the store, signing keys and the compiled-hook cache.
     #[arg(long, env = "HOOKD_DATA_DIR", default_value = "hookd-data")]
     pub data_dir: PathBuf,
+    /// Where compiled hooks are cached (default: DATA_DIR/compiled). Servers of the same
+    /// hookd version may share one: a JavaScript hook then compiles once, not once each.
+    #[arg(long, env = "HOOKD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -122,16 +127,19 @@ pub(crate) enum HooksCommand {
     #[command(after_help = "\
 Examples:
   hookd hooks test seed.wasm --event guest-examples/events/credentials-exchange.json
-  hookd hooks test seed.wasm --event event.json --fuel 1000000 --timeout-ms 50 --json")]
+  hookd hooks test seed.wasm --event event.json --fuel 1000000 --timeout-ms 50 --json
+  hookd hooks test hook.js --event guest-examples/events/credentials-exchange.json")]
     Test(HooksTestArgs),
     /// Upload a module as a hook's new version (creating the hook if needed); it runs at once
     /// if the hook is enabled.
     #[command(after_help = "\
 Examples:
   hookd hooks deploy seed.wasm --name add-claims --enable
+  hookd hooks deploy hook.js --name add-claims --enable
   hookd hooks deploy seed.wasm --name add-claims --server https://auth.example.com --data-dir /var/lib/hookd")]
     Deploy {
-        /// The component (`.wasm`).
+        /// The component (`.wasm`), or a JavaScript or TypeScript hook (`.js`, `.mjs`, `.cjs`,
+        /// `.ts`), which is built with the JavaScript SDK first (needs Node.js).
         module: PathBuf,
         /// The hook's name.
         #[arg(long)]
@@ -363,7 +371,8 @@ pub struct AdminArgs {
 /// Arguments of `hookd hooks test`.
 #[derive(Debug, Args)]
 pub struct HooksTestArgs {
-    /// The hook component (`.wasm`).
+    /// The hook component (`.wasm`), or a JavaScript or TypeScript hook, built with the
+    /// JavaScript SDK first (needs Node.js).
     pub module: PathBuf,
     /// The event as JSON: `{"client": {...}, "scope": [...], "audience": "...",
     /// "context": {...}}`, the shape the token endpoint passes.
