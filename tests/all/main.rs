@@ -9,5 +9,6 @@
 
 mod cli;
 mod hooks;
+mod js;
 mod management;
 mod token;

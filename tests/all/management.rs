@@ -4,84 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hookd_tests::{API, DENY_BY_AUDIENCE, SEED, Seeded, TestServer, seed, send, token_form, wasm};
+use hookd_tests::{
+    API, DENY_BY_AUDIENCE, SEED, Seeded, TestServer, admin, admin_token, call, get_token, seed,
+    send, token_form, upload, wasm,
+};
 use http::Method;
 use serde_json::{Value, json};
-
-/// The bootstrap credentials from `DIR/admin.json`.
-fn admin(dir: &std::path::Path) -> Value {
-    let path = dir.join("admin.json");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path)
-            .expect("admin.json")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "admin.json must be private");
-    }
-    serde_json::from_str(&std::fs::read_to_string(path).expect("admin.json")).expect("json")
-}
-
-async fn admin_token(server: &TestServer, dir: &std::path::Path) -> String {
-    let admin = admin(dir);
-    let reply = token_form(
-        server,
-        Some((
-            admin["client_id"].as_str().expect("id"),
-            admin["client_secret"].as_str().expect("secret"),
-        )),
-        &[
-            ("grant_type", "client_credentials"),
-            ("audience", admin["audience"].as_str().expect("audience")),
-        ],
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.json["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
-}
-
-async fn call(
-    server: &TestServer,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> hookd_tests::Reply {
-    let bearer = format!("Bearer {token}");
-    let mut headers = vec![("authorization", bearer.as_str())];
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    send(method, &format!("{}{path}", server.base), &headers, body).await
-}
-
-async fn upload(server: &TestServer, token: &str, id: &str, module: Vec<u8>) -> hookd_tests::Reply {
-    let bearer = format!("Bearer {token}");
-    send(
-        Method::PUT,
-        &format!("{}/api/v2/hooks/{id}/module", server.base),
-        &[
-            ("authorization", &bearer),
-            ("content-type", "application/wasm"),
-        ],
-        module,
-    )
-    .await
-}
-
-async fn get_token(server: &TestServer, seeded: &Seeded) -> hookd_tests::Reply {
-    token_form(
-        server,
-        Some((&seeded.client_id, &seeded.secret)),
-        &[("grant_type", "client_credentials"), ("audience", API)],
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_writes_admin_credentials_that_get_a_management_token() {

@@ -3,16 +3,16 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hookd::hooks::FailurePolicy;
 use hookd::manage::{self, NewApi};
 use hookd::model::{HookScopePolicy, SigningAlg, TokenDialect};
 use hookd::store::Store;
-use hookd_tests::{API, HOSTILE, SEED, Seeded, TestServer, seed, send, token_form};
+use hookd_tests::{
+    API, HOSTILE, SEED, Seeded, TestServer, header, jwks, seed, send, token_form, verify,
+};
 use http::Method;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
-use serde_json::{Value, json};
+use jsonwebtoken::Algorithm;
+use serde_json::json;
 
 /// An API named `identifier` with a grant of `read:reports` for `client_id`, on a live server.
 fn add_api(server: &TestServer, client_id: &str, new: NewApi) -> hookd::model::Api {
@@ -24,50 +24,6 @@ fn add_api(server: &TestServer, client_id: &str, new: NewApi) -> hookd::model::A
 
 fn api(identifier: &str) -> NewApi {
     NewApi::new(identifier, identifier, &["read:reports"])
-}
-
-async fn jwks(server: &TestServer) -> JwkSet {
-    let reply = send(
-        Method::GET,
-        &format!("{}/.well-known/jwks.json", server.base),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(reply.status, 200);
-    serde_json::from_value(reply.json).expect("a JWKS")
-}
-
-fn header(token: &str) -> Value {
-    let part = token.split('.').next().expect("header");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
-}
-
-/// Verifies `token` the way a resource server would: by the `kid` in the JWKS (or the API's
-/// secret for HS256), checking algorithm, issuer, audience and expiry.
-async fn verify(server: &TestServer, token: &str, alg: Algorithm, audience: &str) -> Value {
-    let key = if alg == Algorithm::HS256 {
-        let api = server
-            .store
-            .api_by_identifier(audience)
-            .expect("store")
-            .expect("api");
-        let secret = URL_SAFE_NO_PAD
-            .decode(api.signing_secret.expect("HS256 secret"))
-            .expect("base64url");
-        DecodingKey::from_secret(&secret)
-    } else {
-        let kid = header(token)["kid"].as_str().expect("kid").to_owned();
-        let set = jwks(server).await;
-        let jwk = set.find(&kid).expect("the kid is published");
-        DecodingKey::from_jwk(jwk).expect("usable JWK")
-    };
-    let mut validation = Validation::new(alg);
-    validation.set_audience(&[audience]);
-    validation.set_issuer(&["https://hookd.test/"]);
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .expect("the token verifies")
-        .claims
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

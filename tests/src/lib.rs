@@ -8,6 +8,9 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use hookd::hooks::{
     ClientInfo, CredentialsExchangeEvent, EngineSettings, ExtensibilityPoint, HookContext,
     HookEngine, HookLimits, LoadedHook, RequestInfo, ResourceServerInfo,
@@ -21,6 +24,16 @@ pub fn wasm(path: &str) -> Vec<u8> {
 /// An engine with no compiled-artifact cache.
 pub fn engine() -> HookEngine {
     HookEngine::new(EngineSettings::default()).expect("engine")
+}
+
+/// An engine using the compiled-hook cache the tests share ([`COMPILED_CACHE_DIR`]), so a
+/// JavaScript hook (seconds to compile) compiles once across tests and runs.
+pub fn cached_engine() -> HookEngine {
+    HookEngine::new(EngineSettings {
+        cache_dir: Some(COMPILED_CACHE_DIR.into()),
+        ..EngineSettings::default()
+    })
+    .expect("engine")
 }
 
 /// Loads a guest for the credentials-exchange point with `limits`.
@@ -100,7 +113,7 @@ pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
     if let Some(path) = module {
         manage::create_hook(
             &store,
-            &engine(),
+            &cached_engine(),
             "under-test",
             ExtensibilityPoint::CredentialsExchange,
             &wasm(path),
@@ -167,7 +180,7 @@ impl TestServer {
     }
 
     /// Starts a server with a customised configuration (on a free port, issuer
-    /// `https://hookd.test/`).
+    /// `https://hookd.test/`, compiled hooks cached in [`COMPILED_CACHE_DIR`]).
     pub async fn start_configured(
         data_dir: &std::path::Path,
         configure: impl FnOnce(&mut hookd::app::ServeConfig),
@@ -177,6 +190,7 @@ impl TestServer {
             "127.0.0.1:0".parse().expect("address"),
         );
         config.issuer = Some("https://hookd.test/".to_owned());
+        config.cache_dir = Some(COMPILED_CACHE_DIR.into());
         configure(&mut config);
         Self::start_from(config).await
     }
@@ -242,6 +256,136 @@ pub async fn send(
         json: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
         text,
     }
+}
+
+/// The bootstrap credentials from `DIR/admin.json`.
+pub fn admin(dir: &std::path::Path) -> serde_json::Value {
+    let path = dir.join("admin.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .expect("admin.json")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "admin.json must be private");
+    }
+    serde_json::from_str(&std::fs::read_to_string(path).expect("admin.json")).expect("json")
+}
+
+/// A Management API token for the bootstrap admin of the server over `dir`.
+pub async fn admin_token(server: &TestServer, dir: &std::path::Path) -> String {
+    let admin = admin(dir);
+    let reply = token_form(
+        server,
+        Some((
+            admin["client_id"].as_str().expect("id"),
+            admin["client_secret"].as_str().expect("secret"),
+        )),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", admin["audience"].as_str().expect("audience")),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// Calls the Management API with a bearer token and an optional JSON body.
+pub async fn call(
+    server: &TestServer,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Reply {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("authorization", bearer.as_str())];
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    send(method, &format!("{}{path}", server.base), &headers, body).await
+}
+
+/// Uploads a module as hook `id`'s new version.
+pub async fn upload(server: &TestServer, token: &str, id: &str, module: Vec<u8>) -> Reply {
+    let bearer = format!("Bearer {token}");
+    send(
+        http::Method::PUT,
+        &format!("{}/api/v2/hooks/{id}/module", server.base),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/wasm"),
+        ],
+        module,
+    )
+    .await
+}
+
+/// Gets a token for the seeded client and [`API`] with Basic credentials.
+pub async fn get_token(server: &TestServer, seeded: &Seeded) -> Reply {
+    token_form(
+        server,
+        Some((&seeded.client_id, &seeded.secret)),
+        &[("grant_type", "client_credentials"), ("audience", API)],
+    )
+    .await
+}
+
+/// The server's published JWKS.
+pub async fn jwks(server: &TestServer) -> jsonwebtoken::jwk::JwkSet {
+    let reply = send(
+        http::Method::GET,
+        &format!("{}/.well-known/jwks.json", server.base),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    serde_json::from_value(reply.json).expect("a JWKS")
+}
+
+/// A JWT's header, decoded.
+pub fn header(token: &str) -> serde_json::Value {
+    let part = token.split('.').next().expect("header");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
+}
+
+/// Verifies `token` the way a resource server would: by the `kid` in the JWKS (or the API's
+/// secret for HS256), checking algorithm, issuer, audience and expiry.
+pub async fn verify(
+    server: &TestServer,
+    token: &str,
+    alg: jsonwebtoken::Algorithm,
+    audience: &str,
+) -> serde_json::Value {
+    let key = if alg == jsonwebtoken::Algorithm::HS256 {
+        let api = server
+            .store
+            .api_by_identifier(audience)
+            .expect("store")
+            .expect("api");
+        let secret = URL_SAFE_NO_PAD
+            .decode(api.signing_secret.expect("HS256 secret"))
+            .expect("base64url");
+        jsonwebtoken::DecodingKey::from_secret(&secret)
+    } else {
+        let kid = header(token)["kid"].as_str().expect("kid").to_owned();
+        let set = jwks(server).await;
+        let jwk = set.find(&kid).expect("the kid is published");
+        jsonwebtoken::DecodingKey::from_jwk(jwk).expect("usable JWK")
+    };
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&["https://hookd.test/"]);
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .expect("the token verifies")
+        .claims
 }
 
 /// POSTs a form body to `/oauth/token`, optionally with Basic credentials.

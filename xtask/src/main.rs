@@ -1,6 +1,7 @@
 //! Project tasks behind the README's two commands: `cargo xtask demo` and `cargo xtask test`.
-//! Each task first installs what a fresh machine lacks (the `wasm32-wasip2` target), so
-//! nothing depends on a step done by hand. Plain std only, so it builds in seconds.
+//! Each task first installs what a fresh machine lacks (the `wasm32-wasip2` target, the npm
+//! packages of the JavaScript SDK and examples, from their lockfiles), so nothing depends on a
+//! step done by hand. Plain std only, so it builds in seconds.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -12,11 +13,12 @@ const HELP: &str = "\
 usage: cargo xtask <task> [args...]
 
 tasks:
-  setup            install what builds need (the wasm32-wasip2 target)
+  setup            install what builds need: the wasm32-wasip2 target, and the npm packages
+                   of sdk/js and the JavaScript examples (from their package-lock.json)
   demo [args...]   build the seed example hook and run a token server with it enabled
                    (`hookd demo`); prints a curl command that gets a token
-  test [args...]   setup, then run every test: the example hooks' unit tests, then
-                   `cargo test --workspace [args...]`
+  test [args...]   setup, then run every test: the Rust example hooks' unit tests, the
+                   JavaScript SDK's tests, then `cargo test --workspace [args...]`
   build-examples   build the Rust guest examples to guest-examples/target
 ";
 
@@ -84,6 +86,86 @@ fn setup() -> Result<(), String> {
         eprintln!("xtask: installing the {WASM_TARGET} target (hooks compile to it)");
         run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
     }
+    check_node()?;
+    for dir in npm_package_dirs() {
+        npm_install_locked(&dir)?;
+    }
+    Ok(())
+}
+
+/// The oldest Node.js the JavaScript SDK supports.
+const MIN_NODE_MAJOR: u32 = 18;
+
+/// Checks that Node.js (which builds JavaScript hooks) is on PATH and new enough.
+fn check_node() -> Result<(), String> {
+    let missing = || {
+        format!(
+            "Node.js {MIN_NODE_MAJOR} or newer (with npm) is needed to build JavaScript hooks and \
+             run their tests; install it (https://nodejs.org, or e.g. `apt install nodejs npm`)"
+        )
+    };
+    let output = Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|_| missing())?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    let major: u32 = version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .ok_or_else(missing)?;
+    if major < MIN_NODE_MAJOR {
+        return Err(format!("found Node.js {}; {}", version.trim(), missing()));
+    }
+    Ok(())
+}
+
+/// Every folder with an npm lockfile: the SDK and the JavaScript examples.
+fn npm_package_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![root().join("sdk/js")];
+    let examples = root().join("guest-examples/js");
+    if let Ok(entries) = std::fs::read_dir(&examples) {
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|dir| dir.join("package-lock.json").is_file())
+            .collect();
+        found.sort();
+        dirs.extend(found);
+    }
+    dirs
+}
+
+/// Installs a folder's npm packages exactly as its `package-lock.json` pins them, and fails
+/// if npm had to change the lockfile (it is then out of date with `package.json`).
+///
+/// `npm install` rather than `npm ci`: the registry mirror lacks some optional platform
+/// packages (e.g. for Windows) that the SDK's dependencies list, and `npm ci` refuses a
+/// lockfile without them, while `npm install` skips them and keeps every locked version.
+fn npm_install_locked(dir: &Path) -> Result<(), String> {
+    let lockfile = dir.join("package-lock.json");
+    let before = std::fs::read(&lockfile)
+        .map_err(|error| format!("could not read {}: {error}", lockfile.display()))?;
+    run(Command::new("npm")
+        .args([
+            "install",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ])
+        .current_dir(dir))?;
+    let after = std::fs::read(&lockfile).unwrap_or_default();
+    if after != before {
+        let _ = std::fs::write(&lockfile, &before);
+        return Err(format!(
+            "{} does not match its package.json (npm wanted to change it); update it with \
+             `npm install` in {} and commit it",
+            lockfile.display(),
+            dir.display()
+        ));
+    }
     Ok(())
 }
 
@@ -132,5 +214,9 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(["test", "--manifest-path"])
         .arg(root().join("guest-examples/Cargo.toml"))
         .env_remove("CARGO_TARGET_DIR"))?;
+    // The JavaScript SDK's own tests (the adapter's semantics, the TypeScript declarations).
+    run(Command::new("npm")
+        .args(["test", "--silent"])
+        .current_dir(root().join("sdk/js")))?;
     run(cargo().args(["test", "--workspace"]).args(extra))
 }

@@ -1,0 +1,609 @@
+//! JavaScript hooks end to end: components built from source by the JavaScript SDK (Auth0
+//! Hooks and Actions code), run by the real engine and through the token endpoint of a real
+//! server.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hookd::hooklog::LoggedOutcome;
+use hookd::hooks::{
+    DenyCode, EngineSettings, ExtensibilityPoint, HookEngine, HookError, HookLimits, Invocation,
+    LoadSource, TokenChanges,
+};
+use hookd::manage::{self, NewApi};
+use hookd_tests::{
+    API, JS_DENY_BY_AUDIENCE, JS_HOSTILE_ACTION, JS_HOSTILE_HOOK, JS_NPM_PACKAGE, JS_SECRET_CLAIMS,
+    JS_SEED, JS_SEED_ACTION, Seeded, TestServer, admin_token, cached_engine, call, event,
+    get_token, load, seed, token_form, upload, verify, wasm,
+};
+use http::Method;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+/// A hang fails the test instead of stalling CI. Generous: it bounds, it does not time.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// The hook from Auth0's documentation, byte for byte, as `guest-examples/js/seed/hook.js`
+/// must hold it.
+const CANONICAL_SEED: &str = "module.exports = function(client, scope, audience, context, cb) {
+  var access_token = {};
+  access_token['https://foo.com/claim'] = 'bar';
+  access_token.scope = scope;
+  access_token.scope.push('extra');
+  cb(null, access_token);
+};
+";
+
+/// Limits for misbehaving hooks: JavaScript needs a 9 MiB heap and ~2 M fuel per call.
+fn hostile_limits() -> HookLimits {
+    HookLimits {
+        fuel: 50_000_000,
+        memory_bytes: 32 << 20,
+        timeout_ms: 500,
+        ..HookLimits::default()
+    }
+}
+
+async fn invoke(
+    engine: &HookEngine,
+    hook: &hookd::hooks::LoadedHook,
+    audience: &str,
+) -> Invocation {
+    tokio::time::timeout(
+        BOUND,
+        engine.invoke_credentials_exchange(hook, &event(audience)),
+    )
+    .await
+    .expect("the invocation ended within the bound")
+}
+
+/// The hostile guests pick their behaviour from the audience `https://<case>.test/`.
+fn case(name: &str) -> String {
+    format!("https://{name}.test/")
+}
+
+fn claims(changes: &TokenChanges) -> Value {
+    Value::Object(changes.claims.clone())
+}
+
+/// Gets a token for `audience` with the seeded client's Basic credentials.
+async fn token_for(server: &TestServer, seeded: &Seeded, audience: &str) -> hookd_tests::Reply {
+    token_form(
+        server,
+        Some((&seeded.client_id, &seeded.secret)),
+        &[("grant_type", "client_credentials"), ("audience", audience)],
+    )
+    .await
+}
+
+/// Verifies a successful token response against the JWKS and returns the token's claims.
+async fn verified_claims(server: &TestServer, reply: &hookd_tests::Reply, audience: &str) -> Value {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let token = reply.json["access_token"].as_str().expect("token");
+    verify(server, token, Algorithm::RS256, audience).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_hook_verbatim_adds_its_claim_and_scope() {
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/js/seed/hook.js"),
+    )
+    .expect("the seed example");
+    assert_eq!(
+        source, CANONICAL_SEED,
+        "the example is Auth0's hook, unchanged"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(JS_SEED));
+    let server = TestServer::start(dir.path()).await;
+    let reply = get_token(&server, &seeded).await;
+    assert_eq!(reply.json["scope"], "read:reports write:reports extra");
+    let claims = verified_claims(&server, &reply, API).await;
+    assert_eq!(claims["https://foo.com/claim"], "bar");
+    assert_eq!(claims["scope"], "read:reports write:reports extra");
+
+    let hook_id = server.store.hooks().expect("hooks").remove(0).id;
+    let entries = server.hook_log.recent(&hook_id);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].outcome, LoggedOutcome::Allowed);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_action_gives_the_same_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(JS_SEED_ACTION));
+    let server = TestServer::start(dir.path()).await;
+    let reply = get_token(&server, &seeded).await;
+    let claims = verified_claims(&server, &reply, API).await;
+    assert_eq!(claims["https://foo.com/claim"], "bar");
+    assert_eq!(claims["scope"], "read:reports write:reports extra");
+
+    // A requested subset: the Action starts from the granted (requested) scopes.
+    let subset = token_form(
+        &server,
+        Some((&seeded.client_id, &seeded.secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", API),
+            ("scope", "read:reports"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        subset.json["scope"], "read:reports extra",
+        "{}",
+        subset.text
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_hook_reads_its_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let created = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(
+            json!({"name": "secret-claims", "triggerId": "credentials-exchange", "enabled": true}),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let uploaded = upload(&server, &admin, &id, wasm(JS_SECRET_CLAIMS)).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+
+    // Without its secret the hook refuses with ServerError: 500 with its message.
+    let refused = get_token(&server, &seeded).await;
+    assert_eq!(refused.status, 500, "{}", refused.text);
+    assert_eq!(refused.json["error"], "server_error");
+    assert_eq!(
+        refused.json["error_description"],
+        "the hook is not configured"
+    );
+
+    let secrets = format!("/api/v2/hooks/{id}/secrets");
+    let added = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets,
+        Some(json!({"KEY_ID": "k-7"})),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let reply = get_token(&server, &seeded).await;
+    let claims = verified_claims(&server, &reply, API).await;
+    assert_eq!(claims["https://hookd.example.com/key_id"], "k-7");
+    assert_eq!(claims["https://hookd.example.com/tier"], "gold");
+    assert_eq!(claims["scope"], "read:reports write:reports");
+
+    // What the hook logged on the refusal is in its log, which the Management API serves.
+    let logs = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{id}/logs"),
+        None,
+    )
+    .await;
+    assert!(
+        logs.text.contains("secret KEY_ID is not set"),
+        "{}",
+        logs.text
+    );
+    assert!(
+        !logs.text.contains("k-7"),
+        "secret values never reach the log"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_hook_denies_with_auth0_error_classes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(JS_DENY_BY_AUDIENCE));
+    let server = TestServer::start(dir.path()).await;
+
+    // Allowed audience, client with a tier: passes unchanged.
+    let reply = get_token(&server, &seeded).await;
+    assert_eq!(
+        reply.json["scope"], "read:reports write:reports",
+        "{}",
+        reply.text
+    );
+
+    // An API outside the hook's allow-list: InvalidRequestError, 400.
+    let admin_api = "https://admin.example.com/";
+    manage::create_api(
+        &server.store,
+        NewApi::new(admin_api, "Admin", &["read:reports"]),
+    )
+    .expect("api");
+    manage::create_grant(
+        &server.store,
+        &seeded.client_id,
+        admin_api,
+        &["read:reports"],
+    )
+    .expect("grant");
+    let denied = token_for(&server, &seeded, admin_api).await;
+    assert_eq!(denied.status, 400, "{}", denied.text);
+    assert_eq!(denied.json["error"], "invalid_request");
+    assert_eq!(
+        denied.json["error_description"],
+        "tokens for https://admin.example.com/ are not issued to machine clients"
+    );
+
+    // A client without a tier: InvalidScopeError, 400.
+    let hasher = hookd::secrets::SecretHasher::new(
+        &server
+            .store
+            .secret_hash_key(hookd::secrets::random_bytes::<32>())
+            .expect("key"),
+    );
+    let (plain, secret) =
+        manage::create_client(&server.store, &hasher, "plain", Default::default()).expect("client");
+    manage::create_grant(&server.store, &plain.client_id, API, &["read:reports"]).expect("grant");
+    let plain = Seeded {
+        client_id: plain.client_id,
+        secret,
+    };
+    let scoped = token_for(&server, &plain, API).await;
+    assert_eq!(scoped.status, 400, "{}", scoped.text);
+    assert_eq!(scoped.json["error"], "invalid_scope");
+    assert_eq!(
+        scoped.json["error_description"],
+        "clients without a tier get no scopes"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_hook_bundles_its_npm_dependency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(JS_NPM_PACKAGE));
+    let server = TestServer::start(dir.path()).await;
+    let reply = get_token(&server, &seeded).await;
+    let claims = verified_claims(&server, &reply, API).await;
+    // `ms('2h')`, computed by the bundled package inside the sandbox.
+    assert_eq!(
+        claims["https://hookd.example.com/refresh_after_ms"],
+        7_200_000
+    );
+    server.stop().await;
+}
+
+/// What a hostile case must end in.
+enum Expect {
+    Allow(fn(&TokenChanges)),
+    Deny(DenyCode, &'static str),
+    /// A readable failure whose message starts with this.
+    Failed(&'static str),
+    Timeout,
+    OutOfFuel,
+    MemoryLimit,
+}
+
+async fn check_cases(path: &str, cases: &[(&str, Expect)]) {
+    let engine = cached_engine();
+    let hook = load(&engine, path, hostile_limits());
+    for (name, expect) in cases {
+        let invocation = invoke(&engine, &hook, &case(name)).await;
+        let result = &invocation.result;
+        match (expect, result) {
+            (Expect::Allow(check), Ok(changes)) => check(changes),
+            (Expect::Deny(code, description), Err(HookError::Denied(denial))) => {
+                assert_eq!(
+                    (denial.code, denial.description.as_str()),
+                    (*code, *description)
+                );
+            }
+            (Expect::Failed(start), Err(HookError::Failed { message })) => {
+                assert!(message.starts_with(start), "{name}: {message}");
+                assert!(
+                    invocation.log.notices.iter().any(|n| n.contains(start)),
+                    "{name}: the failure is noted in the hook log: {:?}",
+                    invocation.log.notices
+                );
+            }
+            (Expect::Timeout, Err(HookError::Timeout { .. }))
+            | (Expect::OutOfFuel, Err(HookError::OutOfFuel { .. }))
+            | (Expect::MemoryLimit, Err(HookError::MemoryLimit { .. })) => {}
+            (_, other) => panic!("case {name}: unexpected result {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_an_auth0_hook_ends_is_typed() {
+    check_cases(
+        JS_HOSTILE_HOOK,
+        &[
+            (
+                "async-cb",
+                Expect::Allow(|c| assert_eq!(claims(c)["https://hookd.test/async"], true)),
+            ),
+            (
+                "await-cb",
+                Expect::Allow(|c| assert_eq!(claims(c)["https://hookd.test/awaited"], 1)),
+            ),
+            ("never-cb", Expect::Timeout),
+            (
+                "throw-type-error",
+                Expect::Failed("TypeError: can't access property \"here\""),
+            ),
+            ("reject", Expect::Failed("RangeError: async failure")),
+            (
+                "throw-string",
+                Expect::Failed("a non-Error value was thrown: \"a bare string\""),
+            ),
+            (
+                "cb-error",
+                Expect::Deny(DenyCode::ServerError, "plain error"),
+            ),
+            (
+                "cb-server-error",
+                Expect::Deny(DenyCode::ServerError, "server says no"),
+            ),
+            (
+                "cb-invalid-scope",
+                Expect::Deny(DenyCode::InvalidScope, "scope not allowed"),
+            ),
+            (
+                "cb-invalid-request",
+                Expect::Deny(DenyCode::InvalidRequest, "bad request"),
+            ),
+            (
+                "throw-invalid-scope",
+                Expect::Deny(DenyCode::InvalidScope, "thrown scope error"),
+            ),
+            (
+                "cb-twice",
+                Expect::Allow(|c| assert_eq!(c.scope, Some(vec!["first".to_owned()]))),
+            ),
+            (
+                "scope-string",
+                Expect::Failed(
+                    "access_token.scope must be an array of strings, got string \"read\"",
+                ),
+            ),
+            (
+                "scope-number-item",
+                Expect::Failed(
+                    "access_token.scope must be an array of strings, but item 1 is number 1",
+                ),
+            ),
+            (
+                "token-string",
+                Expect::Failed("cb's second argument must be an object"),
+            ),
+            (
+                "bigint-claim",
+                Expect::Failed("claim \"https://hookd.test/big\" cannot be written as JSON"),
+            ),
+            // Leaving `scope` out of the token clears it, as in Auth0; `cb()` changes nothing.
+            (
+                "no-scope",
+                Expect::Allow(|c| assert_eq!(c.scope, Some(vec![]))),
+            ),
+            (
+                "no-changes",
+                Expect::Allow(|c| assert_eq!(c, &TokenChanges::default())),
+            ),
+            ("loop", Expect::OutOfFuel),
+            ("memory", Expect::MemoryLimit),
+            (
+                "fetch",
+                Expect::Failed("TypeError: fetch is not available in hookd hooks"),
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_an_auth0_action_ends_is_typed() {
+    check_cases(
+        JS_HOSTILE_ACTION,
+        &[
+            ("throw", Expect::Failed("Error: action failed")),
+            (
+                "deny-after-await",
+                Expect::Deny(DenyCode::InvalidScope, "no tokens for client-1"),
+            ),
+            (
+                "deny-server-error",
+                Expect::Deny(DenyCode::ServerError, "upstream unavailable"),
+            ),
+            (
+                "bad-deny-code",
+                Expect::Failed("TypeError: api.access.deny: code must be"),
+            ),
+            (
+                "cache",
+                Expect::Failed("Error: api.cache is not available in hookd"),
+            ),
+            ("never-settles", Expect::Timeout),
+            (
+                "set-target-scopes",
+                Expect::Allow(|c| {
+                    assert_eq!(
+                        c.scope,
+                        Some(vec!["read:reports".to_owned(), "admin".to_owned()])
+                    );
+                }),
+            ),
+            (
+                "bad-target-scopes",
+                Expect::Failed(
+                    "api.transaction.setTargetScopes's argument must be an array of strings",
+                ),
+            ),
+            (
+                "sync",
+                Expect::Allow(|c| assert_eq!(claims(c)["https://hookd.test/sync"], true)),
+            ),
+            (
+                "event",
+                Expect::Allow(|c| {
+                    let event = &claims(c)["https://hookd.test/event"];
+                    assert_eq!(event["client"]["client_id"], "client-1");
+                    assert_eq!(event["client"]["metadata"]["tier"], "gold");
+                    assert_eq!(
+                        event["resource_server"]["identifier"],
+                        "https://event.test/"
+                    );
+                    assert_eq!(event["secrets"]["API_KEY"], "s3cret");
+                    assert_eq!(event["tenant"]["id"], "acme");
+                    assert_eq!(event["request"]["ip"], "203.0.113.7");
+                    assert_eq!(event["request"]["user_agent"], "curl/8.5");
+                    assert_eq!(
+                        event["transaction"]["requested_scopes"],
+                        json!(["read:reports"])
+                    );
+                    assert_eq!(event["accessToken"]["scope"], json!(["read:reports"]));
+                }),
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_clocks_and_randomness_work_at_run_time() {
+    let engine = cached_engine();
+    let hook = load(&engine, JS_HOSTILE_HOOK, hostile_limits());
+
+    let logged = invoke(&engine, &hook, &case("log")).await;
+    assert!(logged.result.is_ok(), "{:?}", logged.result);
+    assert!(
+        logged.log.output.contains("log line 1"),
+        "{}",
+        logged.log.output
+    );
+    assert!(
+        logged.log.output.contains("error line"),
+        "{}",
+        logged.log.output
+    );
+
+    let millis = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as f64
+    };
+    let before = millis();
+    let first = invoke(&engine, &hook, &case("environment")).await;
+    let second = invoke(&engine, &hook, &case("environment")).await;
+    let after = millis();
+    let first = claims(&first.result.expect("environment allows"));
+    let second = claims(&second.result.expect("environment allows"));
+    // Date.now() is the time of the call, not of the build.
+    let now = first["https://hookd.test/now"].as_f64().expect("a number");
+    assert!(
+        before <= now && now <= after,
+        "{before} <= {now} <= {after}"
+    );
+    // Math.random() differs between fresh instances.
+    assert_ne!(
+        first["https://hookd.test/random"],
+        second["https://hookd.test/random"]
+    );
+    // The hook saw Auth0's arguments.
+    let input = &first["https://hookd.test/input"];
+    assert_eq!(input["client"]["id"], "client-1");
+    assert_eq!(input["client"]["metadata"]["tier"], "gold");
+    assert_eq!(input["scope"], json!(["read:reports"]));
+    assert_eq!(input["context"]["webtask"]["secrets"]["API_KEY"], "s3cret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_hook_failures_give_a_generic_500_with_details_in_the_hook_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(JS_HOSTILE_HOOK));
+    let server = TestServer::start(dir.path()).await;
+    let audience = case("throw-type-error");
+    manage::create_api(
+        &server.store,
+        NewApi::new(&audience, "Throws", &["read:reports"]),
+    )
+    .expect("api");
+    manage::create_grant(
+        &server.store,
+        &seeded.client_id,
+        &audience,
+        &["read:reports"],
+    )
+    .expect("grant");
+
+    let reply = token_for(&server, &seeded, &audience).await;
+    assert_eq!(reply.status, 500, "{}", reply.text);
+    assert_eq!(reply.json["error"], "server_error");
+    for leak in ["TypeError", "client.nothing", "bundle", "here"] {
+        assert!(!reply.text.contains(leak), "{leak} leaked: {}", reply.text);
+    }
+    let request_id = reply.headers["x-request-id"].to_str().expect("ascii");
+    let hook_id = server.store.hooks().expect("hooks").remove(0).id;
+    let entries = server.hook_log.recent(&hook_id);
+    let entry = entries
+        .iter()
+        .find(|e| e.request_id == request_id)
+        .expect("an entry for the request");
+    match &entry.outcome {
+        LoggedOutcome::Failed {
+            kind,
+            message,
+            token_issued,
+        } => {
+            assert_eq!(kind, "failed");
+            assert!(
+                message.contains("TypeError: can't access property"),
+                "{message}"
+            );
+            assert!(!token_issued);
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_the_js_hook_from_the_compiled_cache() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let settings = EngineSettings {
+        max_concurrency: 2,
+        cache_dir: Some(cache.path().to_owned()),
+    };
+    let bytes = wasm(JS_SEED);
+    let point = ExtensibilityPoint::CredentialsExchange;
+    let first = HookEngine::new(settings.clone()).expect("engine");
+    let compiled =
+        tokio::task::spawn_blocking(move || first.load(point, &bytes, HookLimits::default()))
+            .await
+            .expect("join")
+            .expect("the JS seed compiles");
+    assert!(matches!(compiled.source, LoadSource::Compiled { .. }));
+
+    // A new engine, as after a restart: the artifact is loaded, nothing is compiled.
+    let second = HookEngine::new(settings).expect("engine");
+    let cached = load(&second, JS_SEED, HookLimits::default());
+    assert!(
+        matches!(cached.source, LoadSource::Cached { .. }),
+        "{:?}",
+        cached.source
+    );
+    assert_eq!(cached.sha256, compiled.sha256);
+    let changes = invoke(&second, &cached, API)
+        .await
+        .result
+        .expect("the cached hook runs");
+    assert_eq!(claims(&changes)["https://foo.com/claim"], "bar");
+}
