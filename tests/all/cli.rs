@@ -385,3 +385,131 @@ async fn the_admin_cli_sets_up_a_client_and_deploys_and_rolls_back_a_hook() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("could not log in"));
     server.stop().await;
 }
+
+fn js_example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guest-examples/js")
+        .join(name)
+        .join("hook.js")
+}
+
+#[test]
+fn hooks_test_builds_a_javascript_hook_through_the_sdk() {
+    let event = sample_event();
+    let hook = js_example("seed");
+    let out = run(&[
+        "hooks",
+        "test",
+        hook.to_str().expect("utf-8"),
+        "--event",
+        event.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("with the JavaScript SDK"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["outcome"], "allow");
+    assert_eq!(
+        report["scope"],
+        serde_json::json!(["read:reports", "write:reports", "extra"]),
+        "{report}"
+    );
+    assert_eq!(report["claims"]["https://foo.com/claim"], "bar");
+}
+
+#[test]
+fn broken_javascript_hooks_are_refused_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let event = sample_event();
+    let syntax = dir.path().join("syntax.js");
+    std::fs::write(
+        &syntax,
+        "module.exports = function (client, scope, audience, context, cb) {\n  cb(null, {;\n};\n",
+    )
+    .expect("write");
+    let no_export = dir.path().join("no-export.js");
+    std::fs::write(&no_export, "exports.somethingElse = () => {};\n").expect("write");
+
+    let out = run(&[
+        "hooks",
+        "test",
+        syntax.to_str().expect("utf-8"),
+        "--event",
+        event.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("syntax.js:2:"), "{stderr}");
+    assert!(
+        stderr.contains("cb(null, {;"),
+        "the line is shown: {stderr}"
+    );
+
+    let out = run(&[
+        "hooks",
+        "test",
+        no_export.to_str().expect("utf-8"),
+        "--event",
+        event.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-export.js: the module exports no hook"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("onExecuteCredentialsExchange"), "{stderr}");
+}
+
+#[test]
+fn without_node_the_cli_says_how_to_get_it() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let event = sample_event();
+    let hook = js_example("seed");
+    let out = Command::new(hookd_binary())
+        .args([
+            "hooks",
+            "test",
+            hook.to_str().expect("utf-8"),
+            "--event",
+            event.to_str().expect("utf-8"),
+        ])
+        .env("PATH", empty.path())
+        .output()
+        .expect("run hookd");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs Node.js 18 or newer"), "{stderr}");
+    assert!(stderr.contains("Install it"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_deploys_a_javascript_hook_from_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = hookd_tests::seed(dir.path(), None);
+    let server = hookd_tests::TestServer::start(dir.path()).await;
+    let hook = js_example("seed-action");
+    let deploy = admin_cli(
+        &server,
+        dir.path(),
+        &[
+            "hooks",
+            "deploy",
+            hook.to_str().expect("utf-8"),
+            "--name",
+            "js-seed",
+            "--enable",
+        ],
+    )
+    .await;
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    let reply = hookd_tests::get_token(&server, &seeded).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["scope"], "read:reports write:reports extra");
+    server.stop().await;
+}
