@@ -1,5 +1,6 @@
 //! Hook engine benchmark: per-invocation cost (fresh Store + instantiate + call + drop) of
-//! the seed Rust hook, and compile versus cached load of a module. Prints medians and tails;
+//! the seed hook in Rust, in JavaScript (Auth0 Hooks shape, verbatim) and as a JavaScript
+//! Action, and compile versus cached load of a module. Prints medians and tails;
 //! `docs/BENCHMARKS.md` records the numbers with this command:
 //!
 //!     cargo bench -p hookd-tests --bench hooks
@@ -15,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookLimits, LoadSource};
-use hookd_tests::{SEED, event, wasm};
+use hookd_tests::{JS_SEED, JS_SEED_ACTION, SEED, event, wasm};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -43,39 +44,85 @@ fn main() {
         .enable_time()
         .build()
         .unwrap();
-    let bytes = wasm(SEED);
     let event = event("https://api.example.com/");
 
-    // Per invocation: the path every token request takes.
-    let engine = HookEngine::new(EngineSettings::default()).unwrap();
-    let hook = engine
-        .load(
-            ExtensibilityPoint::CredentialsExchange,
-            &bytes,
-            HookLimits::default(),
-        )
-        .unwrap();
-    let mut fuel = 0;
-    let samples: Vec<Duration> = runtime.block_on(async {
-        for _ in 0..1_000 {
+    // Per invocation: the path every token request takes. The guests run in interleaved
+    // blocks, so a noisy neighbour slows them alike and the ratios stay comparable.
+    // Compiled artifacts come from the tests' shared cache: only invocations are measured here.
+    let engine = HookEngine::new(EngineSettings {
+        cache_dir: Some(hookd_tests::COMPILED_CACHE_DIR.into()),
+        ..EngineSettings::default()
+    })
+    .unwrap();
+    let guests = [
+        ("seed hook, Rust", SEED, 1),
+        ("seed hook, JavaScript (Auth0 Hooks shape)", JS_SEED, 10),
+        ("seed hook, JavaScript (Auth0 Action)", JS_SEED_ACTION, 10),
+    ];
+    let hooks: Vec<_> = guests
+        .iter()
+        .map(|(_, path, _)| {
             engine
-                .invoke_credentials_exchange(&hook, &event)
-                .await
-                .result
-                .unwrap();
+                .load(
+                    ExtensibilityPoint::CredentialsExchange,
+                    &wasm(path),
+                    HookLimits::default(),
+                )
+                .unwrap()
+        })
+        .collect();
+    const BLOCKS: usize = 20;
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); guests.len()];
+    let mut fuel = vec![0; guests.len()];
+    runtime.block_on(async {
+        for hook in &hooks {
+            for _ in 0..200 {
+                engine
+                    .invoke_credentials_exchange(hook, &event)
+                    .await
+                    .result
+                    .unwrap();
+            }
         }
-        let mut samples = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            let started = Instant::now();
-            let invocation = engine.invoke_credentials_exchange(&hook, &event).await;
-            samples.push(started.elapsed());
-            fuel = invocation.fuel_used;
-            invocation.result.unwrap();
+        for _ in 0..BLOCKS {
+            for (index, hook) in hooks.iter().enumerate() {
+                // JavaScript calls cost ~20x a Rust call: fewer of them per block.
+                let per_block = iterations / BLOCKS / guests[index].2;
+                for _ in 0..per_block {
+                    let started = Instant::now();
+                    let invocation = engine.invoke_credentials_exchange(hook, &event).await;
+                    samples[index].push(started.elapsed());
+                    fuel[index] = invocation.fuel_used;
+                    invocation.result.unwrap();
+                }
+            }
         }
-        samples
     });
-    report("invoke seed hook (fresh Store + instance)", samples);
-    println!("{:<44} {fuel}", "fuel per invocation");
+    let medians: Vec<Duration> = samples
+        .iter_mut()
+        .map(|s| {
+            s.sort();
+            percentile(s, 0.5)
+        })
+        .collect();
+    for (index, (name, _, _)) in guests.iter().enumerate() {
+        report(
+            &format!("invoke {name} (fresh Store + instance)"),
+            std::mem::take(&mut samples[index]),
+        );
+        println!("{:<44} {}", "  fuel per invocation", fuel[index]);
+    }
+    println!(
+        "JavaScript (Hooks shape) / Rust median: {:.1}x",
+        medians[1].as_secs_f64() / medians[0].as_secs_f64()
+    );
+
+    // `HOOKD_BENCH_INVOKE_ONLY=1` stops here (for profiling invocations alone).
+    if std::env::var_os("HOOKD_BENCH_INVOKE_ONLY").is_some() {
+        return;
+    }
+    let engine = HookEngine::new(EngineSettings::default()).unwrap();
+    let bytes = wasm(SEED);
 
     // Compile versus load from the on-disk cache (what a restart does).
     let cache = tempfile::tempdir().unwrap();
@@ -122,4 +169,32 @@ fn main() {
     }
     report("load seed hook: compile + validate", compile);
     report("load seed hook: from cache + validate", cached);
+
+    // The same for the JavaScript seed hook (12 MB; compiling takes seconds, so once).
+    let js = wasm(JS_SEED);
+    let started = Instant::now();
+    let hook = cached_engine
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            &js,
+            HookLimits::default(),
+        )
+        .unwrap();
+    let compile = started.elapsed();
+    assert!(matches!(hook.source, LoadSource::Compiled { .. }));
+    let mut cached = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let hook = cached_engine
+            .load(
+                ExtensibilityPoint::CredentialsExchange,
+                &js,
+                HookLimits::default(),
+            )
+            .unwrap();
+        cached.push(started.elapsed());
+        assert!(matches!(hook.source, LoadSource::Cached { .. }));
+    }
+    report("load JS seed hook: compile + validate", vec![compile]);
+    report("load JS seed hook: from cache + validate", cached);
 }

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookd_tests::{API, SEED, seed};
+use hookd_tests::{API, JS_SEED, SEED, seed};
 use http_body_util::{BodyExt, Full};
 
 const SERVER_CPU: usize = 0;
@@ -116,6 +116,7 @@ fn start_server(dir: std::path::PathBuf) -> RunningServer {
             .unwrap();
         runtime.block_on(async move {
             let mut config = hookd::app::ServeConfig::new(dir, "127.0.0.1:0".parse().unwrap());
+            config.cache_dir = Some(hookd_tests::COMPILED_CACHE_DIR.into());
             config.http.max_in_flight = 1024;
             let prepared = hookd::app::prepare(config).await.expect("server starts");
             ready_tx.send((prepared.addr, thread_id())).unwrap();
@@ -252,7 +253,11 @@ fn main() {
         .build()
         .unwrap();
     let mut results = Vec::new();
-    for (label, module) in [("none", None), ("seed (Rust)", Some(SEED))] {
+    for (label, module) in [
+        ("none", None),
+        ("seed (Rust)", Some(SEED)),
+        ("seed (JavaScript)", Some(JS_SEED)),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let seeded = seed(dir.path(), module);
         let body = Bytes::from(hookd_tests::form_body(&[
@@ -288,8 +293,9 @@ fn main() {
                 .map_or(0.0, |r| r.2)
         };
         println!(
-            "seed hook / no hook at {connections} connections: {:.1}%",
-            100.0 * rate("seed (Rust)") / rate("none").max(1.0)
+            "seed hook / no hook at {connections} connections: Rust {:.1}%, JavaScript {:.1}%",
+            100.0 * rate("seed (Rust)") / rate("none").max(1.0),
+            100.0 * rate("seed (JavaScript)") / rate("none").max(1.0)
         );
     }
     println!(
