@@ -62,73 +62,12 @@ export const MISSING_EXPORT_MESSAGE =
   "(`module.exports = function (client, scope, audience, context, cb) { ... }`) " +
   "or an Auth0 Action (`exports.onExecuteCredentialsExchange = async (event, api) => { ... }`)";
 
-/**
- * Runs the adapter's own code paths once with built-in stand-in hooks (never the user's).
- * At build time Wizer snapshots the engine's heap after the module is evaluated, so the
- * bytecode compiled here ships in the component: a fresh instance does not compile the
- * adapter again on every call (this halves the fuel of a small hook's call).
- */
-function warmUp() {
-  const client = { id: "c", name: "n", tenant: "t", metadata: [["k", "v"]] };
-  const context = {
-    secrets: [["k", "v"]],
-    request: { ip: "", hostname: "", method: "POST", userAgent: undefined },
-    requestedScopes: ["s"],
-    resourceServer: { identifier: "a", name: "a" },
-    tenant: "t",
-  };
-  const attempt = (run) => {
-    try {
-      run();
-    } catch {
-      // Denials and failures are thrown as the export's error: expected here.
-    }
-  };
-  attempt(() =>
-    runHook(
-      (c, scope, a, ctx, cb) => cb(null, { scope, claim: { list: [1, "x"], flag: true } }),
-      client,
-      ["s"],
-      "a",
-      context,
-    ),
-  );
-  attempt(() => runHook((c, s, a, ctx, cb) => cb(new HookDenialError("w", "invalid_scope")), client, undefined, "a", context));
-  attempt(() => runHook((c, s, a, ctx, cb) => cb(null, { scope: "x" }), client, ["s"], "a", context));
-  attempt(() =>
-    runHook(
-      () => {
-        throw new Error("w");
-      },
-      client,
-      ["s"],
-      "a",
-      context,
-    ),
-  );
-  attempt(() =>
-    runAction(
-      (event, api) => {
-        api.accessToken.setCustomClaim("claim", { list: [1] });
-        api.transaction.addTargetScope("x");
-        api.transaction.removeTargetScope("s");
-      },
-      client,
-      ["s"],
-      "a",
-      context,
-    ),
-  );
-  attempt(() => runAction((event, api) => api.access.deny("invalid_request", "w"), client, ["s"], "a", context));
-}
-
 /** Builds the world's `exchange` export for a hook module; throws when it exports no hook. */
 export function createExchange(userModule) {
   const found = detectShape(userModule);
   if (found === undefined) {
     throw new Error(MISSING_EXPORT_MESSAGE);
   }
-  warmUp();
   const run = found.shape === "actions" ? runAction : runHook;
   return (client, scope, audience, context) => run(found.handler, client, scope, audience, context);
 }
