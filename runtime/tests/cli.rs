@@ -45,8 +45,9 @@ fn hooks_test(module_name: &str, module: &[u8], event: &str) -> std::process::Ou
 
 #[test]
 fn a_file_that_is_not_wasm_is_refused_with_exit_2_and_a_reason() {
+    // JavaScript saved as `.wasm`: only `.js`/`.ts` sources go through the JavaScript SDK.
     let out = hooks_test(
-        "hook.js",
+        "hook.wasm",
         b"module.exports = function () {}",
         r#"{"client": {"id": "c"}, "audience": "a"}"#,
     );
