@@ -31,6 +31,7 @@ const JS_GUESTS: &[(&str, &str)] = &[
     ("JS_NPM_PACKAGE", "guest-examples/js/npm-package/hook.js"),
     ("JS_HOSTILE_HOOK", "tests/guests/js/hostile-hook.js"),
     ("JS_HOSTILE_ACTION", "tests/guests/js/hostile-action.js"),
+    ("JS_COUNTER_HOOK", "tests/guests/js/counter-hook.js"),
 ];
 
 /// How many JavaScript builds run at once (each is a Wizer process of several hundred MB).

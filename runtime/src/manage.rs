@@ -264,6 +264,7 @@ fn new_hook_record(
         active_version: None,
         limits,
         failure_policy,
+        reuse_instances: false,
         secrets: BTreeMap::new(),
     })
 }
@@ -348,6 +349,9 @@ pub struct NewHook {
     /// What happens when it fails.
     #[serde(default)]
     pub failure_policy: Option<FailurePolicy>,
+    /// Reuse live instances between calls (default false: a fresh instance per call).
+    #[serde(default)]
+    pub reuse_instances: Option<bool>,
 }
 
 /// A change to a hook. `triggerId` cannot be changed (Auth0 rejects it the same way).
@@ -364,6 +368,8 @@ pub struct HookPatch {
     pub limits: Option<HookLimits>,
     /// New failure policy.
     pub failure_policy: Option<FailurePolicy>,
+    /// Turn instance reuse on or off.
+    pub reuse_instances: Option<bool>,
 }
 
 impl HookManager {
@@ -447,6 +453,8 @@ impl HookManager {
         {
             let mut same = (**loaded).clone();
             same.failure_policy = hook.failure_policy;
+            self.engine
+                .set_instance_reuse(&mut same, hook.reuse_instances);
             same.name = hook.name.clone();
             same.secrets = self.open_secrets(hook)?;
             self.registry.enable(std::sync::Arc::new(same));
@@ -463,6 +471,8 @@ impl HookManager {
         loaded.id = hook.id.clone();
         loaded.name = hook.name.clone();
         loaded.failure_policy = hook.failure_policy;
+        self.engine
+            .set_instance_reuse(&mut loaded, hook.reuse_instances);
         loaded.secrets = self.open_secrets(hook)?;
         self.registry.enable(std::sync::Arc::new(loaded));
         Ok(())
@@ -483,6 +493,10 @@ impl HookManager {
             new.limits.unwrap_or_default(),
             new.failure_policy.unwrap_or_default(),
         )?;
+        let hook = Hook {
+            reuse_instances: new.reuse_instances.unwrap_or(false),
+            ..hook
+        };
         self.store.insert_hook(&hook, &[])?;
         Ok(hook)
     }
@@ -534,6 +548,9 @@ impl HookManager {
         }
         if let Some(policy) = patch.failure_policy {
             hook.failure_policy = policy;
+        }
+        if let Some(reuse) = patch.reuse_instances {
+            hook.reuse_instances = reuse;
         }
         if let Some(enabled) = patch.enabled {
             hook.enabled = enabled;

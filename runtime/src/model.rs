@@ -166,6 +166,10 @@ pub struct Hook {
     pub limits: HookLimits,
     /// What happens when it fails.
     pub failure_policy: FailurePolicy,
+    /// Whether calls reuse live instances (globals carry over between calls) instead of a
+    /// fresh instance each; off unless an operator turns it on.
+    #[serde(default)]
+    pub reuse_instances: bool,
     /// The hook's secrets, encrypted (see [`crate::secrets::SecretBox`]), by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, crate::secrets::Sealed>,

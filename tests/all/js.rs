@@ -11,9 +11,9 @@ use hookd::hooks::{
 };
 use hookd::manage::{self, NewApi};
 use hookd_tests::{
-    API, JS_DENY_BY_AUDIENCE, JS_HOSTILE_ACTION, JS_HOSTILE_HOOK, JS_NPM_PACKAGE, JS_SECRET_CLAIMS,
-    JS_SEED, JS_SEED_ACTION, Seeded, TestServer, admin_token, cached_engine, call, event,
-    get_token, load, seed, token_form, upload, verify, wasm,
+    API, JS_COUNTER_HOOK, JS_DENY_BY_AUDIENCE, JS_HOSTILE_ACTION, JS_HOSTILE_HOOK, JS_NPM_PACKAGE,
+    JS_SECRET_CLAIMS, JS_SEED, JS_SEED_ACTION, Seeded, TestServer, admin_token, cached_engine,
+    call, event, get_token, load, seed, token_form, upload, verify, wasm,
 };
 use http::Method;
 use jsonwebtoken::Algorithm;
@@ -606,4 +606,121 @@ async fn a_restart_loads_the_js_hook_from_the_compiled_cache() {
         .result
         .expect("the cached hook runs");
     assert_eq!(claims(&changes)["https://foo.com/claim"], "bar");
+}
+
+/// The counter guest's count in a successful invocation.
+fn count(invocation: &Invocation) -> u64 {
+    let changes = invocation.result.as_ref().expect("the counter allows");
+    claims(changes)["https://hookd.test/calls"]
+        .as_u64()
+        .expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_reuse_is_opt_in_and_keeps_globals_only_on_a_healthy_instance() {
+    let engine = cached_engine();
+    let mut hook = load(&engine, JS_COUNTER_HOOK, HookLimits::default());
+
+    // The default: a fresh instance per call, so no call sees another's globals.
+    assert!(!hook.reuses_instances());
+    for _ in 0..3 {
+        assert_eq!(count(&invoke(&engine, &hook, API).await), 1);
+    }
+    let fresh_fuel = invoke(&engine, &hook, API).await.fuel_used;
+
+    // Opted in: calls on one live instance see the count grow.
+    engine.set_instance_reuse(&mut hook, true);
+    assert!(hook.reuses_instances());
+    let mut reused_fuel = 0;
+    for expected in 1..=3 {
+        let invocation = invoke(&engine, &hook, API).await;
+        assert_eq!(count(&invocation), expected);
+        reused_fuel = invocation.fuel_used;
+    }
+    assert_eq!(hook.idle_instances(), 1);
+    assert!(
+        reused_fuel < fresh_fuel,
+        "a warm call skips the engine's start-up: {reused_fuel} vs {fresh_fuel}"
+    );
+
+    // A failure discards the instance: the next call starts from a fresh one.
+    let failed = invoke(&engine, &hook, "https://fail.test/").await;
+    match &failed.result {
+        Err(HookError::Failed { message }) => {
+            assert!(message.starts_with("Error: failing on call 4"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(hook.idle_instances(), 0);
+    assert_eq!(count(&invoke(&engine, &hook, API).await), 1);
+
+    // Concurrent calls each get an instance of their own; at most half the engine's
+    // concurrency (16) stays idle.
+    let hook = std::sync::Arc::new(hook);
+    let calls = (0..12).map(|_| {
+        let (engine, hook) = (engine.clone(), hook.clone());
+        tokio::spawn(async move { invoke(&engine, &hook, API).await })
+    });
+    for call in calls {
+        let invocation = call.await.expect("join");
+        assert!(invocation.result.is_ok(), "{:?}", invocation.result);
+    }
+    assert!(hook.idle_instances() <= 8, "{}", hook.idle_instances());
+
+    // Turning it off lets the idle instances go.
+    let mut hook = std::sync::Arc::try_unwrap(hook).expect("no other owner");
+    engine.set_instance_reuse(&mut hook, false);
+    assert_eq!(hook.idle_instances(), 0);
+    assert_eq!(count(&invoke(&engine, &hook, API).await), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_turn_instance_reuse_on_and_off_through_the_management_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(JS_COUNTER_HOOK));
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let hook_id = server.store.hooks().expect("hooks").remove(0).id;
+    let calls = |reply: &hookd_tests::Reply| -> u64 {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let token = reply.json["access_token"].as_str().expect("token");
+        let payload = token.split('.').nth(1).expect("payload");
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url");
+        let claims: Value = serde_json::from_slice(&bytes).expect("json");
+        claims["https://hookd.test/calls"].as_u64().expect("count")
+    };
+
+    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
+    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
+
+    let path = format!("/api/v2/hooks/{hook_id}");
+    let on = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &path,
+        Some(json!({"reuse_instances": true})),
+    )
+    .await;
+    assert_eq!(on.status, 201, "{}", on.text);
+    assert_eq!(on.json["reuse_instances"], true);
+    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
+    assert_eq!(calls(&get_token(&server, &seeded).await), 2);
+    assert_eq!(calls(&get_token(&server, &seeded).await), 3);
+
+    let off = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &path,
+        Some(json!({"reuse_instances": false})),
+    )
+    .await;
+    assert_eq!(off.json["reuse_instances"], false);
+    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
+    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
+    server.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Hook engine benchmark: per-invocation cost (fresh Store + instantiate + call + drop) of
 //! the seed hook in Rust, in JavaScript (Auth0 Hooks shape, verbatim) and as a JavaScript
-//! Action, and compile versus cached load of a module. Prints medians and tails;
+//! Action, and of the JavaScript seed hook on a reused live instance (the opt-in per-hook
+//! setting); compile versus cached load of a module. Prints medians and tails;
 //! `docs/BENCHMARKS.md` records the numbers with this command:
 //!
 //!     cargo bench -p hookd-tests --bench hooks
@@ -54,21 +55,35 @@ fn main() {
         ..EngineSettings::default()
     })
     .unwrap();
+    // (name, component, fewer iterations by, instance reuse)
     let guests = [
-        ("seed hook, Rust", SEED, 1),
-        ("seed hook, JavaScript (Auth0 Hooks shape)", JS_SEED, 10),
-        ("seed hook, JavaScript (Auth0 Action)", JS_SEED_ACTION, 10),
+        ("seed hook, Rust", SEED, 1, false),
+        (
+            "seed hook, JavaScript (Auth0 Hooks shape)",
+            JS_SEED,
+            10,
+            false,
+        ),
+        (
+            "seed hook, JavaScript (Auth0 Action)",
+            JS_SEED_ACTION,
+            10,
+            false,
+        ),
+        ("seed hook, JavaScript, reused instance", JS_SEED, 2, true),
     ];
     let hooks: Vec<_> = guests
         .iter()
-        .map(|(_, path, _)| {
-            engine
+        .map(|(_, path, _, reuse)| {
+            let mut hook = engine
                 .load(
                     ExtensibilityPoint::CredentialsExchange,
                     &wasm(path),
                     HookLimits::default(),
                 )
-                .unwrap()
+                .unwrap();
+            engine.set_instance_reuse(&mut hook, *reuse);
+            hook
         })
         .collect();
     const BLOCKS: usize = 20;
@@ -105,9 +120,14 @@ fn main() {
             percentile(s, 0.5)
         })
         .collect();
-    for (index, (name, _, _)) in guests.iter().enumerate() {
+    for (index, (name, _, _, reuse)) in guests.iter().enumerate() {
+        let how = if *reuse {
+            "live instance"
+        } else {
+            "fresh Store + instance"
+        };
         report(
-            &format!("invoke {name} (fresh Store + instance)"),
+            &format!("invoke {name} ({how})"),
             std::mem::take(&mut samples[index]),
         );
         println!("{:<44} {}", "  fuel per invocation", fuel[index]);

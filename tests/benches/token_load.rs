@@ -253,13 +253,21 @@ fn main() {
         .build()
         .unwrap();
     let mut results = Vec::new();
-    for (label, module) in [
-        ("none", None),
-        ("seed (Rust)", Some(SEED)),
-        ("seed (JavaScript)", Some(JS_SEED)),
+    for (label, module, reuse) in [
+        ("none", None, false),
+        ("seed (Rust)", Some(SEED), false),
+        ("seed (JavaScript)", Some(JS_SEED), false),
+        ("seed (JavaScript, reused instances)", Some(JS_SEED), true),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let seeded = seed(dir.path(), module);
+        if reuse {
+            let store = hookd::store::Store::open(dir.path()).unwrap();
+            let mut hook = store.hooks().unwrap().remove(0);
+            hook.reuse_instances = true;
+            store.update_hook(&hook).unwrap();
+            store.flush().unwrap();
+        }
         let body = Bytes::from(hookd_tests::form_body(&[
             ("grant_type", "client_credentials"),
             ("client_id", &seeded.client_id),
@@ -293,9 +301,10 @@ fn main() {
                 .map_or(0.0, |r| r.2)
         };
         println!(
-            "seed hook / no hook at {connections} connections: Rust {:.1}%, JavaScript {:.1}%",
+            "seed hook / no hook at {connections} connections: Rust {:.1}%, JavaScript {:.1}%, JavaScript with reused instances {:.1}%",
             100.0 * rate("seed (Rust)") / rate("none").max(1.0),
-            100.0 * rate("seed (JavaScript)") / rate("none").max(1.0)
+            100.0 * rate("seed (JavaScript)") / rate("none").max(1.0),
+            100.0 * rate("seed (JavaScript, reused instances)") / rate("none").max(1.0)
         );
     }
     println!(

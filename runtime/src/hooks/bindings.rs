@@ -28,8 +28,8 @@ mod generated {
     });
 }
 
-pub(crate) use generated::CredentialsExchangePre;
 use generated::hookd::hooks::types as wit;
+pub(crate) use generated::{CredentialsExchange, CredentialsExchangePre};
 
 /// The name of the world's export, checked when a module is loaded.
 pub(crate) const CREDENTIALS_EXCHANGE_EXPORT: &str = "exchange";
@@ -78,13 +78,12 @@ impl From<&CredentialsExchangeEvent> for ExchangeArgs {
     }
 }
 
-/// Calls `exchange` on a fresh instance and converts its answer to domain types.
+/// Calls `exchange` on an instance and converts its answer to domain types.
 pub(crate) async fn call_exchange<T: Send>(
-    pre: &CredentialsExchangePre<T>,
+    instance: &CredentialsExchange,
     mut store: &mut wasmtime::Store<T>,
     args: &ExchangeArgs,
 ) -> wasmtime::Result<Result<RawChanges, HookError>> {
-    let instance = pre.instantiate_async(&mut store).await?;
     let answer = instance
         .call_exchange(
             &mut store,

@@ -17,6 +17,7 @@ use super::bindings::{self, CredentialsExchangePre};
 use super::cache::ArtifactCache;
 use super::invoke::HookState;
 use super::module;
+use super::reuse::WarmInstances;
 use super::{EngineError, ExtensibilityPoint, FailurePolicy, HookLimits, ModuleRejected};
 
 /// How often the epoch advances. A running hook yields to the async runtime at every tick, so
@@ -57,6 +58,7 @@ pub struct HookEngine {
 
 pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
+    max_concurrency: u32,
     linker: Linker<HookState>,
     pub(crate) slots: Semaphore,
     cache: Option<ArtifactCache>,
@@ -115,6 +117,20 @@ pub struct LoadedHook {
     /// `Debug`).
     pub secrets: std::collections::BTreeMap<String, String>,
     pub(crate) prepared: Prepared,
+    /// Idle live instances, when instance reuse is on (see [`HookEngine::set_instance_reuse`]).
+    pub(crate) warm: Option<Arc<WarmInstances>>,
+}
+
+impl LoadedHook {
+    /// Whether calls reuse live instances instead of fresh ones.
+    pub fn reuses_instances(&self) -> bool {
+        self.warm.is_some()
+    }
+
+    /// How many live instances are idle, waiting for a call (0 without instance reuse).
+    pub fn idle_instances(&self) -> usize {
+        self.warm.as_ref().map_or(0, |warm| warm.idle_count())
+    }
 }
 
 impl std::fmt::Debug for LoadedHook {
@@ -129,12 +145,15 @@ impl std::fmt::Debug for LoadedHook {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("reuses_instances", &self.reuses_instances())
             .finish_non_exhaustive()
     }
 }
 
 fn engine_config(max_concurrency: u32) -> Config {
-    let slots = max_concurrency.max(1);
+    // Twice the concurrency: room for the idle instances that hooks with instance reuse keep
+    // (at most half the concurrency each), for the running hook and the one replacing it.
+    let slots = max_concurrency.max(1) * 2;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots * 32)
@@ -192,6 +211,7 @@ impl HookEngine {
         Ok(HookEngine {
             inner: Arc::new(EngineInner {
                 engine,
+                max_concurrency: settings.max_concurrency.max(1),
                 linker,
                 slots: Semaphore::new(settings.max_concurrency.max(1) as usize),
                 cache,
@@ -275,6 +295,17 @@ impl HookEngine {
             name: String::new(),
             secrets: Default::default(),
             prepared,
+            warm: None,
         })
+    }
+
+    /// Turns instance reuse on or off for a loaded hook; either way its idle instances, if
+    /// any, are let go. Off (fresh instance per call) is the default and the safe choice: with
+    /// reuse on, the module's globals carry over from one call to the next, so one request
+    /// may see what an earlier one left behind. Each hook keeps at most half the engine's
+    /// concurrency in idle instances.
+    pub fn set_instance_reuse(&self, hook: &mut LoadedHook, reuse: bool) {
+        let capacity = (self.inner.max_concurrency as usize / 2).max(1);
+        hook.warm = reuse.then(|| Arc::new(WarmInstances::new(capacity)));
     }
 }

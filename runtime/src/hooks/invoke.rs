@@ -11,16 +11,18 @@ use super::bindings::{self, ExchangeArgs};
 use super::claims;
 use super::engine::Prepared;
 use super::log::LogCapture;
+use super::reuse::WarmInstance;
 use super::{
     CredentialsExchangeEvent, HookEngine, HookError, HookLimits, HookLog, Invocation, LoadedHook,
 };
 
 /// Everything a hook's `Store` holds: a WASI context with no capabilities, its resource
-/// table, and the memory limiter.
+/// table, the memory limiter, and the log its stdout and stderr write to.
 pub(crate) struct HookState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: HookLimiter,
+    log: LogCapture,
 }
 
 impl WasiView for HookState {
@@ -33,7 +35,8 @@ impl WasiView for HookState {
 }
 
 impl HookState {
-    fn new(log: &LogCapture, limits: &HookLimits) -> Self {
+    fn new(limits: &HookLimits) -> Self {
+        let log = LogCapture::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX));
         // No preopens, environment, arguments or stdin; every socket use denied; stdout and
         // stderr go to the bounded log. Clocks and randomness work.
         let wasi = WasiCtx::builder()
@@ -50,6 +53,7 @@ impl HookState {
                 memory_limit: limits.memory_bytes,
                 denied: None,
             },
+            log,
         }
     }
 }
@@ -159,9 +163,16 @@ impl HookEngine {
             let error = HookError::Host("the hook engine is shutting down".to_owned());
             return finish(Err(error), log, 0);
         };
-        let capture = LogCapture::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX));
-        let mut store = Store::new(&self.inner.engine, HookState::new(&capture, &limits));
-        store.limiter(|state| &mut state.limiter);
+        let warm = hook.warm.as_ref().and_then(|idle| idle.take());
+        let (mut store, live) = match warm {
+            Some(warm) => (warm.store, Some(warm.instance)),
+            None => {
+                let mut store = Store::new(&self.inner.engine, HookState::new(&limits));
+                store.limiter(|state| &mut state.limiter);
+                (store, None)
+            }
+        };
+        store.data_mut().limiter.denied = None;
         if let Err(error) = store.set_fuel(limits.fuel) {
             return finish(Err(HookError::Host(error.to_string())), log, 0);
         }
@@ -169,13 +180,18 @@ impl HookEngine {
         // which also covers time spent blocked in host calls (sleeps, polls).
         store.epoch_deadline_async_yield_and_update(1);
 
-        let call = tokio::time::timeout(
-            limits.timeout(),
-            bindings::call_exchange(pre, &mut store, &args),
-        )
+        let call = tokio::time::timeout(limits.timeout(), async {
+            let instance = match live {
+                Some(instance) => instance,
+                None => pre.instantiate_async(&mut store).await?,
+            };
+            let answer = bindings::call_exchange(&instance, &mut store, &args).await?;
+            Ok::<_, wasmtime::Error>((instance, answer))
+        })
         .await;
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
 
+        let mut reusable = None;
         let result = match call {
             Err(_elapsed) => Err(HookError::Timeout {
                 limit_ms: limits.timeout_ms,
@@ -185,17 +201,28 @@ impl HookEngine {
                 log.notices.push(format!("{failure}; details: {error:?}"));
                 Err(failure)
             }
-            Ok(Ok(Err(refusal))) => {
+            Ok(Ok((instance, Err(refusal)))) => {
                 if let HookError::Failed { message } = &refusal {
                     log.notices.push(format!("the hook failed: {message}"));
+                } else {
+                    reusable = Some(instance);
                 }
                 Err(refusal)
             }
-            Ok(Ok(Ok(raw))) => claims::validate(raw, limits.max_output_bytes, &mut log.notices)
-                .map_err(HookError::from),
+            Ok(Ok((instance, Ok(raw)))) => {
+                let changes = claims::validate(raw, limits.max_output_bytes, &mut log.notices)
+                    .map_err(HookError::from);
+                if changes.is_ok() {
+                    reusable = Some(instance);
+                }
+                changes
+            }
         };
-        drop(store);
-        (log.output, log.truncated) = capture.finish();
+        (log.output, log.truncated) = store.data().log.finish();
+        // Only an instance that gave a normal answer (changes or a denial) is kept.
+        if let (Some(idle), Some(instance)) = (hook.warm.as_ref(), reusable) {
+            idle.put(WarmInstance { store, instance });
+        }
         finish(result, log, fuel_used)
     }
 }

@@ -56,13 +56,14 @@ impl LogCapture {
             .extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    /// The captured text (lossy UTF-8) and whether anything was dropped.
+    /// The captured text (lossy UTF-8) and whether anything was dropped; empties the buffer
+    /// for the next call of a reused instance.
     pub(crate) fn finish(&self) -> (String, bool) {
-        let buffer = self.lock();
-        (
-            String::from_utf8_lossy(&buffer.bytes).into_owned(),
-            buffer.truncated,
-        )
+        let mut buffer = self.lock();
+        let text = String::from_utf8_lossy(&buffer.bytes).into_owned();
+        let truncated = std::mem::take(&mut buffer.truncated);
+        buffer.bytes.clear();
+        (text, truncated)
     }
 }
 

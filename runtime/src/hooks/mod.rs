@@ -20,6 +20,7 @@ mod log;
 mod module;
 mod outcome;
 mod registry;
+mod reuse;
 
 pub use engine::{EngineSettings, HookEngine, LoadSource, LoadedHook};
 pub use error::{EngineError, HookError, ModuleRejected, OutputViolation};

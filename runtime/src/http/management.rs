@@ -34,6 +34,7 @@ fn hook_json(hook: &Hook) -> Value {
         "versions": hook.versions,
         "limits": hook.limits,
         "failure_policy": hook.failure_policy,
+        "reuse_instances": hook.reuse_instances,
     })
 }
 
