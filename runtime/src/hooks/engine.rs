@@ -151,8 +151,8 @@ impl std::fmt::Debug for LoadedHook {
 }
 
 fn engine_config(max_concurrency: u32) -> Config {
-    // Twice the concurrency: room for the idle instances that hooks with instance reuse keep
-    // (at most half the concurrency each), for the running hook and the one replacing it.
+    // Twice the concurrency: room for the idle instances that a hook with instance reuse keeps
+    // (at most the concurrency) next to the calls of the hook replacing it.
     let slots = max_concurrency.max(1) * 2;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
@@ -302,10 +302,10 @@ impl HookEngine {
     /// Turns instance reuse on or off for a loaded hook; either way its idle instances, if
     /// any, are let go. Off (fresh instance per call) is the default and the safe choice: with
     /// reuse on, the module's globals carry over from one call to the next, so one request
-    /// may see what an earlier one left behind. Each hook keeps at most half the engine's
+    /// may see what an earlier one left behind. Each hook keeps at most the engine's
     /// concurrency in idle instances.
     pub fn set_instance_reuse(&self, hook: &mut LoadedHook, reuse: bool) {
-        let capacity = (self.inner.max_concurrency as usize / 2).max(1);
+        let capacity = self.inner.max_concurrency as usize;
         hook.warm = reuse.then(|| Arc::new(WarmInstances::new(capacity)));
     }
 }
