@@ -681,20 +681,15 @@ async fn operators_turn_instance_reuse_on_and_off_through_the_management_api() {
     let server = TestServer::start(dir.path()).await;
     let admin = admin_token(&server, dir.path()).await;
     let hook_id = server.store.hooks().expect("hooks").remove(0).id;
-    let calls = |reply: &hookd_tests::Reply| -> u64 {
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        let token = reply.json["access_token"].as_str().expect("token");
-        let payload = token.split('.').nth(1).expect("payload");
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64url");
-        let claims: Value = serde_json::from_slice(&bytes).expect("json");
-        claims["https://hookd.test/calls"].as_u64().expect("count")
+    let calls = async |server: &TestServer| -> u64 {
+        let reply = get_token(server, &seeded).await;
+        verified_claims(server, &reply, API).await["https://hookd.test/calls"]
+            .as_u64()
+            .expect("a count")
     };
 
-    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
-    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
+    assert_eq!(calls(&server).await, 1);
+    assert_eq!(calls(&server).await, 1);
 
     let path = format!("/api/v2/hooks/{hook_id}");
     let on = call(
@@ -707,9 +702,9 @@ async fn operators_turn_instance_reuse_on_and_off_through_the_management_api() {
     .await;
     assert_eq!(on.status, 201, "{}", on.text);
     assert_eq!(on.json["reuse_instances"], true);
-    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
-    assert_eq!(calls(&get_token(&server, &seeded).await), 2);
-    assert_eq!(calls(&get_token(&server, &seeded).await), 3);
+    assert_eq!(calls(&server).await, 1);
+    assert_eq!(calls(&server).await, 2);
+    assert_eq!(calls(&server).await, 3);
 
     let off = call(
         &server,
@@ -720,7 +715,7 @@ async fn operators_turn_instance_reuse_on_and_off_through_the_management_api() {
     )
     .await;
     assert_eq!(off.json["reuse_instances"], false);
-    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
-    assert_eq!(calls(&get_token(&server, &seeded).await), 1);
+    assert_eq!(calls(&server).await, 1);
+    assert_eq!(calls(&server).await, 1);
     server.stop().await;
 }
