@@ -2,7 +2,7 @@
 // catch mistakes: type-checks typical hooks (which must pass) and a wrong one (which must not).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, copyFileSync, symlinkSync, readdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -25,6 +25,8 @@ function typeCheck(files) {
     return "";
   } catch (error) {
     return `${error.stdout}${error.stderr}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
