@@ -148,17 +148,19 @@ fn build_js_guests(root: &Path, out: &Path) -> Vec<(&'static str, PathBuf)> {
     std::fs::create_dir_all(out).expect("create the JavaScript guests' folder");
     let mut stale: Vec<JsBuild> = Vec::new();
     let mut built = Vec::new();
+    // What every guest's build depends on, hashed once.
+    let mut shared = DefaultHasher::new();
+    for input in [
+        "sdk/js/src",
+        "sdk/js/bin",
+        "sdk/js/package-lock.json",
+        "wit",
+    ] {
+        hash_tree(&root.join(input), &mut shared);
+    }
     for &(name, source) in JS_GUESTS {
         let source = root.join(source);
-        let mut hasher = DefaultHasher::new();
-        for input in [
-            "sdk/js/src",
-            "sdk/js/bin",
-            "sdk/js/package-lock.json",
-            "wit",
-        ] {
-            hash_tree(&root.join(input), &mut hasher);
-        }
+        let mut hasher = shared.clone();
         hash_tree(
             source.parent().expect("a guest is in a folder"),
             &mut hasher,

@@ -12,8 +12,9 @@ use hookd::hooks::{
 use hookd::manage::{self, NewApi};
 use hookd_tests::{
     API, JS_COUNTER_HOOK, JS_DENY_BY_AUDIENCE, JS_HOSTILE_ACTION, JS_HOSTILE_HOOK, JS_NPM_PACKAGE,
-    JS_SECRET_CLAIMS, JS_SEED, JS_SEED_ACTION, Seeded, TestServer, admin_token, cached_engine,
-    call, event, get_token, load, seed, token_form, upload, verify, wasm,
+    JS_SECRET_CLAIMS, JS_SEED, JS_SEED_ACTION, Seeded, TestServer, add_api, admin_token,
+    cached_engine, call, event, get_token, get_token_for, load, seed, token_form, upload, verify,
+    wasm,
 };
 use http::Method;
 use jsonwebtoken::Algorithm;
@@ -63,16 +64,6 @@ fn case(name: &str) -> String {
 
 fn claims(changes: &TokenChanges) -> Value {
     Value::Object(changes.claims.clone())
-}
-
-/// Gets a token for `audience` with the seeded client's Basic credentials.
-async fn token_for(server: &TestServer, seeded: &Seeded, audience: &str) -> hookd_tests::Reply {
-    token_form(
-        server,
-        Some((&seeded.client_id, &seeded.secret)),
-        &[("grant_type", "client_credentials"), ("audience", audience)],
-    )
-    .await
 }
 
 /// Verifies a successful token response against the JWKS and returns the token's claims.
@@ -221,19 +212,12 @@ async fn a_js_hook_denies_with_auth0_error_classes() {
 
     // An API outside the hook's allow-list: InvalidRequestError, 400.
     let admin_api = "https://admin.example.com/";
-    manage::create_api(
-        &server.store,
-        NewApi::new(admin_api, "Admin", &["read:reports"]),
-    )
-    .expect("api");
-    manage::create_grant(
-        &server.store,
+    add_api(
+        &server,
         &seeded.client_id,
-        admin_api,
-        &["read:reports"],
-    )
-    .expect("grant");
-    let denied = token_for(&server, &seeded, admin_api).await;
+        NewApi::new(admin_api, "Admin", &["read:reports"]),
+    );
+    let denied = get_token_for(&server, &seeded, admin_api).await;
     assert_eq!(denied.status, 400, "{}", denied.text);
     assert_eq!(denied.json["error"], "invalid_request");
     assert_eq!(
@@ -255,7 +239,7 @@ async fn a_js_hook_denies_with_auth0_error_classes() {
         client_id: plain.client_id,
         secret,
     };
-    let scoped = token_for(&server, &plain, API).await;
+    let scoped = get_token_for(&server, &plain, API).await;
     assert_eq!(scoped.status, 400, "{}", scoped.text);
     assert_eq!(scoped.json["error"], "invalid_scope");
     assert_eq!(
@@ -531,20 +515,13 @@ async fn js_hook_failures_give_a_generic_500_with_details_in_the_hook_log() {
     let seeded = seed(dir.path(), Some(JS_HOSTILE_HOOK));
     let server = TestServer::start(dir.path()).await;
     let audience = case("throw-type-error");
-    manage::create_api(
-        &server.store,
-        NewApi::new(&audience, "Throws", &["read:reports"]),
-    )
-    .expect("api");
-    manage::create_grant(
-        &server.store,
+    add_api(
+        &server,
         &seeded.client_id,
-        &audience,
-        &["read:reports"],
-    )
-    .expect("grant");
+        NewApi::new(&audience, "Throws", &["read:reports"]),
+    );
 
-    let reply = token_for(&server, &seeded, &audience).await;
+    let reply = get_token_for(&server, &seeded, &audience).await;
     assert_eq!(reply.status, 500, "{}", reply.text);
     assert_eq!(reply.json["error"], "server_error");
     for leak in ["TypeError", "client.nothing", "bundle", "here"] {

@@ -8,19 +8,11 @@ use hookd::manage::{self, NewApi};
 use hookd::model::{HookScopePolicy, SigningAlg, TokenDialect};
 use hookd::store::Store;
 use hookd_tests::{
-    API, HOSTILE, SEED, Seeded, TestServer, header, jwks, seed, send, token_form, verify,
+    API, HOSTILE, SEED, Seeded, TestServer, add_api, header, jwks, seed, send, token_form, verify,
 };
 use http::Method;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-
-/// An API named `identifier` with a grant of `read:reports` for `client_id`, on a live server.
-fn add_api(server: &TestServer, client_id: &str, new: NewApi) -> hookd::model::Api {
-    let identifier = new.identifier.clone();
-    let api = manage::create_api(&server.store, new).expect("api");
-    manage::create_grant(&server.store, client_id, &identifier, &["read:reports"]).expect("grant");
-    api
-}
 
 fn api(identifier: &str) -> NewApi {
     NewApi::new(identifier, identifier, &["read:reports"])

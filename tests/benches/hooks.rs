@@ -35,6 +35,19 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// Loads a module for the credentials-exchange point; returns the hook and how long it took.
+fn timed_load(engine: &HookEngine, bytes: &[u8]) -> (hookd::hooks::LoadedHook, Duration) {
+    let started = Instant::now();
+    let hook = engine
+        .load(
+            ExtensibilityPoint::CredentialsExchange,
+            bytes,
+            HookLimits::default(),
+        )
+        .unwrap();
+    (hook, started.elapsed())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
     let iterations: usize = std::env::var("HOOKD_BENCH_ITERATIONS")
@@ -151,37 +164,16 @@ fn main() {
         cache_dir: Some(cache.path().to_owned()),
     })
     .unwrap();
-    let first = cached_engine
-        .load(
-            ExtensibilityPoint::CredentialsExchange,
-            &bytes,
-            HookLimits::default(),
-        )
-        .unwrap();
+    let (first, _) = timed_load(&cached_engine, &bytes);
     assert!(matches!(first.source, LoadSource::Compiled { .. }));
     let mut compile = Vec::new();
     let mut cached = Vec::new();
     for _ in 0..20 {
-        let started = Instant::now();
-        let hook = engine
-            .load(
-                ExtensibilityPoint::CredentialsExchange,
-                &bytes,
-                HookLimits::default(),
-            )
-            .unwrap();
-        compile.push(started.elapsed());
+        let (hook, took) = timed_load(&engine, &bytes);
+        compile.push(took);
         assert!(matches!(hook.source, LoadSource::Compiled { .. }));
-
-        let started = Instant::now();
-        let hook = cached_engine
-            .load(
-                ExtensibilityPoint::CredentialsExchange,
-                &bytes,
-                HookLimits::default(),
-            )
-            .unwrap();
-        cached.push(started.elapsed());
+        let (hook, took) = timed_load(&cached_engine, &bytes);
+        cached.push(took);
         assert!(
             matches!(hook.source, LoadSource::Cached { .. }),
             "a reload must not compile"
@@ -192,27 +184,12 @@ fn main() {
 
     // The same for the JavaScript seed hook (12 MB; compiling takes seconds, so once).
     let js = wasm(JS_SEED);
-    let started = Instant::now();
-    let hook = cached_engine
-        .load(
-            ExtensibilityPoint::CredentialsExchange,
-            &js,
-            HookLimits::default(),
-        )
-        .unwrap();
-    let compile = started.elapsed();
+    let (hook, compile) = timed_load(&cached_engine, &js);
     assert!(matches!(hook.source, LoadSource::Compiled { .. }));
     let mut cached = Vec::new();
     for _ in 0..20 {
-        let started = Instant::now();
-        let hook = cached_engine
-            .load(
-                ExtensibilityPoint::CredentialsExchange,
-                &js,
-                HookLimits::default(),
-            )
-            .unwrap();
-        cached.push(started.elapsed());
+        let (hook, took) = timed_load(&cached_engine, &js);
+        cached.push(took);
         assert!(matches!(hook.source, LoadSource::Cached { .. }));
     }
     report("load JS seed hook: compile + validate", vec![compile]);

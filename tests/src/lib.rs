@@ -329,10 +329,15 @@ pub async fn upload(server: &TestServer, token: &str, id: &str, module: Vec<u8>)
 
 /// Gets a token for the seeded client and [`API`] with Basic credentials.
 pub async fn get_token(server: &TestServer, seeded: &Seeded) -> Reply {
+    get_token_for(server, seeded, API).await
+}
+
+/// Gets a token for the seeded client and `audience` with Basic credentials.
+pub async fn get_token_for(server: &TestServer, seeded: &Seeded, audience: &str) -> Reply {
     token_form(
         server,
         Some((&seeded.client_id, &seeded.secret)),
-        &[("grant_type", "client_credentials"), ("audience", API)],
+        &[("grant_type", "client_credentials"), ("audience", audience)],
     )
     .await
 }
@@ -386,6 +391,19 @@ pub async fn verify(
     jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
         .expect("the token verifies")
         .claims
+}
+
+/// An API named `identifier` with a grant of `read:reports` for `client_id`, on a live server.
+pub fn add_api(
+    server: &TestServer,
+    client_id: &str,
+    new: hookd::manage::NewApi,
+) -> hookd::model::Api {
+    let identifier = new.identifier.clone();
+    let api = hookd::manage::create_api(&server.store, new).expect("api");
+    hookd::manage::create_grant(&server.store, client_id, &identifier, &["read:reports"])
+        .expect("grant");
+    api
 }
 
 /// POSTs a form body to `/oauth/token`, optionally with Basic credentials.
