@@ -1,15 +1,20 @@
 //! Token endpoint load run on loopback: tokens/s, p50/p99 latency and server CPU-µs per token
-//! at 1, 16 and 64 connections, with no hook and with the seed Rust hook, next to the RS256
-//! signing ceiling measured in the same run. `docs/BENCHMARKS.md` records the results of:
+//! at 1, 16 and 64 connections with no hook, the seed hook in Rust and in JavaScript (fresh
+//! and reused instances), all RS256, and with no hook on ES256; next to the RS256 and ES256
+//! signing ceilings measured in the same run. `docs/BENCHMARKS.md` records the results of:
 //!
 //!     cargo bench -p hookd-tests --bench token_load
 //!
-//! The server is the real one (`hookd::app::prepare` + the hyper accept loop) on a
-//! current-thread runtime whose thread is pinned to CPU 0; the load generator is a
+//! Each scenario's server is the real one (`hookd::app::prepare` + the hyper accept loop) on
+//! a current-thread runtime whose thread is pinned to CPU 0; all of them start first, and each
+//! cell is measured in short stretches that alternate between the scenarios, so the machine's
+//! drift hits them alike and the ratios between them hold. The load generator is a
 //! current-thread runtime pinned to CPU 1 with one keep-alive HTTP/1.1 connection per
-//! simulated client (closed loop, like wrk). Only 127.0.0.1 is contacted; every phase is
-//! bounded in time. Settings: HOOKD_LOAD_SECONDS (measured seconds per cell, default 5),
-//! HOOKD_LOAD_WARMUP (default 1).
+//! simulated client (closed loop, like wrk), sending a prepared request and reading just the
+//! status line and `Content-Length`, so it takes as little of the shared CPUs as it can.
+//! Only 127.0.0.1 is contacted; every phase is bounded in time. Settings: HOOKD_LOAD_SECONDS
+//! (measured seconds per cell, default 5), HOOKD_LOAD_WARMUP (default 1), HOOKD_LOAD_ROUNDS
+//! (stretches per cell, default 5), HOOKD_LOAD_SCENARIOS (labels separated by `;`).
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -20,8 +25,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hookd::model::SigningAlg;
 use hookd_tests::{API, JS_SEED, SEED, seed};
-use http_body_util::{BodyExt, Full};
 
 const SERVER_CPU: usize = 0;
 const CLIENT_CPU: usize = 1;
@@ -74,23 +79,38 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// RS256 signatures per second on the server's CPU, signing a message the size of a token's
-/// header and payload with a key parsed once: the ceiling for the token endpoint.
-fn rs256_ceiling(seconds: f64) -> f64 {
+/// Signatures per second on the server's CPU, signing a message the size of a token's header
+/// and payload with a key parsed once: the ceiling for the token endpoint with that algorithm.
+fn signing_ceiling(alg: hookd::model::SigningAlg, seconds: f64) -> f64 {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::rsa::KeySize;
-    use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+    };
     let handle = std::thread::spawn(move || {
         pin_current_thread(SERVER_CPU);
-        let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
         let message = vec![b'x'; 420];
         let rng = SystemRandom::new();
-        let mut signature = vec![0; key.public_modulus_len()];
+        let mut sign: Box<dyn FnMut()> = match alg {
+            hookd::model::SigningAlg::ES256 => {
+                let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+                Box::new(move || {
+                    std::hint::black_box(key.sign(&rng, &message).unwrap());
+                })
+            }
+            _ => {
+                let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+                let mut signature = vec![0; key.public_modulus_len()];
+                Box::new(move || {
+                    key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature)
+                        .unwrap();
+                })
+            }
+        };
         let started = Instant::now();
         let mut count = 0u64;
         while started.elapsed().as_secs_f64() < seconds {
-            key.sign(&RSA_PKCS1_SHA256, &rng, &message, &mut signature)
-                .unwrap();
+            sign();
             count += 1;
         }
         count as f64 / started.elapsed().as_secs_f64()
@@ -108,26 +128,30 @@ struct RunningServer {
 fn start_server(dir: std::path::PathBuf) -> RunningServer {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        pin_current_thread(SERVER_CPU);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let mut config = hookd::app::ServeConfig::new(dir, "127.0.0.1:0".parse().unwrap());
-            config.cache_dir = Some(hookd_tests::COMPILED_CACHE_DIR.into());
-            config.http.max_in_flight = 1024;
-            let prepared = hookd::app::prepare(config).await.expect("server starts");
-            ready_tx.send((prepared.addr, thread_id())).unwrap();
-            prepared
-                .server
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-    });
+    // Named, so a profile can tell the server's samples from the load generator's.
+    let thread = std::thread::Builder::new()
+        .name("hookd-server".to_owned())
+        .spawn(move || {
+            pin_current_thread(SERVER_CPU);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let mut config = hookd::app::ServeConfig::new(dir, "127.0.0.1:0".parse().unwrap());
+                config.cache_dir = Some(hookd_tests::COMPILED_CACHE_DIR.into());
+                config.http.max_in_flight = 1024;
+                let prepared = hookd::app::prepare(config).await.expect("server starts");
+                ready_tx.send((prepared.addr, thread_id())).unwrap();
+                prepared
+                    .server
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        })
+        .unwrap();
     let (addr, tid) = ready_rx.recv().unwrap();
     RunningServer {
         addr,
@@ -137,41 +161,88 @@ fn start_server(dir: std::path::PathBuf) -> RunningServer {
     }
 }
 
-struct Cell {
-    tokens_per_s: f64,
-    p50: Duration,
-    p99: Duration,
-    cpu_us_per_token: f64,
-    client_cpu_us_per_token: f64,
+/// What one measured stretch of load on one server gave.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<Duration>,
+    seconds: f64,
+    server_cpu_us: u64,
+    client_cpu_us: u64,
     errors: u64,
+}
+
+impl Sample {
+    fn add(&mut self, mut other: Sample) {
+        self.latencies.append(&mut other.latencies);
+        self.seconds += other.seconds;
+        self.server_cpu_us += other.server_cpu_us;
+        self.client_cpu_us += other.client_cpu_us;
+        self.errors += other.errors;
+    }
+
+    fn tokens_per_s(&self) -> f64 {
+        self.latencies.len() as f64 / self.seconds
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        self.latencies[((self.latencies.len() - 1) as f64 * p).round() as usize]
+    }
+
+    fn per_token(&self, micros: u64) -> f64 {
+        micros as f64 / self.latencies.len().max(1) as f64
+    }
+}
+
+/// Reads one HTTP/1.1 response from `stream` into `buffer`; returns whether it was a 200.
+/// Enough of HTTP for this server's responses (status line, `Content-Length`, no chunking),
+/// like wrk's parser: the load generator must cost the shared CPUs as little as possible.
+async fn read_response(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    buffer.clear();
+    let mut expected = None;
+    loop {
+        if expected.is_none()
+            && let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = std::str::from_utf8(&buffer[..end]).expect("ASCII head");
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("Content-Length");
+            expected = Some(end + 4 + length);
+        }
+        if let Some(total) = expected
+            && buffer.len() >= total
+        {
+            assert_eq!(buffer.len(), total, "closed loop: one response at a time");
+            return buffer.starts_with(b"HTTP/1.1 200 ");
+        }
+        let read = stream.read_buf(buffer).await.expect("read");
+        assert!(read > 0, "server closed the connection");
+    }
 }
 
 async fn connection_loop(
     addr: SocketAddr,
-    body: Bytes,
+    request: Bytes,
     until: Instant,
     measure_from: Instant,
 ) -> (Vec<Duration>, u64) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let mut buffer = Vec::with_capacity(8 << 10);
     let mut latencies = Vec::new();
     let mut errors = 0;
     while Instant::now() < until {
-        let request = http::Request::post("/oauth/token")
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(body.clone()))
-            .unwrap();
         let started = Instant::now();
-        sender.ready().await.unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let ok = response.status() == 200;
-        response.into_body().collect().await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        let ok = read_response(&mut stream, &mut buffer).await;
         if started >= measure_from {
             latencies.push(started.elapsed());
             errors += u64::from(!ok);
@@ -182,18 +253,18 @@ async fn connection_loop(
 
 async fn measure(
     server: &RunningServer,
-    body: &Bytes,
+    request: &Bytes,
     connections: usize,
     warmup: Duration,
     seconds: Duration,
-) -> Cell {
+) -> Sample {
     let measure_from = Instant::now() + warmup;
     let until = measure_from + seconds;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
         tasks.spawn(connection_loop(
             server.addr,
-            body.clone(),
+            request.clone(),
             until,
             measure_from,
         ));
@@ -203,92 +274,188 @@ async fn measure(
     let client_tid = thread_id();
     let client_before = thread_cpu_us(client_tid);
     let wall = Instant::now();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
+    let mut sample = Sample::default();
     while let Some(joined) = tasks.join_next().await {
         let (mut some, failed) = joined.unwrap();
-        latencies.append(&mut some);
-        errors += failed;
+        sample.latencies.append(&mut some);
+        sample.errors += failed;
     }
-    let cpu = thread_cpu_us(server.tid) - cpu_before;
-    let client_cpu = thread_cpu_us(client_tid) - client_before;
-    let elapsed = wall.elapsed().as_secs_f64();
-    latencies.sort();
-    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    Cell {
-        tokens_per_s: latencies.len() as f64 / elapsed,
-        p50: at(0.5),
-        p99: at(0.99),
-        cpu_us_per_token: cpu as f64 / latencies.len().max(1) as f64,
-        client_cpu_us_per_token: client_cpu as f64 / latencies.len().max(1) as f64,
-        errors,
+    sample.server_cpu_us = thread_cpu_us(server.tid) - cpu_before;
+    sample.client_cpu_us = thread_cpu_us(client_tid) - client_before;
+    sample.seconds = wall.elapsed().as_secs_f64();
+    sample
+}
+
+/// One load scenario: which hook is enabled, whether it reuses instances, how tokens are signed.
+struct Scenario {
+    label: &'static str,
+    module: Option<&'static str>,
+    reuse_instances: bool,
+    alg: SigningAlg,
+}
+
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        label: "none",
+        module: None,
+        reuse_instances: false,
+        alg: SigningAlg::RS256,
+    },
+    Scenario {
+        label: "seed (Rust)",
+        module: Some(SEED),
+        reuse_instances: false,
+        alg: SigningAlg::RS256,
+    },
+    Scenario {
+        label: "seed (JavaScript)",
+        module: Some(JS_SEED),
+        reuse_instances: false,
+        alg: SigningAlg::RS256,
+    },
+    Scenario {
+        label: "seed (JavaScript, reused instances)",
+        module: Some(JS_SEED),
+        reuse_instances: true,
+        alg: SigningAlg::RS256,
+    },
+    Scenario {
+        label: "none (ES256)",
+        module: None,
+        reuse_instances: false,
+        alg: SigningAlg::ES256,
+    },
+];
+
+/// Seeds a data directory for `scenario`; returns the full HTTP request a client sends.
+fn prepare(dir: &std::path::Path, scenario: &Scenario) -> Bytes {
+    let seeded = seed(dir, scenario.module);
+    let store = hookd::store::Store::open(dir).unwrap();
+    if scenario.reuse_instances {
+        let mut hook = store.hooks().unwrap().remove(0);
+        hook.reuse_instances = true;
+        store.update_hook(&hook).unwrap();
     }
+    if scenario.alg != SigningAlg::RS256 {
+        let api = store.api_by_identifier(API).unwrap().unwrap();
+        let patch = hookd::manage::ApiBody {
+            signing_alg: Some(scenario.alg),
+            ..Default::default()
+        };
+        hookd::manage::update_api(&store, &api.id, patch).unwrap();
+    }
+    store.flush().unwrap();
+    let body = hookd_tests::form_body(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &seeded.client_id),
+        ("client_secret", &seeded.secret),
+        ("audience", API),
+    ]);
+    Bytes::from(format!(
+        "POST /oauth/token HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ))
 }
 
 fn main() {
-    let seconds: f64 = std::env::var("HOOKD_LOAD_SECONDS")
+    let setting = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(default)
+    };
+    let seconds = setting("HOOKD_LOAD_SECONDS", 5.0);
+    let warmup = setting("HOOKD_LOAD_WARMUP", 1.0);
+    let rounds = setting("HOOKD_LOAD_ROUNDS", 5.0).max(1.0) as u32;
+    // `HOOKD_LOAD_SCENARIOS="none;seed (Rust)"` runs only those (by label).
+    let only: Option<Vec<String>> = std::env::var("HOOKD_LOAD_SCENARIOS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5.0);
-    let warmup: f64 = std::env::var("HOOKD_LOAD_WARMUP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
-    let (seconds, warmup) = (
-        Duration::from_secs_f64(seconds),
-        Duration::from_secs_f64(warmup),
-    );
+        .map(|list| list.split(';').map(|s| s.trim().to_owned()).collect());
+    // Each cell is measured in `rounds` stretches, interleaved with the other scenarios' at
+    // the same connection count, so drift in the machine's speed hits every scenario alike.
+    let stretch = Duration::from_secs_f64(seconds / f64::from(rounds));
+    let first_warmup = Duration::from_secs_f64(warmup);
+    let later_warmup = Duration::from_secs_f64((warmup / f64::from(rounds)).min(0.2));
 
-    let ceiling = rs256_ceiling(3.0);
-    println!("RS256 signing ceiling on CPU {SERVER_CPU}: {ceiling:.0} signatures/s");
+    let rs256 = signing_ceiling(SigningAlg::RS256, 3.0);
+    let es256 = signing_ceiling(SigningAlg::ES256, 3.0);
+    println!("signing ceiling on CPU {SERVER_CPU}: RS256 {rs256:.0}/s, ES256 {es256:.0}/s");
+    println!("{rounds} interleaved stretches of {stretch:?} per cell");
     println!();
-    println!(
-        "| hook | connections | tokens/s | % of RS256 ceiling | p50 | p99 | server CPU µs/token | load generator CPU µs/token | non-200 |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+
+    let scenarios: Vec<&Scenario> = SCENARIOS
+        .iter()
+        .filter(|s| {
+            only.as_ref()
+                .is_none_or(|only| only.iter().any(|o| o == s.label))
+        })
+        .collect();
+    let dirs: Vec<_> = scenarios
+        .iter()
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let requests: Vec<Bytes> = scenarios
+        .iter()
+        .zip(&dirs)
+        .map(|(scenario, dir)| prepare(dir.path(), scenario))
+        .collect();
+    let servers: Vec<RunningServer> = dirs
+        .iter()
+        .map(|dir| start_server(dir.path().to_owned()))
+        .collect();
 
     pin_current_thread(CLIENT_CPU);
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    println!(
+        "| hook | alg | connections | tokens/s | % of signing ceiling | p50 | p99 | server CPU µs/token | load generator CPU µs/token | non-200 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut results = Vec::new();
-    for (label, module, reuse) in [
-        ("none", None, false),
-        ("seed (Rust)", Some(SEED), false),
-        ("seed (JavaScript)", Some(JS_SEED), false),
-        ("seed (JavaScript, reused instances)", Some(JS_SEED), true),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let seeded = seed(dir.path(), module);
-        if reuse {
-            let store = hookd::store::Store::open(dir.path()).unwrap();
-            let mut hook = store.hooks().unwrap().remove(0);
-            hook.reuse_instances = true;
-            store.update_hook(&hook).unwrap();
-            store.flush().unwrap();
+    for connections in [1, 16, 64] {
+        let mut samples: Vec<Sample> = scenarios.iter().map(|_| Sample::default()).collect();
+        for round in 0..rounds {
+            let warmup = if round == 0 {
+                first_warmup
+            } else {
+                later_warmup
+            };
+            for (index, server) in servers.iter().enumerate() {
+                let sample = client.block_on(measure(
+                    server,
+                    &requests[index],
+                    connections,
+                    warmup,
+                    stretch,
+                ));
+                samples[index].add(sample);
+            }
         }
-        let body = Bytes::from(hookd_tests::form_body(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &seeded.client_id),
-            ("client_secret", &seeded.secret),
-            ("audience", API),
-        ]));
-        let server = start_server(dir.path().to_owned());
-        for connections in [1, 16, 64] {
-            let cell = client.block_on(measure(&server, &body, connections, warmup, seconds));
+        for (scenario, mut sample) in scenarios.iter().zip(samples) {
+            let ceiling = if scenario.alg == SigningAlg::ES256 {
+                es256
+            } else {
+                rs256
+            };
             println!(
-                "| {label} | {connections} | {:.0} | {:.0}% | {:.2} ms | {:.2} ms | {:.0} | {:.0} | {} |",
-                cell.tokens_per_s,
-                100.0 * cell.tokens_per_s / ceiling,
-                cell.p50.as_secs_f64() * 1e3,
-                cell.p99.as_secs_f64() * 1e3,
-                cell.cpu_us_per_token,
-                cell.client_cpu_us_per_token,
-                cell.errors,
+                "| {} | {:?} | {connections} | {:.0} | {:.0}% | {:.2} ms | {:.2} ms | {:.0} | {:.0} | {} |",
+                scenario.label,
+                scenario.alg,
+                sample.tokens_per_s(),
+                100.0 * sample.tokens_per_s() / ceiling,
+                sample.percentile(0.5).as_secs_f64() * 1e3,
+                sample.percentile(0.99).as_secs_f64() * 1e3,
+                sample.per_token(sample.server_cpu_us),
+                sample.per_token(sample.client_cpu_us),
+                sample.errors,
             );
-            results.push((label, connections, cell.tokens_per_s));
+            results.push((scenario.label, connections, sample.tokens_per_s()));
         }
+    }
+    for server in servers {
         let _ = server.stop.send(());
         server.thread.join().unwrap();
     }
@@ -298,17 +465,17 @@ fn main() {
             results
                 .iter()
                 .find(|r| r.0 == label && r.1 == connections)
-                .map_or(0.0, |r| r.2)
+                .map_or(f64::NAN, |r| r.2)
         };
         println!(
             "seed hook / no hook at {connections} connections: Rust {:.1}%, JavaScript {:.1}%, JavaScript with reused instances {:.1}%",
-            100.0 * rate("seed (Rust)") / rate("none").max(1.0),
-            100.0 * rate("seed (JavaScript)") / rate("none").max(1.0),
-            100.0 * rate("seed (JavaScript, reused instances)") / rate("none").max(1.0)
+            100.0 * rate("seed (Rust)") / rate("none"),
+            100.0 * rate("seed (JavaScript)") / rate("none"),
+            100.0 * rate("seed (JavaScript, reused instances)") / rate("none")
         );
     }
     println!(
-        "peak RSS of the benchmark process (server + load generator): {} MiB",
+        "peak RSS of the benchmark process (every scenario's server at once + load generator): {} MiB",
         peak_rss_kib() / 1024
     );
 }
