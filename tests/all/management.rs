@@ -343,48 +343,15 @@ async fn swapping_hooks_under_load_fails_no_token_request() {
     }
     // Meanwhile: roll back and forth, disable and enable, 20 changes in all.
     for round in 0..20 {
-        let reply = match round % 4 {
-            0 => {
-                call(
-                    &server,
-                    &admin,
-                    Method::POST,
-                    &format!("/api/v2/hooks/{id}/rollback"),
-                    Some(json!({"version": seed_sha})),
-                )
-                .await
-            }
-            1 => {
-                call(
-                    &server,
-                    &admin,
-                    Method::POST,
-                    &format!("/api/v2/hooks/{id}/rollback"),
-                    Some(json!({"version": other_sha})),
-                )
-                .await
-            }
-            2 => {
-                call(
-                    &server,
-                    &admin,
-                    Method::PATCH,
-                    &format!("/api/v2/hooks/{id}"),
-                    Some(json!({"enabled": false})),
-                )
-                .await
-            }
-            _ => {
-                call(
-                    &server,
-                    &admin,
-                    Method::PATCH,
-                    &format!("/api/v2/hooks/{id}"),
-                    Some(json!({"enabled": true})),
-                )
-                .await
-            }
+        let rollback = format!("/api/v2/hooks/{id}/rollback");
+        let hook = format!("/api/v2/hooks/{id}");
+        let (method, path, body) = match round % 4 {
+            0 => (Method::POST, &rollback, json!({"version": seed_sha})),
+            1 => (Method::POST, &rollback, json!({"version": other_sha})),
+            2 => (Method::PATCH, &hook, json!({"enabled": false})),
+            _ => (Method::PATCH, &hook, json!({"enabled": true})),
         };
+        let reply = call(&server, &admin, method, path, Some(body)).await;
         assert!(reply.status < 300, "change {round}: {}", reply.text);
     }
     while let Some(done) = load.join_next().await {
