@@ -46,8 +46,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// The repository root. Read from the environment `cargo run` sets, not baked in at compile
+/// time: with a build cache shared by several checkouts, a binary compiled in one checkout
+/// can be run (as fresh) from another, and must work on the one it is run from.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
