@@ -63,6 +63,7 @@ fn main() {
         "tests/guests/hostile",
         "tests/guests/wrong-world",
         "tests/guests/forbidden-import",
+        "tests/guests/json-answer",
         "tests/guests/js",
         "guest-examples/js",
         "sdk/js/src",

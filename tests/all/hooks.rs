@@ -9,8 +9,8 @@ use hookd::hooks::{
     Invocation, LoadSource, ModuleRejected, OutputViolation,
 };
 use hookd_tests::{
-    DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, HOSTILE, METADATA_CLAIMS, SEED, WRONG_WORLD, engine, event,
-    load, wasm,
+    DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, HOSTILE, JSON_ANSWER, METADATA_CLAIMS, SEED, WRONG_WORLD,
+    engine, event, load, wasm,
 };
 use serde_json::json;
 
@@ -349,6 +349,140 @@ async fn a_reported_failure_is_typed_cut_to_4_kib_and_noted() {
         "{:?}",
         invocation.log.notices
     );
+}
+
+/// Runs the JSON-world guest, which answers with the text given (or, with `None`, changes
+/// that echo the event).
+async fn json_answer(answer: Option<&str>) -> Invocation {
+    json_answer_within(answer, HookLimits::default()).await
+}
+
+async fn json_answer_within(answer: Option<&str>, limits: HookLimits) -> Invocation {
+    let engine = engine();
+    let hook = load(&engine, JSON_ANSWER, limits);
+    let mut event = event("https://api.example.com/");
+    if let Some(answer) = answer {
+        event
+            .client
+            .metadata
+            .insert("answer".to_owned(), answer.to_owned());
+    }
+    tokio::time::timeout(BOUND, engine.invoke_credentials_exchange(&hook, &event))
+        .await
+        .expect("the invocation ended within the bound")
+}
+
+#[tokio::test]
+async fn a_json_world_hook_gets_the_event_as_json_and_its_changes_apply() {
+    let invocation = json_answer(None).await;
+    let changes = invocation.result.expect("the JSON hook allows");
+    assert_eq!(
+        changes.scope,
+        Some(vec!["read:reports".to_owned(), "json".to_owned()])
+    );
+    assert_eq!(
+        serde_json::Value::Object(changes.claims),
+        json!({
+            "https://example.com/client": "client-1",
+            "https://example.com/request": {
+                "ip": "203.0.113.7",
+                "hostname": "auth.acme.example",
+                "method": "POST",
+                "user_agent": "curl/8.5",
+            },
+            "https://example.com/n": 7,
+        })
+    );
+}
+
+#[tokio::test]
+async fn json_world_denials_failures_and_the_claim_policy_match_the_typed_world() {
+    let denied = json_answer(Some(
+        r#"{"deny": {"code": "invalid_request", "description": "no"}}"#,
+    ))
+    .await
+    .result;
+    match denied {
+        Err(HookError::Denied(denial)) => {
+            assert_eq!(denial.code, DenyCode::InvalidRequest);
+            assert_eq!(denial.description, "no");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+
+    let failed = json_answer(Some(r#"{"fail": "lookup failed"}"#)).await;
+    assert!(matches!(
+        failed.result,
+        Err(HookError::Failed { ref message }) if message == "lookup failed"
+    ));
+
+    let restricted = json_answer(Some(
+        r#"{"changes": {"claims": {"iss": "evil", "https://example.com/ok": [1, {"a": null}]}}}"#,
+    ))
+    .await;
+    let changes = restricted
+        .result
+        .expect("a restricted claim is dropped, not fatal");
+    assert_eq!(changes.scope, None);
+    assert_eq!(
+        serde_json::Value::Object(changes.claims),
+        json!({"https://example.com/ok": [1, {"a": null}]})
+    );
+    assert!(restricted.log.notices.iter().any(|n| n.contains("`iss`")));
+
+    let duplicate = json_answer(Some(r#"{"changes": {"claims": {"c": 1, "c": 2}}}"#)).await;
+    assert!(matches!(
+        duplicate.result,
+        Err(HookError::InvalidOutput(OutputViolation::DuplicateClaim { ref name })) if name == "c"
+    ));
+    let bad_scope = json_answer(Some(r#"{"changes": {"scope": ["has space"]}}"#)).await;
+    assert!(matches!(
+        bad_scope.result,
+        Err(HookError::InvalidOutput(
+            OutputViolation::InvalidScope { .. }
+        ))
+    ));
+}
+
+#[tokio::test]
+async fn a_json_answer_of_the_wrong_form_is_invalid_output_never_coerced() {
+    for answer in [
+        "not json",
+        "{}",
+        r#"{"changes": {}, "deny": {"code": "invalid_scope", "description": ""}}"#,
+        r#"{"changes": {"scope": "read"}}"#,
+        r#"{"changes": {"scope": [1]}}"#,
+        r#"{"changes": {"claims": [["a", 1]]}}"#,
+        r#"{"changes": {"scopes": ["read"]}}"#,
+        r#"{"deny": {"code": "access_denied", "description": "x"}}"#,
+        r#"{"fail": 1}"#,
+    ] {
+        let invocation = json_answer(Some(answer)).await;
+        assert!(
+            matches!(
+                invocation.result,
+                Err(HookError::InvalidOutput(
+                    OutputViolation::MalformedAnswer { .. }
+                ))
+            ),
+            "{answer}: {:?}",
+            invocation.result
+        );
+    }
+    // Past the output limit plus room for the answer's own JSON.
+    let huge = format!(
+        r#"{{"changes": {{"claims": {{"big": "{}"}}}}}}"#,
+        "x".repeat(20_000)
+    );
+    let limits = HookLimits {
+        max_output_bytes: 1_000,
+        ..HookLimits::default()
+    };
+    let invocation = json_answer_within(Some(&huge), limits).await;
+    assert!(matches!(
+        invocation.result,
+        Err(HookError::InvalidOutput(OutputViolation::TooLarge { .. }))
+    ));
 }
 
 #[tokio::test]

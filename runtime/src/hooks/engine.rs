@@ -13,7 +13,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
 
-use super::bindings::{self, CredentialsExchangePre};
+use super::bindings::{self, ExchangePre};
 use super::cache::ArtifactCache;
 use super::invoke::HookState;
 use super::module;
@@ -91,7 +91,7 @@ pub enum LoadSource {
 /// The compiled, linked form of a hook for its extensibility point.
 #[derive(Clone)]
 pub(crate) enum Prepared {
-    CredentialsExchange(CredentialsExchangePre<HookState>),
+    CredentialsExchange(ExchangePre<HookState>),
 }
 
 /// A validated, compiled hook, ready to run any number of times concurrently.
@@ -265,18 +265,15 @@ impl HookEngine {
                     world,
                     bindings::CREDENTIALS_EXCHANGE_EXPORT,
                 )?;
-                let wrong_world = |error: wasmtime::Error| ModuleRejected::WrongWorld {
-                    world,
-                    detail: format!("{error:#}"),
-                };
-                let instance_pre = self
-                    .inner
-                    .linker
-                    .instantiate_pre(&component)
-                    .map_err(wrong_world)?;
-                Prepared::CredentialsExchange(
-                    CredentialsExchangePre::new(instance_pre).map_err(wrong_world)?,
-                )
+                let instance_pre =
+                    self.inner
+                        .linker
+                        .instantiate_pre(&component)
+                        .map_err(|error| ModuleRejected::WrongWorld {
+                            world,
+                            detail: format!("{error:#}"),
+                        })?;
+                Prepared::CredentialsExchange(ExchangePre::new(&component, instance_pre, world)?)
             }
         };
 

@@ -105,6 +105,12 @@ pub enum OutputViolation {
         /// The repeated name.
         name: String,
     },
+    /// An `exchange-json` answer that is not JSON of the documented form.
+    #[error("the answer is not an `exchange-json` answer: {error}")]
+    MalformedAnswer {
+        /// What the JSON parser said.
+        error: String,
+    },
     /// A scope is empty or has characters RFC 6749 does not allow in a scope token.
     #[error("scope {value:?} is not a valid scope token")]
     InvalidScope {
@@ -146,8 +152,8 @@ pub enum ModuleRejected {
     },
     /// The component does not export the world's function.
     #[error(
-        "the component does not export `{export}`: it is not built for the \
-         `hookd:hooks/{world}` world"
+        "the component exports neither `{export}` nor `{export}-json`: it is not built for \
+         the `hookd:hooks/{world}` world (or `{world}-json`)"
     )]
     MissingExport {
         /// The world the hook was loaded for.

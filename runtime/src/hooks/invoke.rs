@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, ExchangeArgs};
+use super::bindings;
 use super::claims;
 use super::engine::Prepared;
 use super::log::LogCapture;
@@ -157,7 +157,6 @@ impl HookEngine {
             return finish(Err(error), log, 0);
         }
         let Prepared::CredentialsExchange(pre) = &hook.prepared;
-        let args = ExchangeArgs::from(event);
 
         let Ok(_slot) = self.inner.slots.acquire().await else {
             let error = HookError::Host("the hook engine is shutting down".to_owned());
@@ -183,9 +182,11 @@ impl HookEngine {
         let call = tokio::time::timeout(limits.timeout(), async {
             let instance = match live {
                 Some(instance) => instance,
-                None => pre.instantiate_async(&mut store).await?,
+                None => pre.instantiate(&mut store).await?,
             };
-            let answer = bindings::call_exchange(&instance, &mut store, &args).await?;
+            let answer =
+                bindings::call_exchange(&instance, &mut store, event, limits.max_output_bytes)
+                    .await?;
             Ok::<_, wasmtime::Error>((instance, answer))
         })
         .await;

@@ -55,13 +55,14 @@ pub(crate) fn check_encoding(bytes: &[u8]) -> Result<(), ModuleRejected> {
     }
 }
 
-/// The types-only interface of hookd's own WIT package, which every hook imports through
-/// its world's `use types.{...}`.
-const HOOKD_TYPES: &str = "hookd:hooks/types@0.2.";
+/// The types-only interface of hookd's own WIT package, which every hook of a typed world
+/// imports through its world's `use types.{...}`: 0.3 adds worlds to 0.2 and changes no
+/// type, so hooks built against either load.
+const HOOKD_TYPES: &[&str] = &["hookd:hooks/types@0.2.", "hookd:hooks/types@0.3."];
 
 /// Whether hookd links an import of this name (`wasi:io/streams@0.2.6` and the like).
 fn is_provided(name: &str) -> bool {
-    if name.starts_with(HOOKD_TYPES) {
+    if HOOKD_TYPES.iter().any(|prefix| name.starts_with(prefix)) {
         return true;
     }
     let Some(rest) = name.strip_prefix("wasi:") else {
@@ -83,8 +84,8 @@ pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<()
     }
 }
 
-/// Refuses a component that lacks the world's export; the export's exact type is checked
-/// when the bindings are attached.
+/// Refuses a component that exports neither the world's function nor its JSON form
+/// (`<export>-json`); the export's exact type is checked when the bindings are attached.
 pub(crate) fn check_export(
     engine: &Engine,
     component: &Component,
@@ -92,9 +93,11 @@ pub(crate) fn check_export(
     export: &'static str,
 ) -> Result<(), ModuleRejected> {
     let ty = component.component_type();
-    match ty.get_export(engine, export) {
-        Some(_) => Ok(()),
-        None => Err(ModuleRejected::MissingExport { world, export }),
+    let exported = |name: &str| ty.get_export(engine, name).is_some();
+    if exported(export) || exported(&format!("{export}-json")) {
+        Ok(())
+    } else {
+        Err(ModuleRejected::MissingExport { world, export })
     }
 }
 
@@ -122,6 +125,7 @@ mod tests {
         assert!(is_provided("wasi:io/streams@0.2.6"));
         assert!(is_provided("wasi:cli/stdout@0.2.12"));
         assert!(is_provided("hookd:hooks/types@0.2.0"));
+        assert!(is_provided("hookd:hooks/types@0.3.0"));
         assert!(!is_provided("hookd:hooks/types@0.1.0"));
         assert!(!is_provided("wasi:http/outgoing-handler@0.2.10"));
         assert!(!is_provided("wasi:io/streams@0.3.0"));

@@ -10,13 +10,13 @@ use std::sync::Mutex;
 
 use wasmtime::Store;
 
-use super::bindings::CredentialsExchange;
+use super::bindings::ExchangeInstance;
 use super::invoke::HookState;
 
 /// A live instance with its store, between calls.
 pub(crate) struct WarmInstance {
     pub(crate) store: Store<HookState>,
-    pub(crate) instance: CredentialsExchange,
+    pub(crate) instance: ExchangeInstance,
 }
 
 /// The idle instances of one loaded hook. Dropping it (when the hook is replaced and its
