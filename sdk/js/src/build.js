@@ -1,5 +1,5 @@
 // Builds a JavaScript (or TypeScript) hook source file into a WebAssembly component of the
-// hookd:hooks `credentials-exchange` world: esbuild bundles the hook, the npm packages it
+// hookd:hooks `credentials-exchange-json` world: esbuild bundles the hook, the npm packages it
 // requires and the adapter into one ES module; componentize-js turns that into a component.
 
 import { existsSync } from "node:fs";
@@ -14,7 +14,7 @@ import { MISSING_EXPORT_MESSAGE } from "./runtime/adapter.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ENTRY = path.join(here, "runtime", "entry.js");
-const WORLD = "credentials-exchange";
+const WORLD = "credentials-exchange-json";
 
 /**
  * WASI features left out of the component. Without `http` and `fetch-event` the component

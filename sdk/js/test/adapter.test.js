@@ -13,24 +13,28 @@ import {
 
 installGlobals();
 
-const client = { id: "c1", name: "reporting", tenant: "acme", metadata: [["tier", "gold"]] };
-const context = {
-  secrets: [["API_KEY", "s3cret"]],
-  request: { ip: "203.0.113.7", hostname: "auth.example", method: "POST", userAgent: "curl" },
-  requestedScopes: ["read"],
-  resourceServer: { identifier: "https://api/", name: "API" },
-  tenant: "acme",
-};
+/** The event as the host sends it (the JSON form of `hookd hooks test --event`). */
+function eventJson(scope) {
+  return JSON.stringify({
+    client: { id: "c1", name: "reporting", tenant: "acme", metadata: { tier: "gold" } },
+    scope,
+    audience: "https://api/",
+    context: {
+      secrets: { API_KEY: "s3cret" },
+      request: { ip: "203.0.113.7", hostname: "auth.example", method: "POST", user_agent: "curl" },
+      requested_scopes: ["read"],
+      resource_server: { identifier: "https://api/", name: "API" },
+      tenant: "acme",
+    },
+  });
+}
 
-/** Runs a hook module's exchange and returns `{ok}` or `{err}`, awaiting a promise. */
+/** Runs a hook module's exchange and returns its parsed answer, awaiting a promise. */
 async function run(userModule, ...scopeArgument) {
   const scope = scopeArgument.length > 0 ? scopeArgument[0] : ["read", "write"];
-  const exchange = createExchange(userModule);
-  try {
-    return { ok: await exchange(client, scope, "https://api/", context) };
-  } catch (err) {
-    return { err };
-  }
+  const answer = await createExchange(userModule)(eventJson(scope));
+  assert.equal(typeof answer, "string");
+  return JSON.parse(answer);
 }
 
 const hook = (fn) => ({ default: fn });
@@ -44,10 +48,9 @@ test("the seed hook, verbatim, adds its claim and the extra scope synchronously"
     access_token.scope.push("extra");
     cb(null, access_token);
   };
-  const result = createExchange(hook(seed))(client, ["read"], "https://api/", context);
-  assert.deepEqual(result, {
-    scope: ["read", "extra"],
-    claims: [{ name: "https://foo.com/claim", value: '"bar"' }],
+  const answer = createExchange(hook(seed))(eventJson(["read"]));
+  assert.deepEqual(JSON.parse(answer), {
+    changes: { scope: ["read", "extra"], claims: { "https://foo.com/claim": "bar" } },
   });
 });
 
@@ -73,27 +76,27 @@ test("a hook with no scope gets undefined, and leaving scope out clears it", asy
       seen = scope;
       cb(null, { "https://x/": 1 });
     }),
-    undefined,
+    null,
   );
   assert.equal(seen, undefined);
-  assert.deepEqual(result.ok, { scope: [], claims: [{ name: "https://x/", value: "1" }] });
+  assert.deepEqual(result.changes, { scope: [], claims: { "https://x/": 1 } });
 });
 
 test("cb() changes nothing", async () => {
-  assert.deepEqual((await run(hook((c, s, a, ctx, cb) => cb()))).ok, { scope: undefined, claims: [] });
+  assert.deepEqual((await run(hook((c, s, a, ctx, cb) => cb()))).changes, { scope: null, claims: {} });
 });
 
 test("cb errors map to Auth0's codes", async () => {
   const cases = [
-    [new InvalidScopeError("s"), "invalid-scope", "s"],
-    [new InvalidRequestError("r"), "invalid-request", "r"],
-    [new ServerError("e"), "server-error", "e"],
-    [new Error("plain"), "server-error", "plain"],
-    ["a string", "server-error", "a string"],
+    [new InvalidScopeError("s"), "invalid_scope", "s"],
+    [new InvalidRequestError("r"), "invalid_request", "r"],
+    [new ServerError("e"), "server_error", "e"],
+    [new Error("plain"), "server_error", "plain"],
+    ["a string", "server_error", "a string"],
   ];
   for (const [error, code, description] of cases) {
     const result = await run(hook((c, s, a, ctx, cb) => cb(error)));
-    assert.deepEqual(result.err, { tag: "deny", val: { code, description } });
+    assert.deepEqual(result, { deny: { code, description } });
   }
 });
 
@@ -109,20 +112,18 @@ test("exceptions are failures with the message, and Auth0 errors thrown are deni
       throw new TypeError("boom");
     }),
   );
-  assert.equal(thrown.err.tag, "fail");
-  assert.match(thrown.err.val, /^TypeError: boom/);
-  assert.doesNotMatch(thrown.err.val, /runHook/);
+  assert.match(thrown.fail, /^TypeError: boom/);
+  assert.doesNotMatch(thrown.fail, /runHook/);
 
   const rejected = await run(hook(async () => Promise.reject(new RangeError("later"))));
-  assert.equal(rejected.err.tag, "fail");
-  assert.match(rejected.err.val, /^RangeError: later/);
+  assert.match(rejected.fail, /^RangeError: later/);
 
   const scoped = await run(
     hook(() => {
       throw new InvalidScopeError("nope");
     }),
   );
-  assert.deepEqual(scoped.err, { tag: "deny", val: { code: "invalid-scope", description: "nope" } });
+  assert.deepEqual(scoped, { deny: { code: "invalid_scope", description: "nope" } });
 });
 
 test("cb after an await or a timer works; the first cb wins", async () => {
@@ -131,14 +132,14 @@ test("cb after an await or a timer works; the first cb wins", async () => {
       setTimeout(() => cb(null, { scope: ["late"] }), 1);
     }),
   );
-  assert.deepEqual(later.ok, { scope: ["late"], claims: [] });
+  assert.deepEqual(later.changes, { scope: ["late"], claims: {} });
   const twice = await run(
     hook((c, s, a, ctx, cb) => {
       cb(null, { scope: ["first"] });
       cb(new Error("second"));
     }),
   );
-  assert.deepEqual(twice.ok, { scope: ["first"], claims: [] });
+  assert.deepEqual(twice.changes, { scope: ["first"], claims: {} });
 });
 
 test("invalid output is a failure, never coerced", async () => {
@@ -151,9 +152,23 @@ test("invalid output is a failure, never coerced", async () => {
   ];
   for (const [token, message] of cases) {
     const result = await run(hook((c, s, a, ctx, cb) => cb(null, token)));
-    assert.equal(result.err?.tag, "fail", JSON.stringify(result));
-    assert.match(result.err.val, message);
+    assert.equal(typeof result.fail, "string", JSON.stringify(result));
+    assert.match(result.fail, message);
   }
+});
+
+test("claims travel as JSON values; values JSON leaves out are dropped", async () => {
+  const token = JSON.parse('{"__proto__": "a claim like any other"}');
+  token["https://x/obj"] = { tiers: ["gold", 2], nested: { ok: true } };
+  token["https://x/none"] = undefined;
+  token["https://x/fn"] = () => 1;
+  const result = await run(hook((c, s, a, ctx, cb) => cb(null, token)));
+  assert.deepEqual(
+    result.changes.claims,
+    JSON.parse(
+      '{"__proto__": "a claim like any other", "https://x/obj": {"tiers": ["gold", 2], "nested": {"ok": true}}}',
+    ),
+  );
 });
 
 test("actions get Auth0's event and api", async () => {
@@ -172,26 +187,25 @@ test("actions get Auth0's event and api", async () => {
   assert.equal(seen.tenant.id, "acme");
   assert.deepEqual(seen.transaction.requested_scopes, ["read"]);
   assert.deepEqual(seen.accessToken.scope, ["read", "write"]);
-  assert.deepEqual(result.ok, {
+  assert.deepEqual(result.changes, {
     scope: ["read", "extra"],
-    claims: [{ name: "https://x/tier", value: '"gold"' }],
+    claims: { "https://x/tier": "gold" },
   });
 });
 
 test("an action that changes no scope leaves it alone; deny wins", async () => {
-  assert.deepEqual((await run(action(async () => {}))).ok, { scope: undefined, claims: [] });
+  assert.deepEqual((await run(action(async () => {}))).changes, { scope: null, claims: {} });
   const denied = await run(
     action(async (event, api) => {
       api.access.deny("invalid_request", "no");
       throw new Error("after deny");
     }),
   );
-  assert.deepEqual(denied.err, { tag: "deny", val: { code: "invalid-request", description: "no" } });
+  assert.deepEqual(denied, { deny: { code: "invalid_request", description: "no" } });
   const badCode = await run(action(async (event, api) => api.access.deny("nope", "x")));
-  assert.equal(badCode.err.tag, "fail");
-  assert.match(badCode.err.val, /code must be "invalid_scope"/);
+  assert.match(badCode.fail, /code must be "invalid_scope"/);
   const cache = await run(action(async (event, api) => api.cache.get("k")));
-  assert.match(cache.err.val, /api.cache is not available/);
+  assert.match(cache.fail, /api.cache is not available/);
 });
 
 test("shapes are detected from CommonJS and ES module exports", () => {

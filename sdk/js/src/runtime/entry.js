@@ -1,7 +1,7 @@
-// The component's entry module: hookd:hooks `credentials-exchange` world's `exchange` export,
-// backed by the hook module the build bundles in as `hookd:user-hook`.
+// The component's entry module: the hookd:hooks `credentials-exchange-json` world's
+// `exchange-json` export, backed by the hook module the build bundles in as `hookd:user-hook`.
 import "./globals.js";
 import * as userModule from "hookd:user-hook";
 import { createExchange } from "./adapter.js";
 
-export const exchange = createExchange(userModule);
+export const exchangeJson = createExchange(userModule);
