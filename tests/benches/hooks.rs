@@ -19,6 +19,18 @@ use std::time::{Duration, Instant};
 use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookLimits, LoadSource};
 use hookd_tests::{JS_SEED, JS_SEED_ACTION, SEED, event, wasm};
 
+/// Minor page faults of this process so far (`getrusage`).
+fn minor_faults() -> u64 {
+    // SAFETY: `rusage` is plain data that getrusage fills in.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    usage.ru_minflt as u64
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -102,6 +114,7 @@ fn main() {
     const BLOCKS: usize = 20;
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); guests.len()];
     let mut fuel = vec![0; guests.len()];
+    let mut faults = vec![0; guests.len()];
     runtime.block_on(async {
         for hook in &hooks {
             for _ in 0..200 {
@@ -116,6 +129,7 @@ fn main() {
             for (index, hook) in hooks.iter().enumerate() {
                 // JavaScript calls cost ~20x a Rust call: fewer of them per block.
                 let per_block = iterations / BLOCKS / guests[index].2;
+                let faults_before = minor_faults();
                 for _ in 0..per_block {
                     let started = Instant::now();
                     let invocation = engine.invoke_credentials_exchange(hook, &event).await;
@@ -123,6 +137,7 @@ fn main() {
                     fuel[index] = invocation.fuel_used;
                     invocation.result.unwrap();
                 }
+                faults[index] += minor_faults() - faults_before;
             }
         }
     });
@@ -144,6 +159,12 @@ fn main() {
             std::mem::take(&mut samples[index]),
         );
         println!("{:<44} {}", "  fuel per invocation", fuel[index]);
+        let calls = (iterations / BLOCKS / guests[index].2 * BLOCKS).max(1);
+        println!(
+            "{:<44} {:.1}",
+            "  minor page faults per invocation",
+            faults[index] as f64 / calls as f64
+        );
     }
     println!(
         "JavaScript (Hooks shape) / Rust median: {:.1}x",
