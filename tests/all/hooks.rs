@@ -21,7 +21,7 @@ async fn run(engine: &HookEngine, path: &str, limits: HookLimits, audience: &str
     let hook = load(engine, path, limits);
     tokio::time::timeout(
         BOUND,
-        engine.invoke_credentials_exchange(&hook, &event(audience)),
+        engine.invoke_credentials_exchange(&hook, event(audience)),
     )
     .await
     .expect("the invocation ended within the bound")
@@ -66,7 +66,7 @@ async fn seed_example_with_no_scope_yields_only_extra() {
     let mut event = event("https://api.example.com/");
     event.scope = None;
     let changes = engine
-        .invoke_credentials_exchange(&hook, &event)
+        .invoke_credentials_exchange(&hook, event.clone())
         .await
         .result
         .expect("allows");
@@ -125,7 +125,7 @@ async fn metadata_claims_example_reads_metadata_and_the_secret() {
         .metadata
         .insert("region".to_owned(), "eu".to_owned());
     let changes = engine
-        .invoke_credentials_exchange(&hook, &event)
+        .invoke_credentials_exchange(&hook, event.clone())
         .await
         .result
         .expect("allows");
@@ -143,7 +143,9 @@ async fn metadata_claims_example_reads_metadata_and_the_secret() {
     );
 
     event.context.secrets.clear();
-    let missing = engine.invoke_credentials_exchange(&hook, &event).await;
+    let missing = engine
+        .invoke_credentials_exchange(&hook, event.clone())
+        .await;
     assert!(matches!(
         missing.result,
         Err(HookError::Denied(ref d)) if d.code == DenyCode::ServerError
@@ -367,9 +369,12 @@ async fn json_answer_within(answer: Option<&str>, limits: HookLimits) -> Invocat
             .metadata
             .insert("answer".to_owned(), answer.to_owned());
     }
-    tokio::time::timeout(BOUND, engine.invoke_credentials_exchange(&hook, &event))
-        .await
-        .expect("the invocation ended within the bound")
+    tokio::time::timeout(
+        BOUND,
+        engine.invoke_credentials_exchange(&hook, event.clone()),
+    )
+    .await
+    .expect("the invocation ended within the bound")
 }
 
 #[tokio::test]
@@ -539,12 +544,12 @@ async fn clocks_and_randomness_work_and_differ_per_instance() {
     let engine = engine();
     let hook = load(&engine, HOSTILE, HookLimits::default());
     let first = engine
-        .invoke_credentials_exchange(&hook, &event("clock-and-random"))
+        .invoke_credentials_exchange(&hook, event("clock-and-random"))
         .await
         .result
         .expect("allows");
     let second = engine
-        .invoke_credentials_exchange(&hook, &event("clock-and-random"))
+        .invoke_credentials_exchange(&hook, event("clock-and-random"))
         .await
         .result
         .expect("allows");
@@ -567,7 +572,7 @@ async fn no_state_survives_between_invocations() {
     let hook = load(&engine, HOSTILE, HookLimits::default());
     for _ in 0..3 {
         let changes = engine
-            .invoke_credentials_exchange(&hook, &event("counter"))
+            .invoke_credentials_exchange(&hook, event("counter"))
             .await
             .result
             .expect("allows");
@@ -585,7 +590,9 @@ async fn parallel_invocations_are_correct_and_independent() {
         calls.spawn(async move {
             let mut event = event("https://echo.example/");
             event.client.id = format!("client-{i}");
-            let invocation = engine.invoke_credentials_exchange(&hook, &event).await;
+            let invocation = engine
+                .invoke_credentials_exchange(&hook, event.clone())
+                .await;
             (i, invocation)
         });
     }
@@ -622,7 +629,7 @@ async fn hostile_hooks_do_not_stop_the_host_serving_others() {
         let (engine, hook) = (engine.clone(), hostile.clone());
         calls.spawn(async move {
             let invocation = engine
-                .invoke_credentials_exchange(&hook, &event(audience))
+                .invoke_credentials_exchange(&hook, event(audience))
                 .await;
             (
                 format!("hostile {round} {audience}"),
@@ -634,7 +641,7 @@ async fn hostile_hooks_do_not_stop_the_host_serving_others() {
         let (engine, hook) = (engine.clone(), seed.clone());
         calls.spawn(async move {
             let invocation = engine
-                .invoke_credentials_exchange(&hook, &event("https://api.example.com/"))
+                .invoke_credentials_exchange(&hook, event("https://api.example.com/"))
                 .await;
             let good = invocation
                 .result
@@ -808,7 +815,7 @@ fn a_restart_loads_compiled_hooks_from_the_cache() {
         .build()
         .expect("runtime");
     let changes = runtime
-        .block_on(second.invoke_credentials_exchange(&cached, &event("https://api.example.com/")))
+        .block_on(second.invoke_credentials_exchange(&cached, event("https://api.example.com/")))
         .result
         .expect("cached hook runs");
     assert_eq!(changes.claims["https://foo.com/claim"], "bar");
@@ -840,7 +847,7 @@ async fn the_registry_swaps_hooks_atomically() {
     let previous = registry.enable(deny.clone()).expect("seed was enabled");
     assert_eq!(previous.sha256, seed.sha256);
     let old = engine
-        .invoke_credentials_exchange(&in_flight, &event("https://other.example/"))
+        .invoke_credentials_exchange(&in_flight, event("https://other.example/"))
         .await;
     assert!(
         old.result.is_ok(),
@@ -850,7 +857,7 @@ async fn the_registry_swaps_hooks_atomically() {
     let current = registry.enabled(point).expect("enabled");
     assert_eq!(current.sha256, deny.sha256);
     let new = engine
-        .invoke_credentials_exchange(&current, &event("https://other.example/"))
+        .invoke_credentials_exchange(&current, event("https://other.example/"))
         .await;
     assert!(matches!(new.result, Err(HookError::Denied(_))));
 

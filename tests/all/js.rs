@@ -51,7 +51,7 @@ async fn invoke(
 ) -> Invocation {
     tokio::time::timeout(
         BOUND,
-        engine.invoke_credentials_exchange(hook, &event(audience)),
+        engine.invoke_credentials_exchange(hook, event(audience)),
     )
     .await
     .expect("the invocation ended within the bound")

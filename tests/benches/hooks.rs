@@ -119,7 +119,7 @@ fn main() {
         for hook in &hooks {
             for _ in 0..200 {
                 engine
-                    .invoke_credentials_exchange(hook, &event)
+                    .invoke_credentials_exchange(hook, event.clone())
                     .await
                     .result
                     .unwrap();
@@ -131,8 +131,10 @@ fn main() {
                 let per_block = iterations / BLOCKS / guests[index].2;
                 let faults_before = minor_faults();
                 for _ in 0..per_block {
+                    // The server builds a fresh event per request; the copy is not timed.
+                    let event = event.clone();
                     let started = Instant::now();
-                    let invocation = engine.invoke_credentials_exchange(hook, &event).await;
+                    let invocation = engine.invoke_credentials_exchange(hook, event).await;
                     samples[index].push(started.elapsed());
                     fuel[index] = invocation.fuel_used;
                     invocation.result.unwrap();

@@ -60,7 +60,7 @@ pub fn run(args: HooksTestArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
-    let invocation = runtime.block_on(engine.invoke_credentials_exchange(&hook, &event));
+    let invocation = runtime.block_on(engine.invoke_credentials_exchange(&hook, event));
 
     if as_json {
         println!(

@@ -120,8 +120,8 @@ impl<T: Send + 'static> ExchangePre<T> {
     }
 }
 
-fn string_map(map: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+fn string_map(map: std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    map.into_iter().collect()
 }
 
 /// The event as the arguments of `exchange`.
@@ -132,33 +132,34 @@ pub(crate) struct ExchangeArgs {
     pub(crate) context: wit::Context,
 }
 
-impl From<&CredentialsExchangeEvent> for ExchangeArgs {
-    fn from(event: &CredentialsExchangeEvent) -> Self {
-        let client = &event.client;
-        let context = &event.context;
+/// Moves the event's strings; only the two maps become new lists.
+impl From<CredentialsExchangeEvent> for ExchangeArgs {
+    fn from(event: CredentialsExchangeEvent) -> Self {
+        let client = event.client;
+        let context = event.context;
         ExchangeArgs {
             client: wit::Client {
-                id: client.id.clone(),
-                name: client.name.clone(),
-                tenant: client.tenant.clone(),
-                metadata: string_map(&client.metadata),
+                id: client.id,
+                name: client.name,
+                tenant: client.tenant,
+                metadata: string_map(client.metadata),
             },
-            scope: event.scope.clone(),
-            audience: event.audience.clone(),
+            scope: event.scope,
+            audience: event.audience,
             context: wit::Context {
-                secrets: string_map(&context.secrets),
+                secrets: string_map(context.secrets),
                 request: wit::Request {
-                    ip: context.request.ip.clone(),
-                    hostname: context.request.hostname.clone(),
-                    method: context.request.method.clone(),
-                    user_agent: context.request.user_agent.clone(),
+                    ip: context.request.ip,
+                    hostname: context.request.hostname,
+                    method: context.request.method,
+                    user_agent: context.request.user_agent,
                 },
-                requested_scopes: context.requested_scopes.clone(),
+                requested_scopes: context.requested_scopes,
                 resource_server: wit::ResourceServer {
-                    identifier: context.resource_server.identifier.clone(),
-                    name: context.resource_server.name.clone(),
+                    identifier: context.resource_server.identifier,
+                    name: context.resource_server.name,
                 },
-                tenant: context.tenant.clone(),
+                tenant: context.tenant,
             },
         }
     }
@@ -170,7 +171,7 @@ impl From<&CredentialsExchangeEvent> for ExchangeArgs {
 pub(crate) async fn call_exchange<T: Send>(
     instance: &ExchangeInstance,
     store: &mut wasmtime::Store<T>,
-    event: &CredentialsExchangeEvent,
+    event: CredentialsExchangeEvent,
     max_output_bytes: u64,
 ) -> wasmtime::Result<Result<RawChanges, HookError>> {
     match instance {
@@ -179,7 +180,7 @@ pub(crate) async fn call_exchange<T: Send>(
         }
         ExchangeInstance::Json(instance) => {
             // Serializing plain strings and maps cannot fail.
-            let text = serde_json::to_string(event)?;
+            let text = serde_json::to_string(&event)?;
             let answer = instance.call_exchange_json(&mut *store, &text).await?;
             Ok(json_answer(&answer, max_output_bytes))
         }

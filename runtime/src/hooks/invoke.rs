@@ -130,13 +130,14 @@ fn classify(error: &wasmtime::Error, state: &HookState, limits: &HookLimits) -> 
 }
 
 impl HookEngine {
-    /// Runs a credentials-exchange hook on `event` in a fresh sandbox. Waits for a free slot
+    /// Runs a credentials-exchange hook on `event` in a fresh sandbox (the event's strings
+    /// move into the call rather than being copied). Waits for a free slot
     /// when `max_concurrency` invocations are already running. Never panics on anything a
     /// hook does; every failure is a typed [`HookError`] in the result.
     pub async fn invoke_credentials_exchange(
         &self,
         hook: &LoadedHook,
-        event: &CredentialsExchangeEvent,
+        event: CredentialsExchangeEvent,
     ) -> Invocation {
         let limits = hook.limits;
         let started = Instant::now();

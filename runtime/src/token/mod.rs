@@ -201,7 +201,11 @@ impl TokenService {
     }
 
     /// Runs the client-credentials flow for one request at time `now`.
-    pub async fn issue(&self, request: TokenRequest, now: u64) -> Result<IssuedToken, TokenError> {
+    pub async fn issue(
+        &self,
+        mut request: TokenRequest,
+        now: u64,
+    ) -> Result<IssuedToken, TokenError> {
         match request.grant_type.as_deref() {
             None => {
                 return Err(TokenError::InvalidRequest(
@@ -228,7 +232,7 @@ impl TokenService {
                 client_secret,
             } => (client_id, client_secret, false),
         };
-        let client = self
+        let mut client = self
             .store
             .client(client_id)?
             .filter(|client| self.hasher.verify(secret, &client.secret_hash))
@@ -245,7 +249,7 @@ impl TokenService {
                     .to_owned(),
             ));
         };
-        let api = self
+        let mut api = self
             .store
             .api_by_identifier(audience)?
             .ok_or_else(|| TokenError::AccessDenied(format!("Service not found: {audience}")))?;
@@ -290,27 +294,28 @@ impl TokenService {
             .enabled(ExtensibilityPoint::CredentialsExchange)
             .filter(|_| !for_management);
         if let Some(hook) = hook {
+            // What the token needs later is copied; the rest moves into the event.
             let event = CredentialsExchangeEvent {
                 client: ClientInfo {
                     id: client.client_id.clone(),
-                    name: client.name.clone(),
+                    name: std::mem::take(&mut client.name),
                     tenant: self.tenant.name.clone(),
-                    metadata: client.metadata.clone(),
+                    metadata: std::mem::take(&mut client.metadata),
                 },
                 scope: (!scopes.is_empty()).then(|| scopes.clone()),
                 audience: api.identifier.clone(),
                 context: HookContext {
                     secrets: hook.secrets.clone(),
-                    request: request.request.clone(),
+                    request: std::mem::take(&mut request.request),
                     requested_scopes: requested,
                     resource_server: ResourceServerInfo {
                         identifier: api.identifier.clone(),
-                        name: api.name.clone(),
+                        name: std::mem::take(&mut api.name),
                     },
                     tenant: self.tenant.name.clone(),
                 },
             };
-            let invocation = self.engine.invoke_credentials_exchange(&hook, &event).await;
+            let invocation = self.engine.invoke_credentials_exchange(&hook, event).await;
             let fail_open = hook.failure_policy == FailurePolicy::FailOpen;
             let outcome = match &invocation.result {
                 Ok(_) => LoggedOutcome::Allowed,
