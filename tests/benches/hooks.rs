@@ -14,10 +14,48 @@
     reason = "benchmark: a failed step aborts"
 )]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookLimits, LoadSource};
 use hookd_tests::{JS_SEED, JS_SEED_ACTION, SEED, event, wasm};
+
+/// The system allocator, counting allocations, for a deterministic per-invocation figure
+/// (like fuel) next to the noisy timings.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Minor page faults of this process so far (`getrusage`).
 fn minor_faults() -> u64 {
@@ -115,6 +153,7 @@ fn main() {
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); guests.len()];
     let mut fuel = vec![0; guests.len()];
     let mut faults = vec![0; guests.len()];
+    let mut allocations = vec![0; guests.len()];
     runtime.block_on(async {
         for hook in &hooks {
             for _ in 0..200 {
@@ -133,9 +172,11 @@ fn main() {
                 for _ in 0..per_block {
                     // The server builds a fresh event per request; the copy is not timed.
                     let event = event.clone();
+                    let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
                     let started = Instant::now();
                     let invocation = engine.invoke_credentials_exchange(hook, event).await;
                     samples[index].push(started.elapsed());
+                    allocations[index] += ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
                     fuel[index] = invocation.fuel_used;
                     invocation.result.unwrap();
                 }
@@ -166,6 +207,11 @@ fn main() {
             "{:<44} {:.1}",
             "  minor page faults per invocation",
             faults[index] as f64 / calls as f64
+        );
+        println!(
+            "{:<44} {:.1}",
+            "  heap allocations per invocation (host)",
+            allocations[index] as f64 / calls as f64
         );
     }
     println!(
