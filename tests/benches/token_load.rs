@@ -1,6 +1,6 @@
 //! Token endpoint load run on loopback: tokens/s, p50/p99 latency and server CPU-µs per token
-//! at 1, 16 and 64 connections with no hook, the seed hook in Rust and in JavaScript (fresh
-//! and reused instances), all RS256, and with no hook on ES256; next to the RS256 and ES256
+//! at 1, 16 and 64 connections with no hook and the seed hook in Rust and in JavaScript (each
+//! with fresh and with reused instances), all RS256, and with no hook on ES256; next to the RS256 and ES256
 //! signing ceilings measured in the same run. `docs/BENCHMARKS.md` records the results of:
 //!
 //!     cargo bench -p hookd-tests --bench token_load
@@ -294,7 +294,7 @@ struct Scenario {
     alg: SigningAlg,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         label: "none",
         module: None,
@@ -305,6 +305,12 @@ const SCENARIOS: [Scenario; 5] = [
         label: "seed (Rust)",
         module: Some(SEED),
         reuse_instances: false,
+        alg: SigningAlg::RS256,
+    },
+    Scenario {
+        label: "seed (Rust, reused instances)",
+        module: Some(SEED),
+        reuse_instances: true,
         alg: SigningAlg::RS256,
     },
     Scenario {
@@ -468,8 +474,9 @@ fn main() {
                 .map_or(f64::NAN, |r| r.2)
         };
         println!(
-            "seed hook / no hook at {connections} connections: Rust {:.1}%, JavaScript {:.1}%, JavaScript with reused instances {:.1}%",
+            "seed hook / no hook at {connections} connections: Rust {:.1}%, Rust with reused instances {:.1}%, JavaScript {:.1}%, JavaScript with reused instances {:.1}%",
             100.0 * rate("seed (Rust)") / rate("none"),
+            100.0 * rate("seed (Rust, reused instances)") / rate("none"),
             100.0 * rate("seed (JavaScript)") / rate("none"),
             100.0 * rate("seed (JavaScript, reused instances)") / rate("none")
         );
