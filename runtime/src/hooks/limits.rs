@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct HookLimits {
     /// Fuel (roughly, WebAssembly instructions) one call may burn. The Rust seed hook uses
-    /// about 7 thousand; a JavaScript hook's first call on a fresh instance about 1.7 million.
+    /// about 20 thousand; a JavaScript hook's first call on a fresh instance about 1.4 million.
     pub fuel: u64,
     /// Largest linear memory the hook may grow to, in bytes. Growing beyond it traps.
     pub memory_bytes: u64,
