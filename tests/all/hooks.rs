@@ -460,6 +460,7 @@ async fn a_json_answer_of_the_wrong_form_is_invalid_output_never_coerced() {
         r#"{"changes": {"claims": [["a", 1]]}}"#,
         r#"{"changes": {"scopes": ["read"]}}"#,
         r#"{"deny": {"code": "access_denied", "description": "x"}}"#,
+        r#"{"deny": {"code": "invalid_scope", "description": "x", "status": 401}}"#,
         r#"{"fail": 1}"#,
     ] {
         let invocation = json_answer(Some(answer)).await;

@@ -48,7 +48,7 @@ use generated::{CredentialsExchange, CredentialsExchangePre};
 use generated_json::{CredentialsExchangeJson, CredentialsExchangeJsonPre};
 
 /// The export of the typed `credentials-exchange` world.
-pub(crate) const CREDENTIALS_EXCHANGE_EXPORT: &str = "exchange";
+const CREDENTIALS_EXCHANGE_EXPORT: &str = "exchange";
 /// The export of `credentials-exchange-json`, the same call with JSON text in and out.
 const CREDENTIALS_EXCHANGE_JSON_EXPORT: &str = "exchange-json";
 
@@ -77,7 +77,8 @@ pub(crate) enum ExchangeInstance {
 
 impl<T: Send + 'static> ExchangePre<T> {
     /// Attaches the bindings of the world the component exports: `exchange` (typed) first,
-    /// else `exchange-json`. `None` when it exports neither.
+    /// else `exchange-json`. Refuses a component that exports neither, or one whose export
+    /// has another signature.
     pub(crate) fn new(
         component: &Component,
         instance_pre: InstancePre<T>,
@@ -234,8 +235,15 @@ const JSON_ANSWER_SLACK_BYTES: u64 = 8 << 10;
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum JsonAnswer {
     Changes(JsonChanges),
-    Deny(Denial),
+    Deny(JsonDenial),
     Fail(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonDenial {
+    code: DenyCode,
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -291,7 +299,9 @@ fn json_answer(text: &str, max_output_bytes: u64) -> Result<RawChanges, HookErro
                 .map(|(name, value)| (name, String::from(Box::<str>::from(value))))
                 .collect(),
         }),
-        JsonAnswer::Deny(denial) => Err(HookError::Denied(denial)),
+        JsonAnswer::Deny(JsonDenial { code, description }) => {
+            Err(HookError::Denied(Denial { code, description }))
+        }
         JsonAnswer::Fail(message) => Err(HookError::Failed {
             message: truncate_message(message),
         }),

@@ -13,7 +13,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
 
-use super::bindings::{self, ExchangePre};
+use super::bindings::ExchangePre;
 use super::cache::ArtifactCache;
 use super::invoke::HookState;
 use super::module;
@@ -259,12 +259,6 @@ impl HookEngine {
         module::check_imports(engine, &component)?;
         let prepared = match point {
             ExtensibilityPoint::CredentialsExchange => {
-                module::check_export(
-                    engine,
-                    &component,
-                    world,
-                    bindings::CREDENTIALS_EXCHANGE_EXPORT,
-                )?;
                 let instance_pre =
                     self.inner
                         .linker

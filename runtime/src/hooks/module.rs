@@ -1,5 +1,5 @@
 //! Checks that a module is a hook hookd can run: a component (not a core module), importing
-//! only what the host links, exporting what its extensibility point's world requires.
+//! only what the host links. (The world's export is checked where the bindings are attached.)
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -81,23 +81,6 @@ pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<()
             name: name.to_owned(),
         }),
         None => Ok(()),
-    }
-}
-
-/// Refuses a component that exports neither the world's function nor its JSON form
-/// (`<export>-json`); the export's exact type is checked when the bindings are attached.
-pub(crate) fn check_export(
-    engine: &Engine,
-    component: &Component,
-    world: &'static str,
-    export: &'static str,
-) -> Result<(), ModuleRejected> {
-    let ty = component.component_type();
-    let exported = |name: &str| ty.get_export(engine, name).is_some();
-    if exported(export) || exported(&format!("{export}-json")) {
-        Ok(())
-    } else {
-        Err(ModuleRejected::MissingExport { world, export })
     }
 }
 
