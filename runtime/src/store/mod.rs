@@ -107,11 +107,12 @@ fn pair_key(client_id: &str, audience: &str) -> Vec<u8> {
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`. sled holds an exclusive file lock that
-    /// it releases shortly after the last handle closes, so a lock held by a just-closed
-    /// handle is waited out briefly; a lock that stays held means another process owns the
+    /// it releases once its background threads let go of the last handle, so a lock held by
+    /// a just-closed handle in this process is waited out (on a busy two-core machine that
+    /// has taken more than 3 s); a lock that stays held means another process owns the
     /// directory.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
         let started = std::time::Instant::now();
         let db = loop {
             match sled::Config::new().path(dir.join("db")).open() {
