@@ -176,9 +176,12 @@ impl HookEngine {
         if let Err(error) = store.set_fuel(limits.fuel) {
             return finish(Err(HookError::Host(error.to_string())), log, 0);
         }
-        // Yield to the runtime at every epoch tick; the wall-clock limit is the timeout below,
-        // which also covers time spent blocked in host calls (sleeps, polls).
+        // Yield to the runtime at every epoch tick, starting with the next one; the wall-clock
+        // limit is the timeout below, which also covers time spent blocked in host calls
+        // (sleeps, polls). A store's deadline starts at epoch 0, which has always passed:
+        // without setting it, every call would yield at its first epoch check.
         store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
 
         let call = tokio::time::timeout(limits.timeout(), async {
             let instance = match live {
