@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookd::hooks::{
-    DenyCode, EngineSettings, ExtensibilityPoint, HookEngine, HookError, HookLimits, HookRegistry,
-    Invocation, LoadSource, ModuleRejected, OutputViolation,
+    CredentialsExchangeEvent, DenyCode, EngineSettings, ExtensibilityPoint, HookEngine, HookError,
+    HookLimits, HookRegistry, Invocation, LoadSource, LoadedHook, ModuleRejected, OutputViolation,
 };
 use hookd_tests::{
     DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, HOSTILE, JSON_ANSWER, METADATA_CLAIMS, SEED, WRONG_WORLD,
@@ -17,14 +17,20 @@ use serde_json::json;
 /// A hang fails the test instead of stalling CI. Generous: it bounds, it does not time.
 const BOUND: Duration = Duration::from_secs(20);
 
+/// One invocation of `hook` on `event`, within [`BOUND`].
+async fn invoke_bounded(
+    engine: &HookEngine,
+    hook: &LoadedHook,
+    event: CredentialsExchangeEvent,
+) -> Invocation {
+    tokio::time::timeout(BOUND, engine.invoke_credentials_exchange(hook, event))
+        .await
+        .expect("the invocation ended within the bound")
+}
+
 async fn run(engine: &HookEngine, path: &str, limits: HookLimits, audience: &str) -> Invocation {
     let hook = load(engine, path, limits);
-    tokio::time::timeout(
-        BOUND,
-        engine.invoke_credentials_exchange(&hook, event(audience)),
-    )
-    .await
-    .expect("the invocation ended within the bound")
+    invoke_bounded(engine, &hook, event(audience)).await
 }
 
 fn hostile_limits() -> HookLimits {
@@ -66,7 +72,7 @@ async fn seed_example_with_no_scope_yields_only_extra() {
     let mut event = event("https://api.example.com/");
     event.scope = None;
     let changes = engine
-        .invoke_credentials_exchange(&hook, event.clone())
+        .invoke_credentials_exchange(&hook, event)
         .await
         .result
         .expect("allows");
@@ -143,9 +149,7 @@ async fn metadata_claims_example_reads_metadata_and_the_secret() {
     );
 
     event.context.secrets.clear();
-    let missing = engine
-        .invoke_credentials_exchange(&hook, event.clone())
-        .await;
+    let missing = engine.invoke_credentials_exchange(&hook, event).await;
     assert!(matches!(
         missing.result,
         Err(HookError::Denied(ref d)) if d.code == DenyCode::ServerError
@@ -369,12 +373,7 @@ async fn json_answer_within(answer: Option<&str>, limits: HookLimits) -> Invocat
             .metadata
             .insert("answer".to_owned(), answer.to_owned());
     }
-    tokio::time::timeout(
-        BOUND,
-        engine.invoke_credentials_exchange(&hook, event.clone()),
-    )
-    .await
-    .expect("the invocation ended within the bound")
+    invoke_bounded(&engine, &hook, event).await
 }
 
 #[tokio::test]
@@ -591,9 +590,7 @@ async fn parallel_invocations_are_correct_and_independent() {
         calls.spawn(async move {
             let mut event = event("https://echo.example/");
             event.client.id = format!("client-{i}");
-            let invocation = engine
-                .invoke_credentials_exchange(&hook, event.clone())
-                .await;
+            let invocation = engine.invoke_credentials_exchange(&hook, event).await;
             (i, invocation)
         });
     }
