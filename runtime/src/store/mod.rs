@@ -101,33 +101,40 @@ pub struct Store {
 const TENANT: &[u8] = b"tenant";
 const SECRET_HASH_KEY: &[u8] = b"secret_hash_key";
 
+/// Whether opening failed because another handle holds the directory's lock. sled 0.34
+/// reports that as an `Other` error whose text names the lock (the `WouldBlock` underneath is
+/// only formatted into the message), so the text is what tells it apart.
+fn is_lock_contention(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock
+        || error.to_string().starts_with("could not acquire lock on")
+}
+
 fn pair_key(client_id: &str, audience: &str) -> Vec<u8> {
     [client_id.as_bytes(), b"\0", audience.as_bytes()].concat()
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`. sled holds an exclusive file lock that
-    /// it releases once its background threads let go of the last handle, so a lock held by
-    /// a just-closed handle in this process is waited out (on a busy two-core machine that
-    /// has taken more than 3 s); a lock that stays held means another process owns the
-    /// directory.
+    /// it can release a moment after the last handle closes (its I/O threads finish first),
+    /// so a lock held by a just-closed handle in this process is waited out; a lock that stays
+    /// held means another process owns the directory.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+        Self::open_waiting(dir, std::time::Duration::from_secs(10))
+    }
+
+    fn open_waiting(dir: &Path, lock_wait: std::time::Duration) -> Result<Self, StoreError> {
         let started = std::time::Instant::now();
         let db = loop {
             match sled::Config::new().path(dir.join("db")).open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(error))
-                    if error.kind() == std::io::ErrorKind::WouldBlock
-                        && started.elapsed() < LOCK_WAIT =>
-                {
+                Err(sled::Error::Io(error)) if is_lock_contention(&error) => {
+                    if started.elapsed() >= lock_wait {
+                        return Err(StoreError::Storage(format!(
+                            "the data directory {} is in use by another hookd process",
+                            dir.display()
+                        )));
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(sled::Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    return Err(StoreError::Storage(format!(
-                        "the data directory {} is in use by another hookd process",
-                        dir.display()
-                    )));
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -543,5 +550,37 @@ impl Store {
             })
             .map_err(|error: TransactionError<StoreError>| StoreError::from(error))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_held_directory_is_refused_after_the_wait_and_a_released_one_opens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = Store::open(dir.path()).expect("first open");
+
+        let refused = match Store::open_waiting(dir.path(), Duration::from_millis(100)) {
+            Ok(_) => panic!("a second handle opened while the first is open"),
+            Err(error) => error,
+        };
+        assert!(
+            refused
+                .to_string()
+                .contains("in use by another hookd process"),
+            "{refused}"
+        );
+
+        // Released while the second open waits: the wait ends in an open store.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        Store::open_waiting(dir.path(), Duration::from_secs(10)).expect("opens once released");
+        releaser.join().expect("releaser");
     }
 }
