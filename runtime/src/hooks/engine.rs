@@ -28,7 +28,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 const MAX_WASM_STACK: usize = 512 << 10;
 
 /// Linear memory kept mapped (and reset in place) between invocations in a pool slot. Covers
-/// a JavaScript hook's 9 MiB initial heap, so fresh instances don't page-fault it back in.
+/// a JavaScript hook's 9 MiB initial heap, so fresh instances don't page-fault it back in
+/// (with the vendored wasmtime patch that scans past 32 dirty regions: `vendor/README.md`).
 const KEEP_RESIDENT_BYTES: usize = 10 << 20;
 
 /// How the engine is set up.
@@ -153,10 +154,11 @@ impl std::fmt::Debug for LoadedHook {
 /// How the pool resets a slot's memory and tables after a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotReset {
-    /// `PAGEMAP_SCAN` finds the pages the call wrote and only those are reset: fast, but
-    /// wasmtime 48's scan matches only pages that are present, so a written page the kernel
-    /// has swapped out would be neither reset nor decommitted and the next instance in the
-    /// slot could read it (bytecodealliance/wasmtime#14357). Safe only without swap.
+    /// `PAGEMAP_SCAN` finds the pages the call wrote and only those are reset, however many
+    /// disjoint runs they form (vendored patch, `vendor/README.md`): fast, but wasmtime 48's
+    /// scan matches only pages that are present, so a written page the kernel has swapped
+    /// out would be neither reset nor decommitted and the next instance in the slot could
+    /// read it (bytecodealliance/wasmtime#14357). Safe only without swap.
     DirtyPagesOnly,
     /// The first `keep_resident` bytes are rewritten and the rest decommitted, swapped-out
     /// pages included: always fresh, slower for hooks that touch little memory.

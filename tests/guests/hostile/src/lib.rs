@@ -2,7 +2,7 @@
 //! (not the SDK) so it can return output the SDK would never produce.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -14,6 +14,33 @@ use hookd::hooks::types::{Claim, Denial, DenyCode};
 struct Hostile;
 
 static CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Host pages in each of the two `scatter` areas; the call writes every other one.
+const SCATTER_PAGES: usize = 128;
+const HOST_PAGE: usize = 4096;
+/// The value every byte of [`SCATTER_IMAGE`] starts with.
+const SCATTER_IMAGE_BYTE: u8 = 0x5a;
+/// Memory that starts with non-zero contents, so it is part of the module's memory image.
+static SCATTER_IMAGE: [AtomicU8; SCATTER_PAGES * HOST_PAGE] =
+    [const { AtomicU8::new(SCATTER_IMAGE_BYTE) }; SCATTER_PAGES * HOST_PAGE];
+/// Memory that starts zeroed, past the image.
+static SCATTER_ZEROED: [AtomicU8; SCATTER_PAGES * HOST_PAGE] =
+    [const { AtomicU8::new(0) }; SCATTER_PAGES * HOST_PAGE];
+
+/// Counts the pages of `area` (every other one) whose marker byte is not `initial`, then
+/// writes `mark` there: 64 disjoint dirty pages per area, more disjoint runs than one
+/// `PAGEMAP_SCAN` of the pool's reset reports. A fresh instance must find none written.
+fn scatter(area: &[AtomicU8], initial: u8, mark: u8) -> usize {
+    let mut written_before = 0;
+    for page in (0..SCATTER_PAGES).step_by(2) {
+        let marker = &area[page * HOST_PAGE + 123];
+        if marker.load(Ordering::Relaxed) != initial {
+            written_before += 1;
+        }
+        marker.store(mark, Ordering::Relaxed);
+    }
+    written_before
+}
 
 fn claim(name: &str, value: String) -> Claim {
     Claim {
@@ -99,6 +126,19 @@ impl Guest for Hostile {
             }
             "counter" => vec![claim("calls", calls.to_string())],
             "probe-sandbox" => probe_sandbox(),
+            "scatter" => {
+                let mark = 0x80 | (calls as u8);
+                vec![
+                    claim(
+                        "image_pages_written_before",
+                        scatter(&SCATTER_IMAGE, SCATTER_IMAGE_BYTE, mark).to_string(),
+                    ),
+                    claim(
+                        "zeroed_pages_written_before",
+                        scatter(&SCATTER_ZEROED, 0, mark).to_string(),
+                    ),
+                ]
+            }
             "clock-and-random" => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
