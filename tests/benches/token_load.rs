@@ -471,15 +471,31 @@ fn main() {
             results
                 .iter()
                 .find(|r| r.0 == label && r.1 == connections)
-                .map_or(f64::NAN, |r| r.2)
+                .map(|r| r.2)
         };
-        println!(
-            "seed hook / no hook at {connections} connections: Rust {:.1}%, Rust with reused instances {:.1}%, JavaScript {:.1}%, JavaScript with reused instances {:.1}%",
-            100.0 * rate("seed (Rust)") / rate("none"),
-            100.0 * rate("seed (Rust, reused instances)") / rate("none"),
-            100.0 * rate("seed (JavaScript)") / rate("none"),
-            100.0 * rate("seed (JavaScript, reused instances)") / rate("none")
-        );
+        let Some(none) = rate("none") else { break };
+        // Only the scenarios that ran (`HOOKD_LOAD_SCENARIOS` may leave some out).
+        let ratios: Vec<String> = [
+            ("Rust", "seed (Rust)"),
+            (
+                "Rust with reused instances",
+                "seed (Rust, reused instances)",
+            ),
+            ("JavaScript", "seed (JavaScript)"),
+            (
+                "JavaScript with reused instances",
+                "seed (JavaScript, reused instances)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, label)| Some(format!("{name} {:.1}%", 100.0 * rate(label)? / none)))
+        .collect();
+        if !ratios.is_empty() {
+            println!(
+                "seed hook / no hook at {connections} connections: {}",
+                ratios.join(", ")
+            );
+        }
     }
     println!(
         "peak RSS of the benchmark process (every scenario's server at once + load generator): {} MiB",
