@@ -598,8 +598,8 @@ fn thread_page_faults() -> i64 {
 /// A call that writes 128 disjoint pages (more runs than one reset scan reports: the vendored
 /// wasmtime patch) leaves nothing behind for the next fresh instance in its pool slot, whether
 /// the pages come from the memory image or start zeroed; and the slot keeps them resident,
-/// so later instances do not fault them back in. Upstream wasmtime 48 decommits every page
-/// after the 32nd run, which costs each call about 96 faults here.
+/// so later instances do not fault them back in. Upstream wasmtime 48 decommits everything
+/// after the 32nd run, which cost each call here 170 faults.
 #[tokio::test]
 async fn a_call_that_dirties_many_disjoint_pages_leaves_the_next_instance_fresh_and_resident() {
     let engine = engine();
