@@ -9,8 +9,8 @@ use hookd::hooks::{
     HookLimits, HookRegistry, Invocation, LoadSource, LoadedHook, ModuleRejected, OutputViolation,
 };
 use hookd_tests::{
-    DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, HOSTILE, JSON_ANSWER, METADATA_CLAIMS, SEED, WRONG_WORLD,
-    engine, event, load, wasm,
+    DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, FaultsOf, HOSTILE, JSON_ANSWER, METADATA_CLAIMS, SEED,
+    WRONG_WORLD, engine, event, load, minor_page_faults, wasm,
 };
 use serde_json::json;
 
@@ -580,21 +580,6 @@ async fn no_state_survives_between_invocations() {
     }
 }
 
-/// Minor page faults taken by this thread so far.
-#[allow(
-    unsafe_code,
-    reason = "getrusage is the only way to read this thread's page faults"
-)]
-fn thread_page_faults() -> i64 {
-    // SAFETY: `rusage` is plain data; getrusage only writes into the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
-        usage
-    };
-    usage.ru_minflt
-}
-
 /// A call that writes 128 disjoint pages (more runs than one reset scan reports: the vendored
 /// wasmtime patch) leaves nothing behind for the next fresh instance in its pool slot, whether
 /// the pages come from the memory image or start zeroed; and the slot keeps them resident,
@@ -607,9 +592,9 @@ async fn a_call_that_dirties_many_disjoint_pages_leaves_the_next_instance_fresh_
     let mut faults = Vec::new();
     for call in 0..6 {
         // The current-thread runtime runs the call on this thread, so its faults count here.
-        let before = thread_page_faults();
+        let before = minor_page_faults(FaultsOf::Thread);
         let invocation = invoke_bounded(&engine, &hook, event("scatter")).await;
-        faults.push(thread_page_faults() - before);
+        faults.push(minor_page_faults(FaultsOf::Thread) - before);
         let changes = invocation.result.expect("scatter allows");
         assert_eq!(
             (

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine, HookLimits, LoadSource};
-use hookd_tests::{JS_SEED, JS_SEED_ACTION, SEED, event, wasm};
+use hookd_tests::{FaultsOf, JS_SEED, JS_SEED_ACTION, SEED, event, minor_page_faults, wasm};
 
 /// The system allocator, counting allocations, for a deterministic per-invocation figure
 /// (like fuel) next to the noisy timings.
@@ -56,18 +56,6 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// Minor page faults of this process so far (`getrusage`).
-fn minor_faults() -> u64 {
-    // SAFETY: `rusage` is plain data that getrusage fills in.
-    #[allow(unsafe_code)]
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    usage.ru_minflt as u64
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -168,7 +156,7 @@ fn main() {
             for (index, hook) in hooks.iter().enumerate() {
                 // JavaScript calls cost ~20x a Rust call: fewer of them per block.
                 let per_block = iterations / BLOCKS / guests[index].2;
-                let faults_before = minor_faults();
+                let faults_before = minor_page_faults(FaultsOf::Process);
                 for _ in 0..per_block {
                     // The server builds a fresh event per request; the copy is not timed.
                     let event = event.clone();
@@ -180,7 +168,7 @@ fn main() {
                     fuel[index] = invocation.fuel_used;
                     invocation.result.unwrap();
                 }
-                faults[index] += minor_faults() - faults_before;
+                faults[index] += minor_page_faults(FaultsOf::Process) - faults_before;
             }
         }
     });

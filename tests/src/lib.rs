@@ -472,3 +472,32 @@ mod base64_helper {
         format!("Basic {out}")
     }
 }
+
+/// Whose page faults [`minor_page_faults`] counts.
+#[derive(Debug, Clone, Copy)]
+pub enum FaultsOf {
+    /// The whole process.
+    Process,
+    /// The calling thread only.
+    Thread,
+}
+
+/// Minor page faults so far (`getrusage`): a count the kernel keeps, not a time, so it does
+/// not depend on how busy the machine is.
+#[allow(
+    unsafe_code,
+    reason = "getrusage is the only way to read the kernel's page-fault counts"
+)]
+pub fn minor_page_faults(of: FaultsOf) -> u64 {
+    let who = match of {
+        FaultsOf::Process => libc::RUSAGE_SELF,
+        FaultsOf::Thread => libc::RUSAGE_THREAD,
+    };
+    // SAFETY: `rusage` is plain data; getrusage only writes into the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(who, &mut usage), 0, "getrusage");
+        usage
+    };
+    usage.ru_minflt as u64
+}
