@@ -131,9 +131,9 @@ fn classify(error: &wasmtime::Error, state: &HookState, limits: &HookLimits) -> 
 
 impl HookEngine {
     /// Runs a credentials-exchange hook on `event` in a fresh sandbox (the event's strings
-    /// move into the call rather than being copied). Waits for a free slot
-    /// when `max_concurrency` invocations are already running. Never panics on anything a
-    /// hook does; every failure is a typed [`HookError`] in the result.
+    /// move into the call rather than being copied). Waits for a free slot when
+    /// `max_concurrency` invocations are already running. Never panics on anything a hook
+    /// does; every failure is a typed [`HookError`] in the result.
     pub async fn invoke_credentials_exchange(
         &self,
         hook: &LoadedHook,
