@@ -1,11 +1,14 @@
 //! The only module that knows sled. One tree per entity plus index trees; every persisted
 //! record is wrapped in a versioned envelope (`{"version": "1", ...}`), and writes that belong
 //! together (a record and its index, a hook and its module, enabling one hook and disabling
-//! the others) are single transactions, so a crash leaves the store consistent.
+//! the others) are single transactions, so a crash leaves the store consistent. The records
+//! the token endpoint reads are also kept decoded in memory (`cache`).
 
+mod cache;
 mod records;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,6 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::hooks::ExtensibilityPoint;
 use crate::model::{Api, Client, ClientGrant, Hook, SigningKey, Tenant};
+use cache::{ApisByIdentifier, Clients, GrantsByPair, RecordCache};
 use records::{decode, encode};
 
 /// Why a store operation failed.
@@ -96,6 +100,9 @@ pub struct Store {
     hooks: sled::Tree,
     modules: sled::Tree,
     keys: sled::Tree,
+    /// Decoded clients, APIs and grants for the token endpoint; every method that writes
+    /// those trees goes through [`Store::write`], which empties it.
+    cache: Arc<RecordCache>,
 }
 
 const TENANT: &[u8] = b"tenant";
@@ -150,6 +157,7 @@ impl Store {
             modules: db.open_tree("modules")?,
             keys: db.open_tree("keys")?,
             db,
+            cache: Arc::default(),
         })
     }
 
@@ -181,6 +189,15 @@ impl Store {
             .collect()
     }
 
+    /// Runs a write to the clients, APIs or grants, then empties the decoded-record cache
+    /// (whether or not the write succeeded: a failed one wrote nothing, and an empty cache
+    /// only costs the next reads a trip to sled).
+    fn write<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let result = write();
+        self.cache.invalidate();
+        result
+    }
+
     fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
         tree.insert(key, encode(value))?;
         Ok(())
@@ -210,7 +227,11 @@ impl Store {
 
     /// An application by `client_id`.
     pub fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        Self::get(&self.clients, "clients", client_id.as_bytes())
+        self.cache.get_or_load::<Clients, _>(
+            |cached| cached.get(client_id),
+            || client_id.to_owned(),
+            || Self::get(&self.clients, "clients", client_id.as_bytes()),
+        )
     }
 
     /// Every application.
@@ -220,49 +241,56 @@ impl Store {
 
     /// Adds an application; its `client_id` must be new.
     pub fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
-        let key = client.client_id.as_bytes();
-        let inserted =
-            self.clients
-                .compare_and_swap(key, None as Option<&[u8]>, Some(encode(client)))?;
-        inserted.map_err(|_| StoreError::Conflict(format!("client {} exists", client.client_id)))
+        self.write(|| {
+            let key = client.client_id.as_bytes();
+            let inserted =
+                self.clients
+                    .compare_and_swap(key, None as Option<&[u8]>, Some(encode(client)))?;
+            inserted
+                .map_err(|_| StoreError::Conflict(format!("client {} exists", client.client_id)))
+        })
     }
 
     /// Replaces an existing application's record.
     pub fn update_client(&self, client: &Client) -> Result<(), StoreError> {
-        let key = client.client_id.as_bytes();
-        self.clients.transaction(|clients| {
-            if clients.get(key)?.is_none() {
-                return abort(StoreError::NotFound(format!(
-                    "no client {}",
-                    client.client_id
-                )));
-            }
-            clients.insert(key, encode(client))?;
+        self.write(|| {
+            let key = client.client_id.as_bytes();
+            self.clients.transaction(|clients| {
+                if clients.get(key)?.is_none() {
+                    return abort(StoreError::NotFound(format!(
+                        "no client {}",
+                        client.client_id
+                    )));
+                }
+                clients.insert(key, encode(client))?;
+                Ok(())
+            })?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// Deletes an application and its client grants in one transaction.
     pub fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        let grants: Vec<ClientGrant> = self
-            .grants()?
-            .into_iter()
-            .filter(|grant| grant.client_id == client_id)
-            .collect();
-        (&self.clients, &self.grants, &self.grant_by_pair).transaction(
-            |(clients, grant_tree, by_pair)| {
-                if clients.remove(client_id.as_bytes())?.is_none() {
-                    return abort(StoreError::NotFound(format!("no client {client_id}")));
-                }
-                for grant in &grants {
-                    grant_tree.remove(grant.id.as_bytes())?;
-                    by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
-                }
-                Ok(())
-            },
-        )?;
-        Ok(())
+        self.write(|| {
+            let grants: Vec<ClientGrant> = self
+                .grants()?
+                .into_iter()
+                .filter(|grant| grant.client_id == client_id)
+                .collect();
+            (&self.clients, &self.grants, &self.grant_by_pair).transaction(
+                |(clients, grant_tree, by_pair)| {
+                    if clients.remove(client_id.as_bytes())?.is_none() {
+                        return abort(StoreError::NotFound(format!("no client {client_id}")));
+                    }
+                    for grant in &grants {
+                        grant_tree.remove(grant.id.as_bytes())?;
+                        by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
+                    }
+                    Ok(())
+                },
+            )?;
+            Ok(())
+        })
     }
 
     /// An API by hookd's id for it.
@@ -272,49 +300,53 @@ impl Store {
 
     /// Replaces an existing API's record; its identifier cannot change.
     pub fn update_api(&self, api: &Api) -> Result<(), StoreError> {
-        self.apis.transaction(|apis| {
-            let Some(bytes) = apis.get(api.id.as_bytes())? else {
-                return abort(StoreError::NotFound(format!("no API {}", api.id)));
-            };
-            let stored: Api = decode("apis", api.id.as_bytes(), &bytes)
-                .map_err(ConflictableTransactionError::Abort)?;
-            if stored.identifier != api.identifier {
-                return abort(StoreError::Conflict(
-                    "identifier cannot be changed".to_owned(),
-                ));
-            }
-            apis.insert(api.id.as_bytes(), encode(api))?;
+        self.write(|| {
+            self.apis.transaction(|apis| {
+                let Some(bytes) = apis.get(api.id.as_bytes())? else {
+                    return abort(StoreError::NotFound(format!("no API {}", api.id)));
+                };
+                let stored: Api = decode("apis", api.id.as_bytes(), &bytes)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                if stored.identifier != api.identifier {
+                    return abort(StoreError::Conflict(
+                        "identifier cannot be changed".to_owned(),
+                    ));
+                }
+                apis.insert(api.id.as_bytes(), encode(api))?;
+                Ok(())
+            })?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// Deletes an API, its identifier index and every grant for it, in one transaction.
     pub fn delete_api(&self, id: &str) -> Result<(), StoreError> {
-        let Some(api) = self.api(id)? else {
-            return Err(StoreError::NotFound(format!("no API {id}")));
-        };
-        let grants: Vec<ClientGrant> = self
-            .grants()?
-            .into_iter()
-            .filter(|grant| grant.audience == api.identifier)
-            .collect();
-        (
-            &self.apis,
-            &self.api_by_identifier,
-            &self.grants,
-            &self.grant_by_pair,
-        )
-            .transaction(|(apis, by_identifier, grant_tree, by_pair)| {
-                apis.remove(api.id.as_bytes())?;
-                by_identifier.remove(api.identifier.as_bytes())?;
-                for grant in &grants {
-                    grant_tree.remove(grant.id.as_bytes())?;
-                    by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
-                }
-                Ok(())
-            })?;
-        Ok(())
+        self.write(|| {
+            let Some(api) = self.api(id)? else {
+                return Err(StoreError::NotFound(format!("no API {id}")));
+            };
+            let grants: Vec<ClientGrant> = self
+                .grants()?
+                .into_iter()
+                .filter(|grant| grant.audience == api.identifier)
+                .collect();
+            (
+                &self.apis,
+                &self.api_by_identifier,
+                &self.grants,
+                &self.grant_by_pair,
+            )
+                .transaction(|(apis, by_identifier, grant_tree, by_pair)| {
+                    apis.remove(api.id.as_bytes())?;
+                    by_identifier.remove(api.identifier.as_bytes())?;
+                    for grant in &grants {
+                        grant_tree.remove(grant.id.as_bytes())?;
+                        by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
+                    }
+                    Ok(())
+                })?;
+            Ok(())
+        })
     }
 
     /// Every client grant.
@@ -329,38 +361,46 @@ impl Store {
 
     /// Replaces an existing grant's scopes (client and audience cannot change).
     pub fn update_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
-        self.grants.transaction(|grants| {
-            if grants.get(grant.id.as_bytes())?.is_none() {
-                return abort(StoreError::NotFound(format!(
-                    "no client grant {}",
-                    grant.id
-                )));
-            }
-            grants.insert(grant.id.as_bytes(), encode(grant))?;
+        self.write(|| {
+            self.grants.transaction(|grants| {
+                if grants.get(grant.id.as_bytes())?.is_none() {
+                    return abort(StoreError::NotFound(format!(
+                        "no client grant {}",
+                        grant.id
+                    )));
+                }
+                grants.insert(grant.id.as_bytes(), encode(grant))?;
+                Ok(())
+            })?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// Deletes a client grant and its index entry in one transaction.
     pub fn delete_grant(&self, id: &str) -> Result<(), StoreError> {
-        let Some(grant) = self.grant(id)? else {
-            return Err(StoreError::NotFound(format!("no client grant {id}")));
-        };
-        (&self.grants, &self.grant_by_pair).transaction(|(grants, by_pair)| {
-            grants.remove(grant.id.as_bytes())?;
-            by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
+        self.write(|| {
+            let Some(grant) = self.grant(id)? else {
+                return Err(StoreError::NotFound(format!("no client grant {id}")));
+            };
+            (&self.grants, &self.grant_by_pair).transaction(|(grants, by_pair)| {
+                grants.remove(grant.id.as_bytes())?;
+                by_pair.remove(pair_key(&grant.client_id, &grant.audience))?;
+                Ok(())
+            })?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// An API by its identifier (the audience).
     pub fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError> {
-        match self.api_by_identifier.get(identifier.as_bytes())? {
-            None => Ok(None),
-            Some(id) => Self::get(&self.apis, "apis", &id),
-        }
+        self.cache.get_or_load::<ApisByIdentifier, _>(
+            |cached| cached.get(identifier),
+            || identifier.to_owned(),
+            || match self.api_by_identifier.get(identifier.as_bytes())? {
+                None => Ok(None),
+                Some(id) => Self::get(&self.apis, "apis", &id),
+            },
+        )
     }
 
     /// Every API.
@@ -370,18 +410,20 @@ impl Store {
 
     /// Adds an API and its identifier index in one transaction; the identifier must be new.
     pub fn insert_api(&self, api: &Api) -> Result<(), StoreError> {
-        (&self.apis, &self.api_by_identifier).transaction(|(apis, by_identifier)| {
-            if by_identifier.get(api.identifier.as_bytes())?.is_some() {
-                return abort(StoreError::Conflict(format!(
-                    "an API with identifier {} exists",
-                    api.identifier
-                )));
-            }
-            apis.insert(api.id.as_bytes(), encode(api))?;
-            by_identifier.insert(api.identifier.as_bytes(), api.id.as_bytes())?;
+        self.write(|| {
+            (&self.apis, &self.api_by_identifier).transaction(|(apis, by_identifier)| {
+                if by_identifier.get(api.identifier.as_bytes())?.is_some() {
+                    return abort(StoreError::Conflict(format!(
+                        "an API with identifier {} exists",
+                        api.identifier
+                    )));
+                }
+                apis.insert(api.id.as_bytes(), encode(api))?;
+                by_identifier.insert(api.identifier.as_bytes(), api.id.as_bytes())?;
+                Ok(())
+            })?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// The grant of `client_id` for `audience`, if there is one.
@@ -390,28 +432,35 @@ impl Store {
         client_id: &str,
         audience: &str,
     ) -> Result<Option<ClientGrant>, StoreError> {
-        match self.grant_by_pair.get(pair_key(client_id, audience))? {
-            None => Ok(None),
-            Some(id) => Self::get(&self.grants, "grants", &id),
-        }
+        let pair = pair_key(client_id, audience);
+        self.cache.get_or_load::<GrantsByPair, _>(
+            |cached| cached.get(pair.as_slice()),
+            || pair.clone(),
+            || match self.grant_by_pair.get(&pair)? {
+                None => Ok(None),
+                Some(id) => Self::get(&self.grants, "grants", &id),
+            },
+        )
     }
 
     /// Adds a client grant and its (client, audience) index in one transaction; the pair must
     /// be new.
     pub fn insert_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
-        let pair = pair_key(&grant.client_id, &grant.audience);
-        (&self.grants, &self.grant_by_pair).transaction(|(grants, by_pair)| {
-            if by_pair.get(&pair)?.is_some() {
-                return abort(StoreError::Conflict(format!(
-                    "client {} already has a grant for {}",
-                    grant.client_id, grant.audience
-                )));
-            }
-            grants.insert(grant.id.as_bytes(), encode(grant))?;
-            by_pair.insert(pair.as_slice(), grant.id.as_bytes())?;
+        self.write(|| {
+            let pair = pair_key(&grant.client_id, &grant.audience);
+            (&self.grants, &self.grant_by_pair).transaction(|(grants, by_pair)| {
+                if by_pair.get(&pair)?.is_some() {
+                    return abort(StoreError::Conflict(format!(
+                        "client {} already has a grant for {}",
+                        grant.client_id, grant.audience
+                    )));
+                }
+                grants.insert(grant.id.as_bytes(), encode(grant))?;
+                by_pair.insert(pair.as_slice(), grant.id.as_bytes())?;
+                Ok(())
+            })?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     /// Every hook.
@@ -558,6 +607,158 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn client(id: &str, name: &str) -> Client {
+        Client {
+            client_id: id.to_owned(),
+            name: name.to_owned(),
+            app_type: "non_interactive".to_owned(),
+            metadata: Default::default(),
+            grant_types: vec!["client_credentials".to_owned()],
+            secret_hash: "hash".to_owned(),
+        }
+    }
+
+    fn api(id: &str, identifier: &str, lifetime: u64) -> Api {
+        Api {
+            id: id.to_owned(),
+            identifier: identifier.to_owned(),
+            name: "API".to_owned(),
+            scopes: Vec::new(),
+            token_lifetime: lifetime,
+            signing_alg: Default::default(),
+            signing_secret: None,
+            token_dialect: Default::default(),
+            hook_scope_policy: Default::default(),
+        }
+    }
+
+    fn grant(id: &str, client_id: &str, audience: &str, scope: &[&str]) -> ClientGrant {
+        ClientGrant {
+            id: id.to_owned(),
+            client_id: client_id.to_owned(),
+            audience: audience.to_owned(),
+            scope: scope.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_token_endpoints_reads_see_every_write_after_they_were_cached() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.insert_client(&client("c1", "first")).unwrap();
+        store.insert_api(&api("a1", "https://api/", 60)).unwrap();
+        store
+            .insert_grant(&grant("g1", "c1", "https://api/", &["read"]))
+            .unwrap();
+
+        // Twice each: the second read is served from the cache.
+        for _ in 0..2 {
+            assert_eq!(store.client("c1").unwrap().unwrap().name, "first");
+            assert_eq!(
+                store
+                    .api_by_identifier("https://api/")
+                    .unwrap()
+                    .unwrap()
+                    .token_lifetime,
+                60
+            );
+            assert_eq!(
+                store
+                    .grant_for("c1", "https://api/")
+                    .unwrap()
+                    .unwrap()
+                    .scope,
+                ["read"]
+            );
+        }
+        assert_eq!(store.cache.len(), 3);
+
+        // A clone shares the cache, as the server's handlers do.
+        let writer = store.clone();
+        writer.update_client(&client("c1", "renamed")).unwrap();
+        writer.update_api(&api("a1", "https://api/", 120)).unwrap();
+        writer
+            .update_grant(&grant("g1", "c1", "https://api/", &["read", "write"]))
+            .unwrap();
+        assert_eq!(store.client("c1").unwrap().unwrap().name, "renamed");
+        assert_eq!(
+            store
+                .api_by_identifier("https://api/")
+                .unwrap()
+                .unwrap()
+                .token_lifetime,
+            120
+        );
+        assert_eq!(
+            store
+                .grant_for("c1", "https://api/")
+                .unwrap()
+                .unwrap()
+                .scope,
+            ["read", "write"]
+        );
+
+        writer.delete_grant("g1").unwrap();
+        assert_eq!(store.grant_for("c1", "https://api/").unwrap(), None);
+        writer.delete_client("c1").unwrap();
+        assert_eq!(store.client("c1").unwrap(), None);
+        writer.delete_api("a1").unwrap();
+        assert_eq!(store.api_by_identifier("https://api/").unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_ids_are_not_cached_and_a_read_overtaken_by_a_write_is_not_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        for n in 0..100 {
+            assert_eq!(store.client(&format!("nobody-{n}")).unwrap(), None);
+            assert_eq!(
+                store.api_by_identifier(&format!("https://{n}/")).unwrap(),
+                None
+            );
+        }
+        assert_eq!(store.cache.len(), 0, "misses must not grow the cache");
+
+        // A reader loads the old record; a write lands before the reader can cache it.
+        store.insert_client(&client("c1", "old")).unwrap();
+        let read = store
+            .cache
+            .get_or_load::<Clients, StoreError>(
+                |cached| cached.get("c1"),
+                || "c1".to_owned(),
+                || {
+                    let old = Store::get(&store.clients, "clients", b"c1");
+                    store.update_client(&client("c1", "new")).unwrap();
+                    old
+                },
+            )
+            .unwrap();
+        assert_eq!(read.unwrap().name, "old", "the reader got what it read");
+        assert_eq!(store.cache.len(), 0, "but did not cache it");
+        assert_eq!(store.client("c1").unwrap().unwrap().name, "new");
+    }
+
+    #[test]
+    fn each_kind_of_cached_record_is_capped() {
+        let cache = RecordCache::default();
+        for n in 0..cache::MAX_RECORDS_PER_KIND + 5 {
+            let id = format!("c{n}");
+            cache
+                .get_or_load::<Clients, StoreError>(
+                    |cached| cached.get(id.as_str()),
+                    || id.clone(),
+                    || Ok(Some(client(&id, "x"))),
+                )
+                .unwrap();
+        }
+        assert!(
+            cache.len() <= cache::MAX_RECORDS_PER_KIND,
+            "{}",
+            cache.len()
+        );
+        assert!(cache.len() > 0);
+    }
 
     #[test]
     fn a_held_directory_is_refused_after_the_wait_and_a_released_one_opens() {
