@@ -24,7 +24,9 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// A JSON response with `Cache-Control: no-store` (token endpoint responses must not be
 /// cached, RFC 6749 §5.1).
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(body.to_string()));
+    // Straight into bytes: `Value`'s `Display` goes through the formatter a fragment at a time.
+    // Serializing a `Value` cannot fail (its keys are strings, the writer is a Vec).
+    let mut response = Response::new(full(serde_json::to_vec(body).unwrap_or_default()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

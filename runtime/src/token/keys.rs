@@ -350,9 +350,12 @@ impl KeyRing {
             Some(kid) => json!({"alg": alg.as_str(), "typ": typ, "kid": kid}),
             None => json!({"alg": alg.as_str(), "typ": typ}),
         };
-        let mut jwt = URL_SAFE_NO_PAD.encode(header.to_string());
+        // Straight into bytes: `Value`'s `Display` goes through the formatter a fragment at a
+        // time. Serializing a `Value` cannot fail (string keys, a Vec to write to).
+        let json = |value: &Value| serde_json::to_vec(value).map_err(|_| KeyError::Sign);
+        let mut jwt = URL_SAFE_NO_PAD.encode(json(&header)?);
         jwt.push('.');
-        jwt.push_str(&URL_SAFE_NO_PAD.encode(payload.to_string()));
+        URL_SAFE_NO_PAD.encode_string(json(payload)?, &mut jwt);
         let signature = match key {
             Some(key) => key.sign(&self.rng, jwt.as_bytes())?,
             None => {
@@ -362,7 +365,7 @@ impl KeyRing {
             }
         };
         jwt.push('.');
-        jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
         Ok(jwt)
     }
 }
