@@ -2,12 +2,13 @@
 //! client grant by pair), kept in memory so the token endpoint skips sled and JSON decoding;
 //! every write to those trees empties it.
 //!
-//! Coherence rests on a generation number. A write to sled is followed by [`RecordCache::
-//! invalidate`], which bumps the generation and empties the maps. A reader that missed notes
-//! the generation before it reads sled, and its result is cached only if the generation has
-//! not moved by the time it takes the lock to insert: a value read before or during a write
-//! can never be cached after that write's invalidation. Only records that exist are cached,
-//! so unknown client ids or audiences sent by anyone cannot grow it; each map is also capped.
+//! Coherence rests on a generation number. A write to sled is followed by
+//! [`RecordCache::invalidate`], which bumps the generation and empties the maps. A reader that
+//! missed notes the generation before it reads sled, and its result is cached only if the
+//! generation has not moved by the time it takes the lock to insert: a value read before or
+//! during a write can never be cached after that write's invalidation. Only records that exist
+//! are cached, so unknown client ids or audiences sent by anyone cannot grow it; each map is
+//! also capped.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -19,6 +20,7 @@ use crate::model::{Api, Client, ClientGrant};
 /// first (a store this large still serves every request, from sled, until the map refills).
 pub(super) const MAX_RECORDS_PER_KIND: usize = 10_000;
 
+/// The maps, and the generation every write bumps.
 #[derive(Debug, Default)]
 pub(super) struct Records {
     generation: u64,
@@ -48,38 +50,25 @@ pub(super) struct ApisByIdentifier;
 /// Client grants by their (`client_id`, audience) index key.
 pub(super) struct GrantsByPair;
 
-impl Kind for Clients {
-    type Key = String;
-    type Record = Client;
-    fn map(records: &Records) -> &HashMap<String, Client> {
-        &records.clients
-    }
-    fn map_mut(records: &mut Records) -> &mut HashMap<String, Client> {
-        &mut records.clients
-    }
+/// `impl Kind for $kind`: its maps are `Records::$field`.
+macro_rules! kind {
+    ($kind:ident, $key:ty, $record:ty, $field:ident) => {
+        impl Kind for $kind {
+            type Key = $key;
+            type Record = $record;
+            fn map(records: &Records) -> &HashMap<$key, $record> {
+                &records.$field
+            }
+            fn map_mut(records: &mut Records) -> &mut HashMap<$key, $record> {
+                &mut records.$field
+            }
+        }
+    };
 }
 
-impl Kind for ApisByIdentifier {
-    type Key = String;
-    type Record = Api;
-    fn map(records: &Records) -> &HashMap<String, Api> {
-        &records.apis_by_identifier
-    }
-    fn map_mut(records: &mut Records) -> &mut HashMap<String, Api> {
-        &mut records.apis_by_identifier
-    }
-}
-
-impl Kind for GrantsByPair {
-    type Key = Vec<u8>;
-    type Record = ClientGrant;
-    fn map(records: &Records) -> &HashMap<Vec<u8>, ClientGrant> {
-        &records.grants_by_pair
-    }
-    fn map_mut(records: &mut Records) -> &mut HashMap<Vec<u8>, ClientGrant> {
-        &mut records.grants_by_pair
-    }
-}
+kind!(Clients, String, Client, clients);
+kind!(ApisByIdentifier, String, Api, apis_by_identifier);
+kind!(GrantsByPair, Vec<u8>, ClientGrant, grants_by_pair);
 
 impl RecordCache {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Records> {

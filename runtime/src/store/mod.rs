@@ -652,24 +652,28 @@ mod tests {
             .insert_grant(&grant("g1", "c1", "https://api/", &["read"]))
             .unwrap();
 
-        // Twice each: the second read is served from the cache.
-        for _ in 0..2 {
-            assert_eq!(store.client("c1").unwrap().unwrap().name, "first");
-            assert_eq!(
+        // What the token endpoint reads: the client's name, the API's token lifetime and the
+        // grant's scopes.
+        let read = |store: &Store| {
+            (
+                store.client("c1").unwrap().unwrap().name,
                 store
                     .api_by_identifier("https://api/")
                     .unwrap()
                     .unwrap()
                     .token_lifetime,
-                60
-            );
-            assert_eq!(
                 store
                     .grant_for("c1", "https://api/")
                     .unwrap()
                     .unwrap()
                     .scope,
-                ["read"]
+            )
+        };
+        // Twice: the second read is served from the cache.
+        for _ in 0..2 {
+            assert_eq!(
+                read(&store),
+                ("first".to_owned(), 60, vec!["read".to_owned()])
             );
         }
         assert_eq!(store.cache.len(), 3);
@@ -681,23 +685,8 @@ mod tests {
         writer
             .update_grant(&grant("g1", "c1", "https://api/", &["read", "write"]))
             .unwrap();
-        assert_eq!(store.client("c1").unwrap().unwrap().name, "renamed");
-        assert_eq!(
-            store
-                .api_by_identifier("https://api/")
-                .unwrap()
-                .unwrap()
-                .token_lifetime,
-            120
-        );
-        assert_eq!(
-            store
-                .grant_for("c1", "https://api/")
-                .unwrap()
-                .unwrap()
-                .scope,
-            ["read", "write"]
-        );
+        let scopes = vec!["read".to_owned(), "write".to_owned()];
+        assert_eq!(read(&store), ("renamed".to_owned(), 120, scopes));
 
         writer.delete_grant("g1").unwrap();
         assert_eq!(store.grant_for("c1", "https://api/").unwrap(), None);
