@@ -142,36 +142,44 @@ fn npm_package_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// Installs a folder's npm packages exactly as its `package-lock.json` pins them, and fails
-/// if npm had to change the lockfile (it is then out of date with `package.json`).
+/// Installs a folder's npm packages exactly as its `package-lock.json` pins them, with npm's
+/// read-only installer: `npm ci` never rewrites the lockfile, and refuses (naming what is
+/// missing) one that is out of date with `package.json`. The lockfiles are complete: they
+/// list every platform's optional packages, so every machine reads the same file.
 ///
-/// `npm install` rather than `npm ci`: the registry mirror lacks some optional platform
-/// packages (e.g. for Windows) that the SDK's dependencies list, and `npm ci` refuses a
-/// lockfile without them, while `npm install` skips them and keeps every locked version.
+/// `npm ci` empties `node_modules` first; a copy of the `package.json` and lockfile it
+/// installed from, kept inside `node_modules`, lets a later run skip it when neither changed.
 fn npm_install_locked(dir: &Path) -> Result<(), String> {
     let lockfile = dir.join("package-lock.json");
-    let before = std::fs::read(&lockfile)
-        .map_err(|error| format!("could not read {}: {error}", lockfile.display()))?;
+    let mut locked = Vec::new();
+    for file in [dir.join("package.json"), lockfile.clone()] {
+        let bytes = std::fs::read(&file)
+            .map_err(|error| format!("could not read {}: {error}", file.display()))?;
+        locked.extend_from_slice(&bytes);
+    }
+    let installed_from = dir.join("node_modules").join(".hookd-installed-from");
+    if std::fs::read(&installed_from).is_ok_and(|installed| installed == locked) {
+        return Ok(());
+    }
     run(Command::new("npm")
         .args([
-            "install",
+            "ci",
             "--ignore-scripts",
             "--no-audit",
             "--no-fund",
             "--loglevel=error",
         ])
-        .current_dir(dir))?;
-    let after = std::fs::read(&lockfile).unwrap_or_default();
-    if after != before {
-        let _ = std::fs::write(&lockfile, &before);
-        return Err(format!(
-            "{} does not match its package.json (npm wanted to change it); update it with \
-             `npm install` in {} and commit it",
+        .current_dir(dir))
+    .map_err(|error| {
+        format!(
+            "{error}\n{} must match its package.json; if npm said it does not, run \
+             `npm install --package-lock-only` in {} and commit the lockfile",
             lockfile.display(),
             dir.display()
-        ));
-    }
-    Ok(())
+        )
+    })?;
+    std::fs::write(&installed_from, &locked)
+        .map_err(|error| format!("could not write {}: {error}", installed_from.display()))
 }
 
 /// Builds the Rust guest examples; returns the directory holding the `.wasm` files.
