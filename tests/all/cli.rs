@@ -110,12 +110,19 @@ async fn the_demo_prints_a_curl_command_that_gets_a_token() {
             "--data-dir",
         ])
         .arg(dir.path().join("demo"))
+        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start hookd demo");
     let mut child = KillOnDrop(child);
     let stdout = child.0.stdout.take().expect("stdout");
+    let mut stderr = child.0.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut log);
+        log
+    });
     // Read the banner, then keep draining stdout for as long as the demo runs.
     let (found, curl) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -184,6 +191,12 @@ async fn the_demo_prints_a_curl_command_that_gets_a_token() {
         .expect("json")
     };
     assert_eq!(claims["https://foo.com/claim"], "bar");
+
+    // The log went to a pipe, so it is plain text: no terminal colour codes.
+    drop(child);
+    let log = String::from_utf8(log.join().expect("stderr reader")).expect("utf-8 log");
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
 }
 
 /// Runs `hookd` against a test server, off the async threads.
