@@ -74,6 +74,12 @@ fn main() {
     }
 
     check_target_installed();
+    // Builds of this crate for several profiles (tests, benches, clippy) may run at once and
+    // share the guests' folder: one builds the guests at a time, the others then find them
+    // fresh. The lock is released when the file closes at the end of `main`.
+    std::fs::create_dir_all(&guest_target).expect("create the guests' folder");
+    let lock = std::fs::File::create(guest_target.join(".build-lock")).expect("create the lock");
+    lock.lock().expect("lock the guests' folder");
     let mut constants = String::new();
     for workspace in ["guest-examples", "tests/guests"] {
         build_workspace(&root.join(workspace), &guest_target);

@@ -8,12 +8,11 @@
 use std::process::Command;
 
 fn hookd(args: &[&str]) -> std::process::Output {
+    // A cache of this test's own: concurrent tests (or runs) never share one.
+    let cache = tempfile::tempdir().expect("tempdir");
     Command::new(env!("CARGO_BIN_EXE_hookd"))
         .args(args)
-        .env(
-            "HOOKD_CACHE_DIR",
-            std::env::temp_dir().join("hookd-cli-test-cache"),
-        )
+        .env("HOOKD_CACHE_DIR", cache.path())
         .output()
         .expect("run hookd")
 }

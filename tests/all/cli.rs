@@ -196,7 +196,10 @@ async fn the_demo_prints_a_curl_command_that_gets_a_token() {
     drop(child);
     let log = String::from_utf8(log.join().expect("stderr reader")).expect("utf-8 log");
     assert!(log.contains(" INFO "), "{log}");
-    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
 }
 
 /// Runs `hookd` against a test server, off the async threads.

@@ -1027,15 +1027,35 @@ async fn an_expired_management_token_is_refused() {
     .await;
     assert_eq!(shortened.status, 200, "{}", shortened.text);
     let short_lived = admin_token(&server, dir.path()).await;
-    assert_eq!(
-        call(&server, &short_lived, Method::GET, "/api/v2/hooks", None)
-            .await
-            .status,
-        200
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
-    let expired = call(&server, &short_lived, Method::GET, "/api/v2/hooks", None).await;
-    assert_eq!(expired.status, 401);
+    let exp = hookd_tests::payload(&short_lived)["exp"]
+        .as_u64()
+        .expect("exp");
+    // Poll until the token is refused (bounded): it works while the clock is before `exp`,
+    // and is refused as expired only once the clock has reached it, however slow the machine.
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let expired = loop {
+        let before = unix_now();
+        let reply = call(&server, &short_lived, Method::GET, "/api/v2/hooks", None).await;
+        let after = unix_now();
+        if reply.status == 200 {
+            assert!(before < exp, "accepted at {before}, after its exp {exp}");
+        } else {
+            assert!(after >= exp, "refused at {after}, before its exp {exp}");
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a 2 s token still worked after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(expired.status, 401, "{}", expired.text);
     assert!(
         expired.json["message"]
             .as_str()
