@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::hooklog::HookLogBook;
-use crate::hooks::{EngineSettings, HookEngine, HookRegistry};
+use crate::hooks::{ArtifactCacheSettings, EngineSettings, HookEngine, HookRegistry};
 use crate::http::{AppState, HttpLimits, Server};
 use crate::manage::{self, HookManager, MANAGEMENT_SCOPES, NewApi, unix_now};
 use crate::model::Tenant;
@@ -153,21 +153,20 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     }
     let key_ring = KeyRing::from_keys(&signing_keys)?;
 
-    let engine = HookEngine::new(EngineSettings {
-        max_concurrency: config.hook_concurrency,
-        cache_dir: Some(
-            config
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("compiled")),
-        ),
-    })?;
-    let registry = Arc::new(HookRegistry::new());
     let secret_box = match &config.secrets_key {
         Some(encoded) => SecretBox::from_encoded(encoded),
         None => SecretBox::load_or_create(&config.data_dir.join("secrets.key")),
     }
     .map_err(|error| StartError::Secrets(error.to_string()))?;
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("compiled"));
+    let engine = HookEngine::new(EngineSettings {
+        max_concurrency: config.hook_concurrency,
+        cache: Some(artifact_cache(cache_dir, &secret_box)),
+    })?;
+    let registry = Arc::new(HookRegistry::new());
     let hooks = HookManager::new(store.clone(), engine.clone(), registry.clone(), secret_box);
     hooks
         .load_enabled()
@@ -277,22 +276,15 @@ fn bootstrap_admin(
     let path = config.data_dir.join("admin.json");
     let text = serde_json::to_string_pretty(&credentials)
         .map_err(|error| StartError::Bootstrap(error.to_string()))?;
-    write_private(&path, &text).map_err(|error| {
+    crate::files::write_private(&path, text.as_bytes()).map_err(|error| {
         StartError::Bootstrap(format!("could not write {}: {error}", path.display()))
     })?;
     tracing::info!(path = %path.display(), "created the Management API and its admin application");
     Ok(())
 }
 
-/// Writes a file only its owner can read.
-pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(contents.as_bytes())
+/// The server's compiled-hook cache in `dir`, its artifacts authenticated under a key derived
+/// from the installation's secrets key: a copied or planted artifact never runs.
+pub fn artifact_cache(dir: PathBuf, secret_box: &SecretBox) -> ArtifactCacheSettings {
+    ArtifactCacheSettings::new(dir, &secret_box.subkey("hookd compiled-artifact cache"))
 }

@@ -10,9 +10,11 @@
 //! - [`store`]: the embedded sled database; the only module that knows sled.
 //! - [`model`], [`manage`], [`secrets`], [`app`]: records, their creation, secret handling,
 //!   and server startup.
+//! - [`files`]: private, atomic, durable writes of the files beside the store.
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod files;
 pub mod hooklog;
 pub mod hooks;
 pub mod http;

@@ -99,6 +99,8 @@ mod tests {
 /// secret name as associated data, so a ciphertext cannot be moved to another hook or name.
 pub struct SecretBox {
     key: aws_lc_rs::aead::LessSafeKey,
+    /// Derives the installation's other keys from the same secret (see [`SecretBox::subkey`]).
+    derive: hmac::Key,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -144,7 +146,16 @@ impl SecretBox {
             .expect("a 32-byte AES-256 key");
         SecretBox {
             key: aws_lc_rs::aead::LessSafeKey::new(unbound),
+            derive: hmac::Key::new(hmac::HMAC_SHA256, key),
         }
+    }
+
+    /// A 32-byte key for `purpose`, derived from the secrets key (HMAC-SHA256 of the purpose
+    /// under it): other uses of the installation's secret never see the key itself.
+    pub fn subkey(&self, purpose: &str) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(hmac::sign(&self.derive, purpose.as_bytes()).as_ref());
+        key
     }
 
     /// The key from `HOOKD_SECRETS_KEY`-style text (base64url of 32 bytes).
@@ -166,7 +177,7 @@ impl SecretBox {
             Ok(text) => Self::from_encoded(&text),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let encoded = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
-                crate::app::write_private(path, &encoded).map_err(file_error)?;
+                crate::files::write_private(path, encoded.as_bytes()).map_err(file_error)?;
                 Self::from_encoded(&encoded)
             }
             Err(error) => Err(file_error(error)),
@@ -228,7 +239,10 @@ mod secret_box_tests {
     fn sealed_values_open_only_in_their_place_and_under_their_key() {
         let secret_box = SecretBox::new(&random_bytes::<32>());
         let sealed = secret_box.seal("hook1", "API_KEY", "s3cret");
-        assert!(!sealed.ciphertext.contains("s3cret"));
+        // The stored bytes are ciphertext and a 16-byte tag, not the value.
+        let stored = URL_SAFE_NO_PAD.decode(&sealed.ciphertext).unwrap();
+        assert_eq!(stored.len(), "s3cret".len() + 16);
+        assert!(!stored.windows(6).any(|window| window == b"s3cret"));
         assert_eq!(
             secret_box.open("hook1", "API_KEY", &sealed).unwrap(),
             "s3cret"

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookd::hooks::{
-    CredentialsExchangeEvent, DenyCode, EngineSettings, ExtensibilityPoint, HookEngine, HookError,
-    HookLimits, HookRegistry, Invocation, LoadSource, LoadedHook, ModuleRejected, OutputViolation,
+    ArtifactCacheSettings, CredentialsExchangeEvent, DenyCode, EngineSettings, ExtensibilityPoint,
+    HookEngine, HookError, HookLimits, HookRegistry, Invocation, LoadSource, LoadedHook,
+    ModuleRejected, OutputViolation, TokenChanges,
 };
 use hookd_tests::{
     DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, FaultsOf, HOSTILE, JSON_ANSWER, METADATA_CLAIMS, SEED,
@@ -33,12 +34,24 @@ async fn run(engine: &HookEngine, path: &str, limits: HookLimits, audience: &str
     invoke_bounded(engine, &hook, event(audience)).await
 }
 
+/// Limits for misbehaving hooks whose fuel, memory, stack or output limit must end the call.
+/// The deadline is generous, so it never wins that race on a loaded machine: only the tests
+/// about deadlines use [`deadline_limits`].
 fn hostile_limits() -> HookLimits {
     HookLimits {
         fuel: 50_000_000,
         memory_bytes: 16 << 20,
-        timeout_ms: 300,
+        timeout_ms: HookLimits::MAX_TIMEOUT_MS,
         ..HookLimits::default()
+    }
+}
+
+/// Limits for the tests about deadlines: a short deadline, fuel to spare.
+fn deadline_limits(timeout_ms: u64) -> HookLimits {
+    HookLimits {
+        fuel: u64::MAX / 2,
+        timeout_ms,
+        ..hostile_limits()
     }
 }
 
@@ -203,12 +216,7 @@ async fn infinite_loop_runs_out_of_fuel() {
 #[tokio::test]
 async fn infinite_loop_with_ample_fuel_hits_the_time_limit() {
     let engine = engine();
-    let limits = HookLimits {
-        fuel: u64::MAX / 2,
-        timeout_ms: 100,
-        ..HookLimits::default()
-    };
-    let invocation = run(&engine, HOSTILE, limits, "loop").await;
+    let invocation = run(&engine, HOSTILE, deadline_limits(100), "loop").await;
     assert_eq!(
         invocation.result.unwrap_err(),
         HookError::Timeout { limit_ms: 100 }
@@ -220,7 +228,7 @@ async fn sleeping_in_a_host_call_hits_the_time_limit() {
     // The sleep blocks in WASI's poll, where neither fuel nor epochs reach: the engine's
     // timeout must still end it.
     let engine = engine();
-    let invocation = run(&engine, HOSTILE, hostile_limits(), "sleep").await;
+    let invocation = run(&engine, HOSTILE, deadline_limits(300), "sleep").await;
     assert_eq!(
         invocation.result.unwrap_err(),
         HookError::Timeout { limit_ms: 300 }
@@ -646,26 +654,37 @@ async fn parallel_invocations_are_correct_and_independent() {
 async fn hostile_hooks_do_not_stop_the_host_serving_others() {
     let engine = HookEngine::new(EngineSettings {
         max_concurrency: 8,
-        cache_dir: None,
+        cache: None,
     })
     .expect("engine");
     let hostile = Arc::new(load(&engine, HOSTILE, hostile_limits()));
+    let sleeper = Arc::new(load(&engine, HOSTILE, deadline_limits(300)));
     let seed = Arc::new(load(&engine, SEED, HookLimits::default()));
     let mut calls = tokio::task::JoinSet::new();
-    for (round, audience) in ["loop", "sleep", "memory-bomb", "recursion", "panic"]
-        .iter()
-        .cycle()
-        .take(10)
-        .enumerate()
-    {
-        let (engine, hook) = (engine.clone(), hostile.clone());
+    type Check = fn(&Result<TokenChanges, HookError>) -> bool;
+    let cases: [(&'static str, Check); 5] = [
+        ("loop", |r| matches!(r, Err(HookError::OutOfFuel { .. }))),
+        ("sleep", |r| matches!(r, Err(HookError::Timeout { .. }))),
+        ("memory-bomb", |r| {
+            matches!(r, Err(HookError::MemoryLimit { .. }))
+        }),
+        ("recursion", |r| matches!(r, Err(HookError::Trap { .. }))),
+        ("panic", |r| matches!(r, Err(HookError::Trap { .. }))),
+    ];
+    for (round, (audience, check)) in cases.iter().cycle().take(10).enumerate() {
+        let hook = if *audience == "sleep" {
+            sleeper.clone()
+        } else {
+            hostile.clone()
+        };
+        let (engine, check, audience) = (engine.clone(), *check, *audience);
         calls.spawn(async move {
             let invocation = engine
                 .invoke_credentials_exchange(&hook, event(audience))
                 .await;
             (
-                format!("hostile {round} {audience}"),
-                invocation.result.is_err(),
+                format!("hostile {round} {audience}: {:?}", invocation.result),
+                check(&invocation.result),
             )
         });
     }
@@ -825,13 +844,38 @@ fn unusable_limits_are_refused() {
     assert!(matches!(error, ModuleRejected::InvalidLimits(_)));
 }
 
+fn cache_settings(dir: &std::path::Path, key: &[u8]) -> EngineSettings {
+    EngineSettings {
+        max_concurrency: 2,
+        cache: Some(ArtifactCacheSettings::new(dir.to_owned(), key)),
+    }
+}
+
+/// The cached artifact files in `dir` (not the key or temporaries).
+fn artifacts(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .expect("cache dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .collect();
+    found.sort();
+    found
+}
+
+fn run_seed_like(engine: &HookEngine, hook: &LoadedHook) -> Result<TokenChanges, HookError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime
+        .block_on(engine.invoke_credentials_exchange(hook, event("https://api.example.com/")))
+        .result
+}
+
 #[test]
 fn a_restart_loads_compiled_hooks_from_the_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let settings = EngineSettings {
-        max_concurrency: 2,
-        cache_dir: Some(dir.path().to_owned()),
-    };
+    let settings = cache_settings(dir.path(), b"installation key of 32 bytes ...");
     let first = HookEngine::new(settings.clone()).expect("engine");
     let compiled = load(&first, SEED, HookLimits::default());
     assert!(matches!(compiled.source, LoadSource::Compiled { .. }));
@@ -842,25 +886,82 @@ fn a_restart_loads_compiled_hooks_from_the_cache() {
     let cached = load(&second, SEED, HookLimits::default());
     assert!(matches!(cached.source, LoadSource::Cached { .. }));
     assert_eq!(cached.sha256, compiled.sha256);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime");
-    let changes = runtime
-        .block_on(second.invoke_credentials_exchange(&cached, event("https://api.example.com/")))
-        .result
-        .expect("cached hook runs");
+    let changes = run_seed_like(&second, &cached).expect("cached hook runs");
     assert_eq!(changes.claims["https://foo.com/claim"], "bar");
-    // Artifacts are mmapped while in use: damage one only once nothing holds it.
     drop((cached, second));
 
     // A damaged artifact is discarded and the module compiled again.
-    for entry in std::fs::read_dir(dir.path()).expect("cache dir") {
-        std::fs::write(entry.expect("entry").path(), b"not an artifact").expect("damage");
+    for artifact in artifacts(dir.path()) {
+        std::fs::write(artifact, b"not an artifact").expect("damage");
     }
     let third = HookEngine::new(settings).expect("engine");
     let recompiled = load(&third, SEED, HookLimits::default());
     assert!(matches!(recompiled.source, LoadSource::Compiled { .. }));
+
+    // Another installation's key does not verify this one's artifacts.
+    let other = HookEngine::new(cache_settings(
+        dir.path(),
+        b"another installation's key .....",
+    ))
+    .expect("engine");
+    let foreign = load(&other, SEED, HookLimits::default());
+    assert!(matches!(foreign.source, LoadSource::Compiled { .. }));
+}
+
+#[test]
+fn a_swapped_artifact_is_never_run() {
+    // Whoever can write the cache directory puts one hook's artifact under another's name:
+    // the engine must compile the real module, never run the swapped code.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = cache_settings(dir.path(), b"installation key of 32 bytes ...");
+    let first = HookEngine::new(settings.clone()).expect("engine");
+    let seed = load(&first, SEED, HookLimits::default());
+    let deny = load(&first, DENY_BY_AUDIENCE, HookLimits::default());
+    drop(first);
+    let artifact_of = |sha: &str| {
+        artifacts(dir.path())
+            .into_iter()
+            .find(|path| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with(sha))
+            })
+            .expect("artifact")
+    };
+    std::fs::copy(artifact_of(&deny.sha256), artifact_of(&seed.sha256)).expect("swap");
+
+    let second = HookEngine::new(settings).expect("engine");
+    let reloaded = load(&second, SEED, HookLimits::default());
+    assert!(
+        matches!(reloaded.source, LoadSource::Compiled { .. }),
+        "the swapped artifact was not refused: {:?}",
+        reloaded.source
+    );
+    let changes = run_seed_like(&second, &reloaded).expect("the real seed hook runs");
+    assert_eq!(changes.claims["https://foo.com/claim"], "bar");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_artifact_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = cache_settings(dir.path(), b"installation key of 32 bytes ...");
+    drop(load(
+        &HookEngine::new(settings.clone()).expect("engine"),
+        SEED,
+        HookLimits::default(),
+    ));
+    for artifact in artifacts(dir.path()) {
+        let mode = std::fs::metadata(&artifact)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "artifacts are written private: {mode:o}");
+        std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
+    let second = HookEngine::new(settings).expect("engine");
+    let reloaded = load(&second, SEED, HookLimits::default());
+    assert!(matches!(reloaded.source, LoadSource::Compiled { .. }));
 }
 
 #[tokio::test]

@@ -101,11 +101,7 @@ fn main() {
     // Per invocation: the path every token request takes. The guests run in interleaved
     // blocks, so a noisy neighbour slows them alike and the ratios stay comparable.
     // Compiled artifacts come from the tests' shared cache: only invocations are measured here.
-    let engine = HookEngine::new(EngineSettings {
-        cache_dir: Some(hookd_tests::COMPILED_CACHE_DIR.into()),
-        ..EngineSettings::default()
-    })
-    .unwrap();
+    let engine = hookd_tests::cached_engine();
     // (name, component, fewer iterations by, instance reuse)
     let guests = [
         ("seed hook, Rust", SEED, 1, false),
@@ -218,7 +214,10 @@ fn main() {
     let cache = tempfile::tempdir().unwrap();
     let cached_engine = HookEngine::new(EngineSettings {
         max_concurrency: 2,
-        cache_dir: Some(cache.path().to_owned()),
+        cache: Some(hookd::hooks::ArtifactCacheSettings::new(
+            cache.path().to_owned(),
+            b"installation key of 32 bytes ...",
+        )),
     })
     .unwrap();
     let (first, _) = timed_load(&cached_engine, &bytes);

@@ -30,11 +30,18 @@ pub fn engine() -> HookEngine {
 /// JavaScript hook (seconds to compile) compiles once across tests and runs.
 pub fn cached_engine() -> HookEngine {
     HookEngine::new(EngineSettings {
-        cache_dir: Some(COMPILED_CACHE_DIR.into()),
+        cache: Some(hookd::app::artifact_cache(
+            COMPILED_CACHE_DIR.into(),
+            &hookd::secrets::SecretBox::from_encoded(TEST_SECRETS_KEY).expect("test key"),
+        )),
         ..EngineSettings::default()
     })
     .expect("engine")
 }
+
+/// The secrets key test servers use unless a test sets its own (base64url of 32 bytes): one
+/// key, so the compiled artifacts in [`COMPILED_CACHE_DIR`] verify for every test server.
+pub const TEST_SECRETS_KEY: &str = "aG9va2QtdGVzdHMtc2VjcmV0cy1rZXktMzItYnl0ZXM";
 
 /// Loads a guest for the credentials-exchange point with `limits`.
 pub fn load(engine: &HookEngine, path: &str, limits: HookLimits) -> LoadedHook {
@@ -191,6 +198,7 @@ impl TestServer {
         );
         config.issuer = Some("https://hookd.test/".to_owned());
         config.cache_dir = Some(COMPILED_CACHE_DIR.into());
+        config.secrets_key = Some(TEST_SECRETS_KEY.to_owned());
         configure(&mut config);
         Self::start_from(config).await
     }
@@ -359,6 +367,12 @@ pub async fn jwks(server: &TestServer) -> jsonwebtoken::jwk::JwkSet {
 pub fn header(token: &str) -> serde_json::Value {
     let part = token.split('.').next().expect("header");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
+}
+
+/// A JWT's payload, decoded without checking its signature.
+pub fn payload(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("json")
 }
 
 /// Verifies `token` the way a resource server would: by the `kid` in the JWKS (or the API's

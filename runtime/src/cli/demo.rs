@@ -77,9 +77,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let hook = std::fs::read(&args.hook)
                 .with_context(|| format!("could not read {}", args.hook.display()))?;
             let credentials = seed(&args.data_dir, &hook)?;
-            app::write_private(
+            hookd::files::write_private(
                 &credentials_path,
-                &serde_json::to_string_pretty(&credentials)?,
+                serde_json::to_string_pretty(&credentials)?.as_bytes(),
             )?;
             credentials
         }

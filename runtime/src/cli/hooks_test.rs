@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hookd::hooks::{
-    CredentialsExchangeEvent, EngineSettings, ExtensibilityPoint, HookEngine, HookError,
-    HookLimits, Invocation, LoadSource, LoadedHook,
+    ArtifactCacheSettings, CredentialsExchangeEvent, EngineSettings, ExtensibilityPoint,
+    HookEngine, HookError, HookLimits, Invocation, LoadSource, LoadedHook,
 };
 use serde_json::json;
 
@@ -44,14 +44,22 @@ pub fn run(args: HooksTestArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         timeout_ms: args.timeout_ms.unwrap_or(defaults.timeout_ms),
         ..defaults
     };
-    let cache_dir = if args.no_cache {
+    let cache = if args.no_cache {
         None
     } else {
-        args.cache_dir.clone().or_else(default_cache_dir)
+        args.cache_dir
+            .clone()
+            .or_else(default_cache_dir)
+            .map(|dir| {
+                ArtifactCacheSettings::with_local_key(dir.clone()).with_context(|| {
+                    format!("could not open the compiled-hook cache {}", dir.display())
+                })
+            })
+            .transpose()?
     };
     let engine = HookEngine::new(EngineSettings {
         max_concurrency: 1,
-        cache_dir,
+        cache,
     })?;
     let hook = engine
         .load(ExtensibilityPoint::CredentialsExchange, &bytes, limits)

@@ -2,7 +2,6 @@
 //! linker, the epoch ticker and the loading (validate, compile or load from cache, prepare)
 //! of hook modules.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use wasmtime::{
 };
 
 use super::bindings::ExchangePre;
-use super::cache::ArtifactCache;
+use super::cache::{ArtifactCache, ArtifactCacheSettings};
 use super::invoke::HookState;
 use super::module;
 use super::reuse::WarmInstances;
@@ -38,15 +37,15 @@ pub struct EngineSettings {
     /// How many invocations may run at once; more wait for a slot. Also sizes the instance
     /// pool, so it bounds the memory hooks can hold.
     pub max_concurrency: u32,
-    /// Where compiled hooks are cached; `None` compiles on every load.
-    pub cache_dir: Option<PathBuf>,
+    /// Where compiled hooks are cached, and under which key; `None` compiles on every load.
+    pub cache: Option<ArtifactCacheSettings>,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             max_concurrency: 16,
-            cache_dir: None,
+            cache: None,
         }
     }
 }
@@ -242,9 +241,9 @@ impl HookEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|error| EngineError::Config(error.to_string()))?;
         let cache = settings
-            .cache_dir
-            .as_deref()
-            .map(|dir| ArtifactCache::open(dir, &engine))
+            .cache
+            .as_ref()
+            .map(|cache| ArtifactCache::open(cache, &engine))
             .transpose()?;
         spawn_epoch_ticker(&engine)?;
         Ok(HookEngine {

@@ -22,6 +22,7 @@ mod outcome;
 mod registry;
 mod reuse;
 
+pub use cache::ArtifactCacheSettings;
 pub use engine::{EngineSettings, HookEngine, LoadSource, LoadedHook};
 pub use error::{EngineError, HookError, ModuleRejected, OutputViolation};
 pub use event::{
