@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::hooks::{ExtensibilityPoint, FailurePolicy, HookEngine, HookLimits, ModuleRejected};
 use crate::model::{
-    Api, ApiScope, Client, ClientGrant, Hook, HookScopePolicy, HookVersion, SigningAlg,
-    TokenDialect,
+    Api, ApiScope, Client, ClientGrant, Hook, HookScopePolicy, HookVersion, SecretKeyForm,
+    SigningAlg, TokenDialect,
 };
 use crate::secrets::{SecretHasher, new_client_secret, random_alphanumeric, random_bytes};
 use crate::store::{Store, StoreError};
@@ -175,13 +175,19 @@ pub fn create_api(store: &Store, new: NewApi) -> Result<Api, ManageError> {
             .collect(),
         token_lifetime: new.token_lifetime,
         signing_alg: new.signing_alg,
-        signing_secret: (new.signing_alg == SigningAlg::HS256)
-            .then(|| URL_SAFE_NO_PAD.encode(random_bytes::<32>())),
+        signing_secret: (new.signing_alg == SigningAlg::HS256).then(new_signing_secret),
+        signing_secret_form: SecretKeyForm::Text,
         token_dialect: new.token_dialect,
         hook_scope_policy: new.hook_scope_policy,
     };
     store.insert_api(&api)?;
     Ok(api)
+}
+
+/// A new HS256 secret: 32 random bytes as base64url text (43 characters), used as the key
+/// exactly as shown.
+fn new_signing_secret() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
 /// A new grant of `scope` on `audience` to `client_id`; both must exist and every scope
@@ -817,7 +823,8 @@ pub fn update_api(store: &Store, id: &str, body: ApiBody) -> Result<Api, ManageE
     }
     if let Some(alg) = body.signing_alg {
         if alg == SigningAlg::HS256 && api.signing_secret.is_none() {
-            api.signing_secret = Some(URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
+            api.signing_secret = Some(new_signing_secret());
+            api.signing_secret_form = SecretKeyForm::Text;
         }
         api.signing_alg = alg;
     }

@@ -115,12 +115,49 @@ pub struct Api {
     pub token_lifetime: u64,
     /// Signing algorithm.
     pub signing_alg: SigningAlg,
-    /// Base64url secret for HS256; `None` for the asymmetric algorithms.
+    /// The HS256 secret as the Management API shows it; `None` for the asymmetric
+    /// algorithms.
     pub signing_secret: Option<String>,
+    /// How `signing_secret` becomes the HMAC key. Records written before this field existed
+    /// read as [`SecretKeyForm::Base64urlDecoded`], so their tokens keep verifying.
+    #[serde(default = "SecretKeyForm::before_text_keys")]
+    pub signing_secret_form: SecretKeyForm,
     /// Token layout.
     pub token_dialect: TokenDialect,
     /// How a hook's scope list is applied.
     pub hook_scope_policy: HookScopePolicy,
+}
+
+/// How an API's HS256 `signing_secret` text becomes the HMAC key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretKeyForm {
+    /// The text's bytes as shown: what Auth0, its SDKs and every JWT library
+    /// (`jwt.verify(token, secret)`, PyJWT, jose) use. Every new secret.
+    Text,
+    /// The bytes the base64url text decodes to: how secrets made before hookd signed with
+    /// the text were used, kept for those APIs until their secret is replaced.
+    Base64urlDecoded,
+}
+
+impl SecretKeyForm {
+    /// The form of a stored API record that does not say (written before `Text` existed).
+    pub fn before_text_keys() -> Self {
+        SecretKeyForm::Base64urlDecoded
+    }
+
+    /// The HMAC key for `secret` in this form; `None` if the text does not decode.
+    pub fn key_bytes(self, secret: &str) -> Option<Vec<u8>> {
+        match self {
+            SecretKeyForm::Text => Some(secret.as_bytes().to_vec()),
+            SecretKeyForm::Base64urlDecoded => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(secret)
+                    .ok()
+            }
+        }
+    }
 }
 
 /// Permission for one client to get tokens for one API, with these scopes.
@@ -208,4 +245,32 @@ pub fn is_scope_token(scope: &str) -> bool {
         && scope
             .bytes()
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_stored_before_text_keys_keeps_its_decoded_key_and_new_ones_use_the_text() {
+        let stored = r#"{"id":"a","identifier":"https://x/","name":"x","scopes":[],
+            "token_lifetime":60,"signing_alg":"HS256","signing_secret":"c2VjcmV0",
+            "token_dialect":"access_token","hook_scope_policy":"replace"}"#;
+        let api: Api = serde_json::from_str(stored).unwrap();
+        assert_eq!(api.signing_secret_form, SecretKeyForm::Base64urlDecoded);
+        assert_eq!(
+            api.signing_secret_form.key_bytes("c2VjcmV0").unwrap(),
+            b"secret"
+        );
+        assert_eq!(
+            SecretKeyForm::Text.key_bytes("c2VjcmV0").unwrap(),
+            b"c2VjcmV0"
+        );
+        let written = serde_json::to_value(Api {
+            signing_secret_form: SecretKeyForm::Text,
+            ..api
+        })
+        .unwrap();
+        assert_eq!(written["signing_secret_form"], "text");
+    }
 }

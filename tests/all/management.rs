@@ -1330,3 +1330,73 @@ async fn the_remaining_endpoints_answer_as_documented() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hs256_token_verifies_with_the_signing_secret_exactly_as_the_api_shows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let api = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/resource-servers",
+        Some(json!({
+            "identifier": "https://hs.example/",
+            "name": "HS",
+            "signing_alg": "HS256",
+            "scopes": [{"value": "read"}],
+        })),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    let signing_secret = api.json["signing_secret"]
+        .as_str()
+        .expect("the secret is shown on create")
+        .to_owned();
+    let client = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/clients",
+        Some(json!({"name": "hs-worker", "app_type": "non_interactive"})),
+    )
+    .await;
+    assert_eq!(client.status, 201, "{}", client.text);
+    let client_id = client.json["client_id"].as_str().expect("id").to_owned();
+    let secret = client.json["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let grant = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/client-grants",
+        Some(json!({"client_id": client_id, "audience": "https://hs.example/", "scope": ["read"]})),
+    )
+    .await;
+    assert_eq!(grant.status, 201, "{}", grant.text);
+    let reply = token_form(
+        &server,
+        Some((&client_id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", "https://hs.example/"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let token = reply.json["access_token"].as_str().expect("token");
+    // What `jwt.verify(token, secret)`, PyJWT and jose do: the text itself is the key.
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["https://hs.example/"]);
+    validation.set_issuer(&["https://hookd.test/"]);
+    let verified = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(signing_secret.as_bytes()),
+        &validation,
+    );
+    assert!(verified.is_ok(), "{verified:?}");
+    server.stop().await;
+}

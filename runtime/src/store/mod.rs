@@ -628,6 +628,7 @@ mod tests {
             token_lifetime: lifetime,
             signing_alg: Default::default(),
             signing_secret: None,
+            signing_secret_form: crate::model::SecretKeyForm::Text,
             token_dialect: Default::default(),
             hook_scope_policy: Default::default(),
         }

@@ -424,9 +424,9 @@ impl TokenService {
         let secret = api
             .signing_secret
             .as_deref()
-            .map(|secret| URL_SAFE_NO_PAD.decode(secret))
-            .transpose()
-            .map_err(|_| TokenError::Internal)?;
+            .map(|secret| api.signing_secret_form.key_bytes(secret))
+            .map(|key| key.ok_or(TokenError::Internal))
+            .transpose()?;
         self.keys
             .load()
             .sign_jwt(
