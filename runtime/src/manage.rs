@@ -2,13 +2,16 @@
 //! their validation. The demo uses these directly; the Management API is built on them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::hooks::{ExtensibilityPoint, FailurePolicy, HookEngine, HookLimits, ModuleRejected};
+use crate::hooks::{
+    ExtensibilityPoint, FailurePolicy, HookEngine, HookLimits, LoadedHook, ModuleRejected,
+};
 use crate::model::{
     Api, ApiScope, Client, ClientGrant, Hook, HookScopePolicy, HookVersion, SecretKeyForm,
     SigningAlg, TokenDialect,
@@ -247,12 +250,12 @@ fn check_hook_name(name: &str) -> Result<(), ManageError> {
 }
 
 /// A new hook's record, with no module yet: validated name and limits, a fresh id, and
-/// enabled when asked or when it is the first hook of its trigger.
+/// enabled as asked; when not asked, enabled only if it is the first hook of its trigger.
 fn new_hook_record(
     store: &Store,
     name: &str,
     trigger: ExtensibilityPoint,
-    enable: bool,
+    enable: Option<bool>,
     limits: HookLimits,
     failure_policy: FailurePolicy,
 ) -> Result<Hook, ManageError> {
@@ -265,7 +268,7 @@ fn new_hook_record(
         id: random_alphanumeric(20),
         name: name.to_owned(),
         trigger,
-        enabled: enable || first_for_trigger,
+        enabled: enable.unwrap_or(first_for_trigger),
         versions: Vec::new(),
         active_version: None,
         limits,
@@ -290,7 +293,7 @@ pub fn create_hook(
         store,
         name,
         trigger,
-        enable,
+        Some(enable),
         HookLimits::default(),
         FailurePolicy::FailClosed,
     )?;
@@ -343,9 +346,10 @@ pub struct NewHook {
     /// The extensibility point, e.g. `credentials-exchange`.
     #[serde(rename = "triggerId")]
     pub trigger_id: String,
-    /// Ask for it to be enabled (the first hook of a trigger always is).
+    /// Whether it is enabled; when absent, the first hook of a trigger is and later ones
+    /// are not. An explicit value is always honoured.
     #[serde(default)]
-    pub enabled: bool,
+    pub enabled: Option<bool>,
     /// Auth0's npm `dependencies` map; accepted for compatibility, unused by Wasm hooks.
     #[serde(default)]
     pub dependencies: BTreeMap<String, String>,
@@ -399,7 +403,8 @@ impl HookManager {
     pub async fn load_enabled(&self) -> Result<(), ManageError> {
         for point in ExtensibilityPoint::ALL {
             if let Some(hook) = self.store.enabled_hook(point)? {
-                self.apply(&hook).await?;
+                let prepared = self.prepare(&hook).await?;
+                self.registry_follows_store(point, prepared).await?;
                 tracing::info!(hook = %hook.name, trigger = %point, "hook enabled");
             }
         }
@@ -441,46 +446,72 @@ impl HookManager {
             .ok_or_else(|| ManageError::Store(StoreError::NotFound(format!("no hook {id}"))))
     }
 
-    /// Makes the registry match `hook`: loads and enables its active version when it is
-    /// enabled, removes it when it is the running one and no longer enabled.
-    async fn apply(&self, hook: &Hook) -> Result<(), ManageError> {
-        let running = self.registry.enabled(hook.trigger);
-        let is_running = running.as_ref().is_some_and(|loaded| loaded.id == hook.id);
+    /// What the registry should run for `hook` if it is the trigger's enabled hook: its
+    /// active version loaded with its settings, or `None` when it is disabled or has no
+    /// module yet. Called before a change is written, so a version that cannot be loaded
+    /// fails the change and the store is left as it was.
+    async fn prepare(&self, hook: &Hook) -> Result<Option<Arc<LoadedHook>>, ManageError> {
         let Some(sha) = hook.active_version.clone().filter(|_| hook.enabled) else {
-            if is_running {
-                self.registry.disable(hook.trigger);
-            }
-            return Ok(());
+            return Ok(None);
         };
-        // Same code and limits: no need to load again, only the settings change.
-        if let Some(loaded) = running
-            .as_ref()
-            .filter(|loaded| is_running && loaded.sha256 == sha && loaded.limits == hook.limits)
-        {
-            let mut same = (**loaded).clone();
-            same.failure_policy = hook.failure_policy;
-            self.engine
-                .set_instance_reuse(&mut same, hook.reuse_instances);
-            same.name = hook.name.clone();
-            same.secrets = self.open_secrets(hook)?;
-            self.registry.enable(std::sync::Arc::new(same));
-            return Ok(());
-        }
-        let module = self
-            .store
-            .module(&sha)?
-            .ok_or_else(|| ManageError::Invalid(format!("module {sha} is missing")))?;
-        let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
-        let mut loaded = tokio::task::spawn_blocking(move || engine.load(trigger, &module, limits))
-            .await
-            .map_err(|error| ManageError::Invalid(error.to_string()))??;
+        let running = self
+            .registry
+            .enabled(hook.trigger)
+            .filter(|loaded| loaded.id == hook.id && loaded.sha256 == sha);
+        let loaded = match running.filter(|loaded| loaded.limits == hook.limits) {
+            // Same code and limits: no need to load again, only the settings change.
+            Some(loaded) => (*loaded).clone(),
+            None => {
+                let module = self
+                    .store
+                    .module(&sha)?
+                    .ok_or_else(|| ManageError::Invalid(format!("module {sha} is missing")))?;
+                let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
+                tokio::task::spawn_blocking(move || engine.load(trigger, &module, limits))
+                    .await
+                    .map_err(|error| ManageError::Invalid(error.to_string()))??
+            }
+        };
+        self.with_settings(hook, loaded).map(Some)
+    }
+
+    /// `loaded` (a module of `hook`) with the hook's id, name, failure policy, instance reuse
+    /// and secrets, ready for the registry.
+    fn with_settings(
+        &self,
+        hook: &Hook,
+        mut loaded: LoadedHook,
+    ) -> Result<Arc<LoadedHook>, ManageError> {
         loaded.id = hook.id.clone();
         loaded.name = hook.name.clone();
         loaded.failure_policy = hook.failure_policy;
         self.engine
             .set_instance_reuse(&mut loaded, hook.reuse_instances);
         loaded.secrets = self.open_secrets(hook)?;
-        self.registry.enable(std::sync::Arc::new(loaded));
+        Ok(Arc::new(loaded))
+    }
+
+    /// Makes the registry run exactly what the store now says is `trigger`'s enabled hook,
+    /// after a change was written: `prepared` is what [`Self::prepare`] made for the hook the
+    /// change wrote; any other enabled hook keeps running as it is (or is loaded, if it is not
+    /// the one running). Nothing enabled, or an enabled hook with no module, runs nothing.
+    async fn registry_follows_store(
+        &self,
+        trigger: ExtensibilityPoint,
+        prepared: Option<Arc<LoadedHook>>,
+    ) -> Result<(), ManageError> {
+        let Some(enabled) = self.store.enabled_hook(trigger)? else {
+            self.registry.disable(trigger);
+            return Ok(());
+        };
+        let prepared = match prepared.filter(|loaded| loaded.id == enabled.id) {
+            Some(prepared) => Some(prepared),
+            None => self.prepare(&enabled).await?,
+        };
+        match prepared {
+            Some(loaded) => self.registry.enable(loaded),
+            None => self.registry.disable(trigger),
+        };
         Ok(())
     }
 
@@ -504,6 +535,9 @@ impl HookManager {
             ..hook
         };
         self.store.insert_hook(&hook, &[])?;
+        // Enabling it disabled the trigger's other hooks; it has no module yet, so the
+        // trigger now runs nothing.
+        self.registry_follows_store(trigger, None).await?;
         Ok(hook)
     }
 
@@ -523,7 +557,7 @@ impl HookManager {
         })
         .await
         .map_err(|error| ManageError::Invalid(error.to_string()))?;
-        checked?;
+        let loaded = checked?;
         let sha256 = hex::encode(Sha256::digest(&module));
         let version = HookVersion {
             sha256: sha256.clone(),
@@ -533,8 +567,13 @@ impl HookManager {
         hook.versions.retain(|existing| existing.sha256 != sha256);
         hook.versions.push(version.clone());
         hook.active_version = Some(sha256);
+        let prepared = if hook.enabled {
+            Some(self.with_settings(&hook, loaded)?)
+        } else {
+            None
+        };
         self.store.add_hook_version(&hook, &module)?;
-        self.apply(&hook).await?;
+        self.registry_follows_store(hook.trigger, prepared).await?;
         Ok((hook, version))
     }
 
@@ -561,8 +600,9 @@ impl HookManager {
         if let Some(enabled) = patch.enabled {
             hook.enabled = enabled;
         }
+        let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
-        self.apply(&hook).await?;
+        self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook)
     }
 
@@ -576,8 +616,9 @@ impl HookManager {
             )));
         }
         hook.active_version = Some(sha256.to_owned());
+        let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
-        self.apply(&hook).await?;
+        self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook)
     }
 
@@ -585,14 +626,7 @@ impl HookManager {
     pub async fn delete(&self, id: &str) -> Result<(), ManageError> {
         let _serialised = self.changes.lock().await;
         let hook = self.store.delete_hook(id)?;
-        if self
-            .registry
-            .enabled(hook.trigger)
-            .is_some_and(|loaded| loaded.id == hook.id)
-        {
-            self.registry.disable(hook.trigger);
-        }
-        Ok(())
+        self.registry_follows_store(hook.trigger, None).await
     }
 }
 
@@ -963,8 +997,9 @@ impl HookManager {
                 "a hook has at most {MAX_SECRETS_PER_HOOK} secrets"
             )));
         }
+        let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
-        self.apply(&hook).await?;
+        self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook.secrets.keys().cloned().collect())
     }
 
@@ -980,7 +1015,8 @@ impl HookManager {
         for name in names {
             hook.secrets.remove(name);
         }
+        let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
-        self.apply(&hook).await
+        self.registry_follows_store(hook.trigger, prepared).await
     }
 }

@@ -1400,3 +1400,122 @@ async fn an_hs256_token_verifies_with_the_signing_secret_exactly_as_the_api_show
     assert!(verified.is_ok(), "{verified:?}");
     server.stop().await;
 }
+
+/// Whether the next token carries the seed hook's work, and whether the API says hook `id`
+/// is enabled: the two must always agree.
+async fn seed_runs(server: &TestServer, seeded: &Seeded) -> bool {
+    let reply = get_token(server, seeded).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json["scope"] == "read:reports write:reports extra"
+}
+
+async fn enabled(server: &TestServer, admin: &str, id: &str) -> bool {
+    let hook = call(
+        server,
+        admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(hook.status, 200, "{}", hook.text);
+    hook.json["enabled"].as_bool().expect("enabled")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_api_says_about_hooks_is_what_the_next_token_carries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let create = |body: Value| {
+        let (server, admin) = (&server, &admin);
+        async move {
+            let created = call(server, admin, Method::POST, "/api/v2/hooks", Some(body)).await;
+            assert_eq!(created.status, 201, "{}", created.text);
+            created.json["id"].as_str().expect("id").to_owned()
+        }
+    };
+
+    // An explicit `enabled: false` is honoured, even for the trigger's first hook.
+    let first =
+        create(json!({"name": "first", "triggerId": "credentials-exchange", "enabled": false}))
+            .await;
+    assert!(!enabled(&server, &admin, &first).await);
+    assert_eq!(
+        upload(&server, &admin, &first, wasm(SEED)).await.status,
+        201
+    );
+    assert!(!seed_runs(&server, &seeded).await, "a disabled hook runs");
+
+    // Enabled, it runs.
+    let patched = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{first}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(patched.status, 201, "{}", patched.text); // Auth0 answers a hook PATCH with 201
+    assert!(enabled(&server, &admin, &first).await);
+    assert!(seed_runs(&server, &seeded).await);
+
+    // A second hook created enabled (no module yet) disables the first: nothing runs.
+    let second =
+        create(json!({"name": "second", "triggerId": "credentials-exchange", "enabled": true}))
+            .await;
+    assert!(enabled(&server, &admin, &second).await);
+    assert!(!enabled(&server, &admin, &first).await);
+    assert!(
+        !seed_runs(&server, &seeded).await,
+        "the API says the seed hook is disabled, yet it still runs"
+    );
+
+    // Back to the first, then enable a third hook that has no module: again nothing runs.
+    let patched = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{first}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(patched.status, 201, "{}", patched.text); // Auth0 answers a hook PATCH with 201
+    assert!(!enabled(&server, &admin, &second).await);
+    assert!(seed_runs(&server, &seeded).await);
+    let third = create(json!({"name": "third", "triggerId": "credentials-exchange"})).await;
+    assert!(
+        !enabled(&server, &admin, &third).await,
+        "only the first of a trigger defaults on"
+    );
+    assert!(seed_runs(&server, &seeded).await);
+    let patched = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{third}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(patched.status, 201, "{}", patched.text); // Auth0 answers a hook PATCH with 201
+    assert!(!enabled(&server, &admin, &first).await);
+    assert!(
+        !seed_runs(&server, &seeded).await,
+        "enabling a hook with no module left the previous one running"
+    );
+
+    // Deleting the enabled hook leaves nothing running and nothing enabled.
+    let deleted = call(
+        &server,
+        &admin,
+        Method::DELETE,
+        &format!("/api/v2/hooks/{third}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert!(!enabled(&server, &admin, &first).await);
+    assert!(!seed_runs(&server, &seeded).await);
+    server.stop().await;
+}
