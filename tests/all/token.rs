@@ -339,6 +339,33 @@ async fn every_row_of_the_error_table() {
     .await;
     check(&reply, 400, "invalid_request");
 
+    // A repeated member of a JSON body is refused like a repeated form parameter.
+    let reply = send(
+        Method::POST,
+        &token_url,
+        &[("content-type", "application/json")],
+        format!(
+            r#"{{"grant_type":"client_credentials","client_id":"{id}","client_secret":"{secret}","audience":"{API}","client_id":"another"}}"#
+        ),
+    )
+    .await;
+    check(&reply, 400, "invalid_request");
+    assert_eq!(
+        reply.json["error_description"],
+        "Parameter client_id is repeated"
+    );
+
+    // Thousands of distinct parameter names are answered, as a client error, not a stall.
+    let many: Vec<String> = (0..12_000).map(|i| format!("{i:x}")).collect();
+    let reply = send(
+        Method::POST,
+        &token_url,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        many.join("&"),
+    )
+    .await;
+    check(&reply, 400, "invalid_request");
+
     let big = format!("grant_type=client_credentials&pad={}", "x".repeat(70_000));
     let reply = send(
         Method::POST,

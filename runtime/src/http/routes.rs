@@ -153,18 +153,48 @@ fn body_format(request: &Request<impl Sized>) -> Option<BodyFormat> {
     }
 }
 
+/// A JSON object's members in order, repeats included (a `Value` would keep only the last
+/// of a repeated name, hiding the repeat that RFC 6749 §3.2 makes an error).
+struct JsonMembers(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = JsonMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonMembers, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(member) = map.next_entry::<String, Value>()? {
+                    members.push(member);
+                }
+                Ok(JsonMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 /// Body parameters with RFC 6749 §3.2 rules: a repeated parameter is an error, one with an
-/// empty value counts as absent.
+/// empty value counts as absent. Linear in the number of parameters, so a body of thousands
+/// of distinct names costs no more than reading it.
 fn parameters(format: BodyFormat, body: &[u8]) -> Result<Vec<(String, String)>, String> {
     let pairs: Vec<(String, String)> = match format {
         BodyFormat::Form => form_urlencoded::parse(body).into_owned().collect(),
         BodyFormat::Json => {
             let value: Value = serde_json::from_slice(body)
                 .map_err(|_| "The request body is not valid JSON".to_owned())?;
-            let Value::Object(object) = value else {
+            if !value.is_object() {
                 return Err("The request body must be a JSON object".to_owned());
-            };
-            object
+            }
+            let JsonMembers(members) = serde_json::from_slice(body)
+                .map_err(|_| "The request body is not valid JSON".to_owned())?;
+            members
                 .into_iter()
                 .map(|(name, value)| match value {
                     Value::String(text) => Ok((name, text)),
@@ -174,15 +204,14 @@ fn parameters(format: BodyFormat, body: &[u8]) -> Result<Vec<(String, String)>, 
                 .collect::<Result<_, _>>()?
         }
     };
-    let mut seen: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-    for (name, value) in pairs {
-        if seen.iter().any(|(other, _)| *other == name) {
-            return Err(format!("Parameter {name} is repeated"));
-        }
-        seen.push((name, value));
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    if let Some((name, _)) = pairs.iter().find(|(name, _)| !seen.insert(name.as_str())) {
+        return Err(format!("Parameter {name} is repeated"));
     }
-    seen.retain(|(_, value)| !value.is_empty());
-    Ok(seen)
+    Ok(pairs
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect())
 }
 
 /// `Authorization: Basic` credentials: base64 of `id:secret`, each form-urlencoded first
@@ -341,5 +370,56 @@ async fn token<B: RequestBody>(
             json_response(StatusCode::OK, &body)
         }
         Err(error) => token_error(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_parameter_is_refused_in_a_form_and_in_json() {
+        let form = parameters(BodyFormat::Form, b"grant_type=a&scope=x&grant_type=b");
+        assert_eq!(form.unwrap_err(), "Parameter grant_type is repeated");
+        let json = parameters(
+            BodyFormat::Json,
+            br#"{"client_id":"a","client_secret":"s","client_id":"b"}"#,
+        );
+        assert_eq!(json.unwrap_err(), "Parameter client_id is repeated");
+        let fine = parameters(BodyFormat::Json, br#"{"grant_type":"x","scope":null}"#).unwrap();
+        assert_eq!(fine, vec![("grant_type".to_owned(), "x".to_owned())]);
+        assert!(parameters(BodyFormat::Json, b"[1]").is_err());
+        assert!(parameters(BodyFormat::Json, br#"{"a":1}"#).is_err());
+    }
+
+    /// The fastest of a few runs of `parse` on `body`, in nanoseconds.
+    fn fastest(body: &[u8]) -> u128 {
+        (0..5)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let parsed = parameters(BodyFormat::Form, body);
+                std::hint::black_box(parsed.is_ok());
+                started.elapsed().as_nanos()
+            })
+            .min()
+            .unwrap_or(u128::MAX)
+    }
+
+    #[test]
+    fn many_distinct_names_cost_linear_time() {
+        // A 64 KiB body of 12,000 distinct short names against one of a tenth as many, in
+        // the same run: linear parsing costs about 10x, the quadratic check it replaces cost
+        // about 100x. No wall-clock threshold, only the ratio.
+        let body = |count: usize| {
+            (0..count)
+                .map(|i| format!("{i:x}"))
+                .collect::<Vec<_>>()
+                .join("&")
+                .into_bytes()
+        };
+        let (large, small) = (body(12_000), body(1_200));
+        assert!(large.len() <= 64 << 10);
+        let ratio = fastest(&large) as f64 / fastest(&small).max(1) as f64;
+        assert!(ratio < 30.0, "10x the parameters cost {ratio:.0}x the time");
     }
 }
