@@ -340,6 +340,51 @@ async fn a_hook_denial_is_typed() {
 }
 
 #[tokio::test]
+async fn a_huge_denial_is_cut_before_the_host_keeps_it() {
+    let engine = engine();
+    let limits = HookLimits {
+        memory_bytes: 64 << 20,
+        ..hostile_limits()
+    };
+    let invocation = run(&engine, HOSTILE, limits, "huge-deny").await;
+    match invocation.result {
+        Err(HookError::Denied(denial)) => {
+            assert_eq!(denial.code, DenyCode::InvalidRequest);
+            assert!(denial.description.starts_with("ddd"));
+            assert!(
+                denial.description.len() < 1_100,
+                "an 8 MiB description was kept as {} bytes",
+                denial.description.len()
+            );
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn host_allocations_a_guest_can_ask_for_are_bounded() {
+    let engine = engine();
+    // A small request for random bytes works; a large one traps instead of making the host
+    // allocate it.
+    let small = run(&engine, HOSTILE, hostile_limits(), "random-1k").await;
+    let changes = small.result.expect("1 KiB of random bytes");
+    assert_eq!(changes.claims["random_bytes"], 1024);
+    let flood = run(&engine, HOSTILE, hostile_limits(), "random-flood").await;
+    assert!(
+        matches!(flood.result, Err(HookError::Trap { .. })),
+        "{:?}",
+        flood.result
+    );
+    // So does holding more host resources than the per-call table allows.
+    let resources = run(&engine, HOSTILE, hostile_limits(), "resource-flood").await;
+    assert!(
+        matches!(resources.result, Err(HookError::Trap { .. })),
+        "{:?}",
+        resources.result
+    );
+}
+
+#[tokio::test]
 async fn a_reported_failure_is_typed_cut_to_4_kib_and_noted() {
     let engine = engine();
     let invocation = run(&engine, HOSTILE, hostile_limits(), "fail").await;

@@ -7,24 +7,24 @@ use serde_json::value::RawValue;
 use wasmtime::component::{Component, InstancePre};
 
 use super::claims::RawChanges;
+use super::outcome::{MAX_DENIAL_BYTES, MAX_FAILURE_BYTES, MAX_QUOTED_BYTES, bounded};
 use super::{
     CredentialsExchangeEvent, Denial, DenyCode, HookError, ModuleRejected, OutputViolation,
 };
 
-/// Most of a hook's failure message that is kept, in bytes.
-const MAX_FAILURE_MESSAGE_BYTES: usize = 4 << 10;
+/// A denial with its description bounded.
+fn denial(code: DenyCode, description: String) -> HookError {
+    HookError::Denied(Denial {
+        code,
+        description: bounded(description, MAX_DENIAL_BYTES),
+    })
+}
 
-/// Cuts a failure message to [`MAX_FAILURE_MESSAGE_BYTES`] on a character boundary.
-fn truncate_message(mut message: String) -> String {
-    if message.len() > MAX_FAILURE_MESSAGE_BYTES {
-        let mut end = MAX_FAILURE_MESSAGE_BYTES;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push_str("… (truncated)");
+/// A reported failure with its message bounded.
+fn failure(message: String) -> HookError {
+    HookError::Failed {
+        message: bounded(message, MAX_FAILURE_BYTES),
     }
-    message
 }
 
 mod generated {
@@ -212,17 +212,15 @@ async fn call_typed<T: Send>(
                 .map(|claim| (claim.name, claim.value))
                 .collect(),
         }),
-        Err(wit::ExchangeError::Deny(denial)) => Err(HookError::Denied(Denial {
-            code: match denial.code {
+        Err(wit::ExchangeError::Deny(refusal)) => Err(denial(
+            match refusal.code {
                 wit::DenyCode::InvalidScope => DenyCode::InvalidScope,
                 wit::DenyCode::InvalidRequest => DenyCode::InvalidRequest,
                 wit::DenyCode::ServerError => DenyCode::ServerError,
             },
-            description: denial.description,
-        })),
-        Err(wit::ExchangeError::Fail(message)) => Err(HookError::Failed {
-            message: truncate_message(message),
-        }),
+            refusal.description,
+        )),
+        Err(wit::ExchangeError::Fail(message)) => Err(failure(message)),
     })
 }
 
@@ -288,7 +286,7 @@ fn json_answer(text: &str, max_output_bytes: u64) -> Result<RawChanges, HookErro
     }
     let answer: JsonAnswer =
         serde_json::from_str(text).map_err(|error| OutputViolation::MalformedAnswer {
-            error: error.to_string(),
+            error: bounded(error.to_string(), MAX_QUOTED_BYTES),
         })?;
     match answer {
         JsonAnswer::Changes(changes) => Ok(RawChanges {
@@ -299,11 +297,7 @@ fn json_answer(text: &str, max_output_bytes: u64) -> Result<RawChanges, HookErro
                 .map(|(name, value)| (name, String::from(Box::<str>::from(value))))
                 .collect(),
         }),
-        JsonAnswer::Deny(JsonDenial { code, description }) => {
-            Err(HookError::Denied(Denial { code, description }))
-        }
-        JsonAnswer::Fail(message) => Err(HookError::Failed {
-            message: truncate_message(message),
-        }),
+        JsonAnswer::Deny(JsonDenial { code, description }) => Err(denial(code, description)),
+        JsonAnswer::Fail(message) => Err(failure(message)),
     }
 }

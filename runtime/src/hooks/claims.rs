@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{OutputViolation, TokenChanges};
+use super::outcome::{MAX_QUOTED_BYTES, bounded};
+use super::{HookLog, OutputViolation, TokenChanges};
 use crate::model::is_scope_token;
 
 /// Claims a hook may not set. Auth0's restricted list (they are ignored, not an error) plus
@@ -107,11 +108,12 @@ fn restriction(name: &str) -> Option<&'static str> {
 }
 
 /// Applies the claim policy and limits to a hook's raw output. Dropped claims are reported in
-/// `notices`; anything else wrong fails the whole output.
+/// `log`'s notices; anything else wrong fails the whole output. Names and values quoted in
+/// either are bounded.
 pub(crate) fn validate(
     raw: RawChanges,
     max_output_bytes: u64,
-    notices: &mut Vec<String>,
+    log: &mut HookLog,
 ) -> Result<TokenChanges, OutputViolation> {
     let scope_bytes: usize = raw.scope.iter().flatten().map(String::len).sum();
     let claim_bytes: usize = raw.claims.iter().map(|(n, v)| n.len() + v.len()).sum();
@@ -129,7 +131,9 @@ pub(crate) fn validate(
             let mut kept: Vec<String> = Vec::with_capacity(list.len());
             for value in list {
                 if !is_scope_token(&value) {
-                    return Err(OutputViolation::InvalidScope { value });
+                    return Err(OutputViolation::InvalidScope {
+                        value: bounded(value, MAX_QUOTED_BYTES),
+                    });
                 }
                 if !kept.contains(&value) {
                     kept.push(value);
@@ -146,14 +150,17 @@ pub(crate) fn validate(
         }
         let value: Value =
             serde_json::from_str(&text).map_err(|error| OutputViolation::ClaimNotJson {
-                name: name.clone(),
-                error: error.to_string(),
+                name: bounded(name.clone(), MAX_QUOTED_BYTES),
+                error: bounded(error.to_string(), MAX_QUOTED_BYTES),
             })?;
         if claims.contains_key(&name) {
-            return Err(OutputViolation::DuplicateClaim { name });
+            return Err(OutputViolation::DuplicateClaim {
+                name: bounded(name, MAX_QUOTED_BYTES),
+            });
         }
         if let Some(why) = restriction(&name) {
-            notices.push(format!("claim `{name}` was dropped: {why}"));
+            let quoted = bounded(name, MAX_QUOTED_BYTES);
+            log.notice(format!("claim `{quoted}` was dropped: {why}"));
             continue;
         }
         claims.insert(name, value);
@@ -177,7 +184,7 @@ mod tests {
 
     #[test]
     fn namespaced_claims_pass_and_values_are_parsed() {
-        let mut notices = Vec::new();
+        let mut log = HookLog::default();
         let changes = validate(
             raw(
                 &[
@@ -187,7 +194,7 @@ mod tests {
                 Some(&["a", "extra", "a"]),
             ),
             100_000,
-            &mut notices,
+            &mut log,
         )
         .unwrap();
         assert_eq!(changes.claims["https://foo.com/claim"], Value::from("bar"));
@@ -196,12 +203,12 @@ mod tests {
             changes.scope,
             Some(vec!["a".to_owned(), "extra".to_owned()])
         );
-        assert!(notices.is_empty());
+        assert!(log.notices.is_empty());
     }
 
     #[test]
     fn restricted_and_reserved_claims_are_dropped_with_a_notice() {
-        let mut notices = Vec::new();
+        let mut log = HookLog::default();
         let changes = validate(
             raw(
                 &[
@@ -215,20 +222,20 @@ mod tests {
                 None,
             ),
             100_000,
-            &mut notices,
+            &mut log,
         )
         .unwrap();
         assert_eq!(
             changes.claims.keys().collect::<Vec<_>>(),
             ["https://auth0.com.example.org/ok"]
         );
-        assert_eq!(notices.len(), 5);
-        assert!(notices[0].contains("`iss`"));
+        assert_eq!(log.notices.len(), 5);
+        assert!(log.notices[0].contains("`iss`"));
     }
 
     #[test]
     fn bad_outputs_are_typed() {
-        let mut n = Vec::new();
+        let mut n = HookLog::default();
         assert!(matches!(
             validate(raw(&[("c", "{nope")], None), 100, &mut n),
             Err(OutputViolation::ClaimNotJson { name, .. }) if name == "c"
@@ -252,6 +259,36 @@ mod tests {
         assert_eq!(
             validate(raw(&[("c", "\"0123456789\"")], None), 8, &mut n).unwrap_err(),
             OutputViolation::TooLarge { size: 13, limit: 8 }
+        );
+    }
+
+    #[test]
+    fn names_quoted_in_errors_and_notices_are_bounded() {
+        let long = format!("urn:auth0:{}", "n".repeat(100_000));
+        let many: Vec<(String, String)> = (0..10_000)
+            .map(|i| (format!("urn:auth0:{i}"), "1".to_owned()))
+            .chain([(long.clone(), "1".to_owned())])
+            .collect();
+        let mut log = HookLog::default();
+        let changes = validate(
+            RawChanges {
+                scope: None,
+                claims: many,
+            },
+            1 << 20,
+            &mut log,
+        )
+        .unwrap();
+        assert!(changes.claims.is_empty());
+        let kept: usize = log.notices.iter().map(String::len).sum();
+        assert!(kept < 8 << 10, "{kept} bytes of notices kept");
+
+        let mut log = HookLog::default();
+        let error = validate(raw(&[(&long, "{nope")], None), 1 << 20, &mut log).unwrap_err();
+        assert!(
+            error.to_string().len() < 1 << 10,
+            "{}",
+            error.to_string().len()
         );
     }
 }

@@ -38,17 +38,22 @@ impl HookState {
     fn new(limits: &HookLimits) -> Self {
         let log = LogCapture::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX));
         // No preopens, environment, arguments or stdin; every socket use denied; stdout and
-        // stderr go to the bounded log. Clocks and randomness work.
+        // stderr go to the bounded log. Clocks and randomness work, with one call's random
+        // bytes bounded (the host allocates them).
         let wasi = WasiCtx::builder()
             .stdout(log.clone())
             .stderr(log.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        // Every resource a guest opens (streams, pollables) takes a host table entry.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         HookState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: HookLimiter {
                 memory_limit: limits.memory_bytes,
                 denied: None,
@@ -69,6 +74,13 @@ struct HookLimiter {
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit exceeded")]
 struct MemoryLimitExceeded;
+
+/// Most random bytes one WASI `get-random-bytes` call may ask the host for (wasmtime's
+/// default is 64 MiB per call).
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
+/// Most host resources (streams, pollables, ...) one call may hold at once.
+const MAX_RESOURCES: usize = 1_000;
 
 /// Most table elements any hook may have (a JavaScript hook needs about 7,700).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -207,19 +219,19 @@ impl HookEngine {
             }),
             Ok(Err(error)) => {
                 let failure = classify(&error, store.data(), &limits);
-                log.notices.push(format!("{failure}; details: {error:?}"));
+                log.notice(format!("{failure}; details: {error:?}"));
                 Err(failure)
             }
             Ok(Ok((instance, Err(refusal)))) => {
                 if let HookError::Failed { message } = &refusal {
-                    log.notices.push(format!("the hook failed: {message}"));
+                    log.notice(format!("the hook failed: {message}"));
                 } else {
                     reusable = Some(instance);
                 }
                 Err(refusal)
             }
             Ok(Ok((instance, Ok(raw)))) => {
-                let changes = claims::validate(raw, limits.max_output_bytes, &mut log.notices)
+                let changes = claims::validate(raw, limits.max_output_bytes, &mut log)
                     .map_err(HookError::from);
                 if changes.is_ok() {
                     reusable = Some(instance);

@@ -35,14 +35,21 @@ impl HookLimits {
     pub const MAX_MEMORY_BYTES: u64 = 512 << 20;
     /// The longest wall-clock limit any hook may ask for (Auth0's webtask limit).
     pub const MAX_TIMEOUT_MS: u64 = 20_000;
+    /// The largest input any hook may be given (the event is copied into the hook).
+    pub const MAX_INPUT_BYTES: u64 = 1 << 20;
+    /// The largest output any hook may be allowed (it is copied into every token).
+    pub const MAX_OUTPUT_BYTES: u64 = 1 << 20;
+    /// The most log any hook may keep per call: the hook log keeps 200 calls per hook, so
+    /// this bounds what one hook's log can hold to 50 MiB.
+    pub const MAX_LOG_BYTES: u64 = 256 << 10;
 
     /// The wall-clock limit as a [`Duration`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// Checks that every limit is usable: non-zero, and memory and time within hookd's
-    /// ceilings. The message names the offending field.
+    /// Checks that every limit is usable: non-zero, and within hookd's ceilings (memory, time,
+    /// input, output and log). The message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         let fields = [
             ("fuel", self.fuel),
@@ -55,18 +62,26 @@ impl HookLimits {
         if let Some((name, _)) = fields.iter().find(|(_, value)| *value == 0) {
             return Err(format!("limit `{name}` must be greater than zero"));
         }
-        if self.memory_bytes > Self::MAX_MEMORY_BYTES {
+        let ceilings = [
+            ("memory_bytes", self.memory_bytes, Self::MAX_MEMORY_BYTES),
+            ("timeout_ms", self.timeout_ms, Self::MAX_TIMEOUT_MS),
+            (
+                "max_input_bytes",
+                self.max_input_bytes,
+                Self::MAX_INPUT_BYTES,
+            ),
+            (
+                "max_output_bytes",
+                self.max_output_bytes,
+                Self::MAX_OUTPUT_BYTES,
+            ),
+            ("max_log_bytes", self.max_log_bytes, Self::MAX_LOG_BYTES),
+        ];
+        if let Some((name, value, ceiling)) =
+            ceilings.iter().find(|(_, value, ceiling)| value > ceiling)
+        {
             return Err(format!(
-                "limit `memory_bytes` is {}, above the ceiling of {}",
-                self.memory_bytes,
-                Self::MAX_MEMORY_BYTES
-            ));
-        }
-        if self.timeout_ms > Self::MAX_TIMEOUT_MS {
-            return Err(format!(
-                "limit `timeout_ms` is {}, above the ceiling of {}",
-                self.timeout_ms,
-                Self::MAX_TIMEOUT_MS
+                "limit `{name}` is {value}, above the ceiling of {ceiling}"
             ));
         }
         Ok(())
@@ -112,6 +127,36 @@ mod tests {
                 .unwrap_err()
                 .contains("`memory_bytes`")
         );
+    }
+
+    #[test]
+    fn every_size_limit_has_a_ceiling() {
+        for (name, limits) in [
+            (
+                "max_input_bytes",
+                HookLimits {
+                    max_input_bytes: u64::MAX,
+                    ..HookLimits::default()
+                },
+            ),
+            (
+                "max_output_bytes",
+                HookLimits {
+                    max_output_bytes: HookLimits::MAX_OUTPUT_BYTES + 1,
+                    ..HookLimits::default()
+                },
+            ),
+            (
+                "max_log_bytes",
+                HookLimits {
+                    max_log_bytes: 1 << 40,
+                    ..HookLimits::default()
+                },
+            ),
+        ] {
+            let error = limits.validate().unwrap_err();
+            assert!(error.contains(&format!("`{name}`")), "{error}");
+        }
     }
 
     #[test]

@@ -69,6 +69,46 @@ pub struct HookLog {
     pub notices: Vec<String>,
 }
 
+/// Most bytes of a denial's description that is kept (it becomes the client's
+/// `error_description`).
+pub(crate) const MAX_DENIAL_BYTES: usize = 1 << 10;
+/// Most bytes of a hook's failure message that is kept.
+pub(crate) const MAX_FAILURE_BYTES: usize = 4 << 10;
+/// Most bytes of a claim name, scope or parser message quoted in an error or a notice.
+pub(crate) const MAX_QUOTED_BYTES: usize = 256;
+/// Most notices kept for one call, and most bytes of each.
+const MAX_NOTICES: usize = 16;
+const MAX_NOTICE_BYTES: usize = 2 << 10;
+
+/// `text` cut to at most `max` bytes (plus a marker) on a character boundary. Every string a
+/// hook hands the host passes through here (or a limit) before it is stored anywhere, so a
+/// hook cannot make the host keep more than a bounded amount per call.
+pub(crate) fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("… (truncated)");
+    }
+    text
+}
+
+impl HookLog {
+    /// Adds a host notice, bounded in size; past [`MAX_NOTICES`] one last notice says that
+    /// more were dropped.
+    pub(crate) fn notice(&mut self, text: String) {
+        match self.notices.len() {
+            n if n + 1 < MAX_NOTICES => self.notices.push(bounded(text, MAX_NOTICE_BYTES)),
+            n if n + 1 == MAX_NOTICES => self
+                .notices
+                .push("further notices about this call were dropped".to_owned()),
+            _ => {}
+        }
+    }
+}
+
 /// The record of one invocation: its result plus the measurements taken.
 #[derive(Debug)]
 pub struct Invocation {
@@ -80,4 +120,23 @@ pub struct Invocation {
     pub fuel_used: u64,
     /// Wall-clock time from taking a slot to the end of the call.
     pub elapsed: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_cut_on_a_character_boundary_and_notices_are_capped() {
+        let cut = bounded("é".repeat(1000), 7);
+        assert_eq!(cut, "ééé… (truncated)");
+        assert_eq!(bounded("short".to_owned(), 7), "short");
+        let mut log = HookLog::default();
+        for i in 0..1000 {
+            log.notice(format!("{i}: {}", "x".repeat(10_000)));
+        }
+        assert_eq!(log.notices.len(), MAX_NOTICES);
+        assert!(log.notices.iter().all(|n| n.len() <= MAX_NOTICE_BYTES + 16));
+        assert!(log.notices[MAX_NOTICES - 1].contains("dropped"));
+    }
 }

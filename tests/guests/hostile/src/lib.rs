@@ -53,6 +53,28 @@ fn json_string(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+#[link(wasm_import_module = "wasi:random/random@0.2.0")]
+unsafe extern "C" {
+    /// WASI's `get-random-bytes`, called directly so the guest can ask for any length.
+    #[link_name = "get-random-bytes"]
+    fn wasi_get_random_bytes(len: i64, ret: *mut [usize; 2]);
+}
+
+#[link(wasm_import_module = "wasi:clocks/monotonic-clock@0.2.0")]
+unsafe extern "C" {
+    /// WASI's `subscribe-duration`: each call makes a host resource (a pollable).
+    #[link_name = "subscribe-duration"]
+    fn wasi_subscribe_duration(nanoseconds: i64) -> i32;
+}
+
+/// Asks the host for `len` random bytes; returns how many arrived.
+fn random_bytes(len: i64) -> usize {
+    let mut ret = [0usize; 2];
+    // SAFETY: the canonical ABI writes the list's pointer and length to `ret`.
+    unsafe { wasi_get_random_bytes(len, &mut ret) };
+    ret[1]
+}
+
 #[allow(unconditional_recursion, reason = "deep recursion is the point")]
 fn recurse(depth: u64) -> u64 {
     let frame = black_box([depth; 32]);
@@ -158,6 +180,21 @@ impl Guest for Hostile {
                         (started.elapsed().as_secs() < 5).to_string(),
                     ),
                 ]
+            }
+            "random-1k" => vec![claim("random_bytes", random_bytes(1 << 10).to_string())],
+            "random-flood" => vec![claim("random_bytes", random_bytes(16 << 20).to_string())],
+            "resource-flood" => {
+                // Never dropped: every one holds a host table entry.
+                let handles: Vec<i32> = (0..100_000)
+                    .map(|_| unsafe { wasi_subscribe_duration(1_000_000_000) })
+                    .collect();
+                vec![claim("resources", handles.len().to_string())]
+            }
+            "huge-deny" => {
+                return Err(ExchangeError::Deny(Denial {
+                    code: DenyCode::InvalidRequest,
+                    description: "d".repeat(8 << 20),
+                }));
             }
             "deny" => {
                 return Err(ExchangeError::Deny(Denial {
