@@ -26,6 +26,8 @@ fn init_logging(default_filter: &str) {
 }
 
 fn main() -> ExitCode {
+    // Everything hookd creates (the database, key files, compiled hooks) is its user's alone.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let args = cli::Cli::parse();
     init_logging(if args.is_server() { "info" } else { "warn" });
     match cli::run(args) {

@@ -200,6 +200,27 @@ async fn the_demo_prints_a_curl_command_that_gets_a_token() {
         !log.contains('\u{1b}'),
         "colour codes in a piped log: {log:?}"
     );
+
+    // Everything the server wrote is its user's alone, whatever the umask it was started
+    // with (this test's is the usual 022): the database holds signing keys and secrets.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fn check(path: &Path, found: &mut usize) {
+            let metadata = std::fs::symlink_metadata(path).expect("metadata");
+            let mode = metadata.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+            *found += 1;
+            if metadata.is_dir() {
+                for entry in std::fs::read_dir(path).expect("read dir") {
+                    check(&entry.expect("entry").path(), found);
+                }
+            }
+        }
+        let mut found = 0;
+        check(&dir.path().join("demo"), &mut found);
+        assert!(found > 5, "only {found} files were checked");
+    }
 }
 
 /// Runs `hookd` against a test server, off the async threads.

@@ -116,6 +116,34 @@ fn is_lock_contention(error: &std::io::Error) -> bool {
         || error.to_string().starts_with("could not acquire lock on")
 }
 
+/// Creates `dir` if needed and makes it and the database inside it private to the server's
+/// user (directories 0700, files 0600), whatever the umask: the database holds signing keys
+/// and secrets. Only the database's own files are touched, never anything else an operator
+/// keeps in `dir`. (The `hookd` binary also sets its umask to 077, so files made later are
+/// private too.)
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir.join("db"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(path: &Path) -> std::io::Result<()> {
+            let metadata = std::fs::symlink_metadata(path)?;
+            if metadata.is_dir() {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+                for entry in std::fs::read_dir(path)? {
+                    walk(&entry?.path())?;
+                }
+            } else if metadata.is_file() && metadata.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(())
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        walk(&dir.join("db"))?;
+    }
+    Ok(())
+}
+
 fn pair_key(client_id: &str, audience: &str) -> Vec<u8> {
     [client_id.as_bytes(), b"\0", audience.as_bytes()].concat()
 }
@@ -130,6 +158,12 @@ impl Store {
     }
 
     fn open_waiting(dir: &Path, lock_wait: std::time::Duration) -> Result<Self, StoreError> {
+        make_private(dir).map_err(|error| {
+            StoreError::Storage(format!(
+                "the data directory {} cannot be made private: {error}",
+                dir.display()
+            ))
+        })?;
         let started = std::time::Instant::now();
         let db = loop {
             match sled::Config::new().path(dir.join("db")).open() {
@@ -607,6 +641,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn opening_makes_the_data_directory_and_database_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("db")).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let stray = data.join("db").join("left-readable");
+        std::fs::write(&stray, b"x").unwrap();
+        std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        drop(Store::open(&data).unwrap());
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("db")), 0o700);
+        assert_eq!(mode(&stray), 0o600);
+    }
 
     fn client(id: &str, name: &str) -> Client {
         Client {
