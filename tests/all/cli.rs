@@ -550,3 +550,132 @@ async fn the_admin_cli_deploys_a_javascript_hook_from_source() {
     assert_eq!(reply.json["scope"], "read:reports write:reports extra");
     server.stop().await;
 }
+
+/// A `hookd serve` process on a free port over `data_dir`, and its base URL (read from its
+/// "hookd listening" log line).
+fn start_serve(data_dir: &Path) -> (KillOnDrop, String) {
+    use std::io::BufRead as _;
+    let mut child = KillOnDrop(
+        Command::new(hookd_binary())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--issuer",
+                "https://crash.test/",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("HOOKD_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start hookd serve"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (found, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("hookd listening")
+                && let Some(rest) = line.split("addr=").nth(1)
+            {
+                let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = addr
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server logs its address");
+    (child, format!("http://{addr}"))
+}
+
+async fn form_token(base: &str, id: &str, secret: &str, audience: &str) -> hookd_tests::Reply {
+    hookd_tests::send(
+        http::Method::POST,
+        &format!("{base}/oauth/token"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        hookd_tests::form_body(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("audience", audience),
+        ]),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_secret_rotation_survives_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (server, base) = start_serve(&data);
+    let admin = hookd_tests::admin(&data);
+    let audience = admin["audience"].as_str().expect("audience").to_owned();
+    let token = form_token(
+        &base,
+        admin["client_id"].as_str().expect("id"),
+        admin["client_secret"].as_str().expect("secret"),
+        &audience,
+    )
+    .await;
+    assert_eq!(token.status, 200, "{}", token.text);
+    let bearer = format!(
+        "Bearer {}",
+        token.json["access_token"].as_str().expect("token")
+    );
+    let management = |method: http::Method, path: &str, body: Option<serde_json::Value>| {
+        let (base, bearer) = (base.clone(), bearer.clone());
+        let path = path.to_owned();
+        async move {
+            hookd_tests::send(
+                method,
+                &format!("{base}{path}"),
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )
+            .await
+        }
+    };
+    let created = management(
+        http::Method::POST,
+        "/api/v2/clients",
+        Some(serde_json::json!({"name": "worker", "app_type": "non_interactive"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let client_id = created.json["client_id"].as_str().expect("id").to_owned();
+    let old_secret = created.json["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let rotated = management(
+        http::Method::POST,
+        &format!("/api/v2/clients/{client_id}/rotate-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let new_secret = rotated.json["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+
+    // The 200 is in: the process dies at once, with no chance to flush anything.
+    let mut server = server;
+    server.0.kill().expect("SIGKILL");
+    let _ = server.0.wait();
+    drop(server);
+
+    let (_restarted, base) = start_serve(&data);
+    let old = form_token(&base, &client_id, &old_secret, &audience).await;
+    assert_eq!(old.status, 401, "the old secret works again: {}", old.text);
+    assert_eq!(old.json["error"], "invalid_client");
+    let new = form_token(&base, &client_id, &new_secret, &audience).await;
+    assert_ne!(new.json["error"], "invalid_client", "{}", new.text);
+}

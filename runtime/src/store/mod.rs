@@ -225,11 +225,21 @@ impl Store {
 
     /// Runs a write to the clients, APIs or grants, then empties the decoded-record cache
     /// (whether or not the write succeeded: a failed one wrote nothing, and an empty cache
-    /// only costs the next reads a trip to sled).
+    /// only costs the next reads a trip to sled). A write that succeeded is durable when this
+    /// returns.
     fn write<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
         let result = write();
         self.cache.invalidate();
-        result
+        self.durable(result)
+    }
+
+    /// `result` of a write, once the write is on disk: sled keeps writes in memory and
+    /// flushes them every half second, so without this a crash right after a management
+    /// call's 2xx could lose what it acknowledged (a secret rotation undone, say).
+    fn durable<R>(&self, result: Result<R, StoreError>) -> Result<R, StoreError> {
+        let value = result?;
+        self.db.flush()?;
+        Ok(value)
     }
 
     fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
@@ -244,15 +254,18 @@ impl Store {
 
     /// Stores the tenant settings.
     pub fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        Self::put(&self.meta, TENANT, tenant)
+        self.durable(Self::put(&self.meta, TENANT, tenant))
     }
 
     /// The installation's key for hashing client secrets, created once on first use.
     pub fn secret_hash_key(&self, fresh: [u8; 32]) -> Result<Vec<u8>, StoreError> {
         // Only the first writer's key is kept; every later caller reads it back.
-        let _ =
+        let swapped =
             self.meta
                 .compare_and_swap(SECRET_HASH_KEY, None as Option<&[u8]>, Some(&fresh[..]))?;
+        if swapped.is_ok() {
+            self.durable(Ok(()))?;
+        }
         self.meta
             .get(SECRET_HASH_KEY)?
             .map(|key| key.to_vec())
@@ -537,7 +550,7 @@ impl Store {
             }
             write_hook(hooks, &existing, hook)
         })?;
-        Ok(())
+        self.durable(Ok(()))
     }
 
     /// A hook by id.
@@ -561,7 +574,7 @@ impl Store {
             hooks.insert(hook.id.as_bytes(), encode(hook))?;
             Ok(())
         })?;
-        Ok(())
+        self.durable(Ok(()))
     }
 
     /// Deletes a hook and the modules no other hook uses, in one transaction.
@@ -588,7 +601,7 @@ impl Store {
             }
             Ok(())
         })?;
-        Ok(hook)
+        self.durable(Ok(hook))
     }
 
     /// Replaces a hook's record. If it is enabled, every other hook of its trigger is
@@ -610,7 +623,7 @@ impl Store {
         self.hooks
             .transaction(|hooks| write_hook(hooks, &existing, hook))
             .map_err(|error: TransactionError<StoreError>| StoreError::from(error))?;
-        Ok(())
+        self.durable(Ok(()))
     }
 
     /// Every signing key.
@@ -632,7 +645,7 @@ impl Store {
                 Ok(())
             })
             .map_err(|error: TransactionError<StoreError>| StoreError::from(error))?;
-        Ok(())
+        self.durable(Ok(()))
     }
 }
 
