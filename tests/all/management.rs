@@ -1422,6 +1422,19 @@ async fn enabled(server: &TestServer, admin: &str, id: &str) -> bool {
     hook.json["enabled"].as_bool().expect("enabled")
 }
 
+/// Enables hook `id` through the API (Auth0 answers a hook PATCH with 201).
+async fn enable(server: &TestServer, admin: &str, id: &str) {
+    let patched = call(
+        server,
+        admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{id}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(patched.status, 201, "{}", patched.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_api_says_about_hooks_is_what_the_next_token_carries() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1449,15 +1462,7 @@ async fn what_the_api_says_about_hooks_is_what_the_next_token_carries() {
     assert!(!seed_runs(&server, &seeded).await, "a disabled hook runs");
 
     // Enabled, it runs.
-    let patched = call(
-        &server,
-        &admin,
-        Method::PATCH,
-        &format!("/api/v2/hooks/{first}"),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(patched.status, 201, "{}", patched.text); // Auth0 answers a hook PATCH with 201
+    enable(&server, &admin, &first).await;
     assert!(enabled(&server, &admin, &first).await);
     assert!(seed_runs(&server, &seeded).await);
 
@@ -1473,15 +1478,7 @@ async fn what_the_api_says_about_hooks_is_what_the_next_token_carries() {
     );
 
     // Back to the first, then enable a third hook that has no module: again nothing runs.
-    let patched = call(
-        &server,
-        &admin,
-        Method::PATCH,
-        &format!("/api/v2/hooks/{first}"),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(patched.status, 201, "{}", patched.text); // Auth0 answers a hook PATCH with 201
+    enable(&server, &admin, &first).await;
     assert!(!enabled(&server, &admin, &second).await);
     assert!(seed_runs(&server, &seeded).await);
     let third = create(json!({"name": "third", "triggerId": "credentials-exchange"})).await;
@@ -1490,15 +1487,7 @@ async fn what_the_api_says_about_hooks_is_what_the_next_token_carries() {
         "only the first of a trigger defaults on"
     );
     assert!(seed_runs(&server, &seeded).await);
-    let patched = call(
-        &server,
-        &admin,
-        Method::PATCH,
-        &format!("/api/v2/hooks/{third}"),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(patched.status, 201, "{}", patched.text); // Auth0 answers a hook PATCH with 201
+    enable(&server, &admin, &third).await;
     assert!(!enabled(&server, &admin, &first).await);
     assert!(
         !seed_runs(&server, &seeded).await,
