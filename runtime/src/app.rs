@@ -11,7 +11,10 @@ use crate::hooks::{ArtifactCacheSettings, EngineSettings, HookEngine, HookRegist
 use crate::http::{AppState, HttpLimits, Server};
 use crate::manage::{self, HookManager, MANAGEMENT_SCOPES, NewApi, unix_now};
 use crate::model::Tenant;
-use crate::secrets::{SecretBox, SecretHasher, random_bytes};
+use crate::secrets::{
+    AtRest, SEALED_CLIENT_SECRET_KEY, SEALED_HS256_SECRET, Sealed, SecretBox, SecretHasher,
+    random_bytes,
+};
 use crate::store::Store;
 use crate::token::TokenService;
 use crate::token::keys::{self, KeyRing};
@@ -34,7 +37,8 @@ pub struct ServeConfig {
     pub hook_concurrency: u32,
     /// HTTP limits.
     pub http: HttpLimits,
-    /// The key hook secrets are encrypted with (base64url of 32 bytes, `HOOKD_SECRETS_KEY`);
+    /// The key the store's secrets are sealed with: private signing keys, HS256 secrets, the
+    /// client-secret HMAC key and hook secrets (base64url of 32 bytes, `HOOKD_SECRETS_KEY`).
     /// `None` uses `DATA_DIR/secrets.key`, created on first start.
     pub secrets_key: Option<String>,
     /// Credentials for the bootstrap admin application, instead of generated ones
@@ -82,9 +86,9 @@ pub enum StartError {
     /// The Management API or its admin application could not be created.
     #[error("could not bootstrap the Management API: {0}")]
     Bootstrap(String),
-    /// The hook secrets key could not be loaded.
-    #[error("hook secrets: {0}")]
-    Secrets(String),
+    /// The secrets key could not be loaded, or a sealed value did not open under it.
+    #[error("secrets key: {0}")]
+    Secrets(#[from] crate::secrets::SecretBoxError),
     /// The listener could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -113,7 +117,12 @@ pub struct Prepared {
 /// Opens the store, settles tenant and keys, loads the enabled hook and binds.
 pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     let store = Store::open(&config.data_dir)?;
-    let hasher = SecretHasher::new(&store.secret_hash_key(random_bytes::<32>())?);
+    let secret_box = Arc::new(load_secret_box(
+        config.secrets_key.as_deref(),
+        &config.data_dir,
+    )?);
+    let hasher = client_secret_hasher(&store, &secret_box)?;
+    seal_stored_secrets(&store, &secret_box)?;
 
     let issuer = config
         .issuer
@@ -134,16 +143,17 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     };
     store.put_tenant(&tenant)?;
 
-    bootstrap_admin(&store, &hasher, &tenant, &config)?;
+    bootstrap_admin(&store, &secret_box, &hasher, &tenant, &config)?;
 
     let mut signing_keys = store.signing_keys()?;
     let missing = KeyRing::missing(&signing_keys);
     if !missing.is_empty() {
         // RSA generation takes ~100 ms per key: keep it off the async threads.
+        let generate_box = secret_box.clone();
         let generated = tokio::task::spawn_blocking(move || {
             missing
                 .into_iter()
-                .map(|(alg, state)| keys::generate(alg, state, unix_now()))
+                .map(|(alg, state)| keys::generate(alg, state, unix_now(), &generate_box))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -151,13 +161,15 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         signing_keys.extend(generated);
         store.put_signing_keys(&signing_keys)?;
     }
-    let key_ring = KeyRing::from_keys(&signing_keys)?;
-
-    let secret_box = match &config.secrets_key {
-        Some(encoded) => SecretBox::from_encoded(encoded),
-        None => SecretBox::load_or_create(&config.data_dir.join("secrets.key")),
+    // Retired keys no live token can have been signed with are dropped at start, as at
+    // every rotation.
+    let keep_retired = crate::token::longest_token_lifetime(&store)?;
+    let kept = keys::drop_expired_retired(signing_keys.clone(), unix_now(), keep_retired);
+    if kept != signing_keys {
+        store.put_signing_keys(&kept)?;
+        signing_keys = kept;
     }
-    .map_err(|error| StartError::Secrets(error.to_string()))?;
+    let key_ring = KeyRing::from_keys(&signing_keys, secret_box.clone())?;
     let cache_dir = config
         .cache_dir
         .clone()
@@ -167,7 +179,12 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         cache: Some(artifact_cache(cache_dir, &secret_box)),
     })?;
     let registry = Arc::new(HookRegistry::new());
-    let hooks = HookManager::new(store.clone(), engine.clone(), registry.clone(), secret_box);
+    let hooks = HookManager::new(
+        store.clone(),
+        engine.clone(),
+        registry.clone(),
+        secret_box.clone(),
+    );
     hooks
         .load_enabled()
         .await
@@ -194,6 +211,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
             hooks,
             store.clone(),
             hasher_for_admin,
+            secret_box,
             hook_log.clone(),
             config.http,
         ),
@@ -216,6 +234,74 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     })
 }
 
+/// The secrets key: `encoded` (`HOOKD_SECRETS_KEY`) when given, else `DATA_DIR/secrets.key`,
+/// created on first start.
+pub fn load_secret_box(
+    encoded: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<SecretBox, StartError> {
+    Ok(match encoded {
+        Some(encoded) => SecretBox::from_encoded(encoded),
+        None => SecretBox::load_or_create(&data_dir.join("secrets.key")),
+    }?)
+}
+
+/// The client-secret hasher. Its key is made once per installation and stored sealed, so a
+/// copied database cannot be used to test guessed secrets offline; a key stored in clear by
+/// an earlier hookd is sealed in place (the hashes made under it stay valid).
+pub fn client_secret_hasher(
+    store: &Store,
+    secret_box: &SecretBox,
+) -> Result<SecretHasher, StartError> {
+    let seal = |key: &[u8]| {
+        serde_json::to_vec(&secret_box.seal_bytes(SEALED_CLIENT_SECRET_KEY, "", key))
+            .map_err(|error| crate::store::StoreError::Storage(error.to_string()))
+    };
+    let stored = store.secret_hash_key(&seal(&random_bytes::<32>())?)?;
+    let key = match serde_json::from_slice::<Sealed>(&stored) {
+        Ok(sealed) => secret_box.open_bytes(SEALED_CLIENT_SECRET_KEY, "", &sealed)?,
+        Err(_) => {
+            store.replace_secret_hash_key(&stored, &seal(&stored)?)?;
+            stored
+        }
+    };
+    Ok(SecretHasher::new(&key))
+}
+
+/// Seals what an earlier hookd stored in clear: private signing keys and HS256 secrets.
+fn seal_stored_secrets(store: &Store, secret_box: &SecretBox) -> Result<(), StartError> {
+    let stored = store.signing_keys()?;
+    if stored
+        .iter()
+        .any(|key| keys::sealed_if_clear(key, secret_box).is_some())
+    {
+        let sealed: Vec<_> = stored
+            .iter()
+            .map(|key| keys::sealed_if_clear(key, secret_box).unwrap_or_else(|| key.clone()))
+            .collect();
+        store.put_signing_keys(&sealed)?;
+        tracing::info!("sealed the private signing keys stored in clear");
+    }
+    for mut api in store.apis()? {
+        if let Some(AtRest::Clear(text)) = &api.signing_secret {
+            api.signing_secret = Some(AtRest::Sealed(secret_box.seal_bytes(
+                SEALED_HS256_SECRET,
+                &api.id,
+                text.as_bytes(),
+            )));
+            store.update_api(&api)?;
+            tracing::info!(api = %api.identifier, "sealed the HS256 secret stored in clear");
+        }
+    }
+    Ok(())
+}
+
+/// How long a Management API token lives: an hour (Auth0 gives 24 hours). Every management
+/// call re-checks the token's client, grant and secret generation, so revoking needs no
+/// wait; the lifetime only bounds what a copied token is worth. The CLI gets a token per
+/// command, and an hour covers a `logs --follow` session.
+pub const MANAGEMENT_TOKEN_LIFETIME: u64 = 3600;
+
 /// What `DIR/admin.json` holds: how the CLI (or a script) gets a Management API token.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct AdminCredentials {
@@ -234,6 +320,7 @@ pub struct AdminCredentials {
 /// granted every management scope, and writes its credentials to `DIR/admin.json` (0600).
 fn bootstrap_admin(
     store: &Store,
+    secret_box: &SecretBox,
     hasher: &SecretHasher,
     tenant: &Tenant,
     config: &ServeConfig,
@@ -243,11 +330,9 @@ fn bootstrap_admin(
         return Ok(());
     }
     let bootstrap_error = |error: manage::ManageError| StartError::Bootstrap(error.to_string());
-    manage::create_api(
-        store,
-        NewApi::new(&audience, "hookd Management API", MANAGEMENT_SCOPES),
-    )
-    .map_err(bootstrap_error)?;
+    let mut management_api = NewApi::new(&audience, "hookd Management API", MANAGEMENT_SCOPES);
+    management_api.token_lifetime = MANAGEMENT_TOKEN_LIFETIME;
+    manage::create_api(store, secret_box, management_api).map_err(bootstrap_error)?;
     let (client_id, secret, generated) = match &config.admin_credentials {
         Some((id, secret)) => (id.clone(), secret.clone(), false),
         None => (

@@ -16,7 +16,10 @@ use crate::model::{
     Api, ApiScope, Client, ClientGrant, Hook, HookScopePolicy, HookVersion, SecretKeyForm,
     SigningAlg, TokenDialect,
 };
-use crate::secrets::{SecretHasher, new_client_secret, random_alphanumeric, random_bytes};
+use crate::secrets::{
+    AtRest, SEALED_HS256_SECRET, SecretBox, SecretHasher, new_client_secret, random_alphanumeric,
+    random_bytes,
+};
 use crate::store::{Store, StoreError};
 
 /// Why something could not be created.
@@ -113,6 +116,7 @@ pub fn create_client_with(
         metadata,
         grant_types: vec![crate::token::CLIENT_CREDENTIALS.to_owned()],
         secret_hash: hasher.hash(secret),
+        secret_generation: 0,
     };
     store.insert_client(&client)?;
     Ok(client)
@@ -152,8 +156,13 @@ impl NewApi {
     }
 }
 
-/// A new API.
-pub fn create_api(store: &Store, new: NewApi) -> Result<Api, ManageError> {
+/// A new API, and its HS256 secret in clear when it has one (the only time it is shown,
+/// with [`rotate_api_secret`]).
+pub fn create_api(
+    store: &Store,
+    secret_box: &SecretBox,
+    new: NewApi,
+) -> Result<(Api, Option<String>), ManageError> {
     if new.identifier.trim().is_empty() {
         return Err(ManageError::Invalid(
             "identifier must not be empty".to_owned(),
@@ -164,8 +173,16 @@ pub fn create_api(store: &Store, new: NewApi) -> Result<Api, ManageError> {
             "token_lifetime must be between 1 and 2592000 seconds".to_owned(),
         ));
     }
+    let id = random_alphanumeric(24);
+    let (signing_secret, shown) = match new.signing_alg {
+        SigningAlg::HS256 => {
+            let (sealed, shown) = new_signing_secret(secret_box, &id);
+            (Some(sealed), Some(shown))
+        }
+        _ => (None, None),
+    };
     let api = Api {
-        id: random_alphanumeric(24),
+        id,
         identifier: new.identifier,
         name: new.name,
         scopes: new
@@ -178,19 +195,58 @@ pub fn create_api(store: &Store, new: NewApi) -> Result<Api, ManageError> {
             .collect(),
         token_lifetime: new.token_lifetime,
         signing_alg: new.signing_alg,
-        signing_secret: (new.signing_alg == SigningAlg::HS256).then(new_signing_secret),
+        signing_secret,
         signing_secret_form: SecretKeyForm::Text,
         token_dialect: new.token_dialect,
         hook_scope_policy: new.hook_scope_policy,
     };
     store.insert_api(&api)?;
-    Ok(api)
+    Ok((api, shown))
 }
 
-/// A new HS256 secret: 32 random bytes as base64url text (43 characters), used as the key
-/// exactly as shown.
-fn new_signing_secret() -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+/// A new HS256 secret for API `api_id`: 32 random bytes as base64url text (43 characters),
+/// used as the key exactly as shown. Returns it sealed (to store) and in clear (to show once).
+fn new_signing_secret(secret_box: &SecretBox, api_id: &str) -> (AtRest, String) {
+    let shown = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let sealed = secret_box.seal_bytes(SEALED_HS256_SECRET, api_id, shown.as_bytes());
+    (AtRest::Sealed(sealed), shown)
+}
+
+/// Replaces an HS256 API's signing secret; returns the API and the new secret in clear.
+/// Tokens signed with the old secret stop verifying at once, as at Auth0.
+pub fn rotate_api_secret(
+    store: &Store,
+    secret_box: &SecretBox,
+    id: &str,
+) -> Result<(Api, String), ManageError> {
+    let mut api = store.api(id)?.ok_or_else(|| not_found("API", id))?;
+    if api.signing_alg != SigningAlg::HS256 {
+        return Err(ManageError::Invalid(
+            "signing_secret: only an HS256 API has a signing secret".to_owned(),
+        ));
+    }
+    let (sealed, shown) = new_signing_secret(secret_box, &api.id);
+    api.signing_secret = Some(sealed);
+    api.signing_secret_form = SecretKeyForm::Text;
+    store.update_api(&api)?;
+    Ok((api, shown))
+}
+
+/// An API's HS256 secret in clear, for tools on the server's own machine (tests, the demo):
+/// the Management API shows it only on create and rotate.
+pub fn reveal_signing_secret(
+    secret_box: &SecretBox,
+    api: &Api,
+) -> Result<Option<String>, ManageError> {
+    let Some(stored) = &api.signing_secret else {
+        return Ok(None);
+    };
+    let bytes = secret_box
+        .reveal(SEALED_HS256_SECRET, &api.id, stored)
+        .map_err(|error| ManageError::Invalid(format!("signing_secret: {error}")))?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| ManageError::Invalid("signing_secret: not text".to_owned()))
 }
 
 /// A new grant of `scope` on `audience` to `client_id`; both must exist and every scope
@@ -333,7 +389,7 @@ pub struct HookManager {
     store: Store,
     engine: HookEngine,
     registry: std::sync::Arc<crate::hooks::HookRegistry>,
-    secret_box: crate::secrets::SecretBox,
+    secret_box: Arc<SecretBox>,
     changes: tokio::sync::Mutex<()>,
 }
 
@@ -388,7 +444,7 @@ impl HookManager {
         store: Store,
         engine: HookEngine,
         registry: std::sync::Arc<crate::hooks::HookRegistry>,
-        secret_box: crate::secrets::SecretBox,
+        secret_box: Arc<SecretBox>,
     ) -> Self {
         HookManager {
             store,
@@ -709,9 +765,14 @@ pub fn create_client_from(
         body.client_metadata.unwrap_or_default(),
     )?;
     if body.app_type.is_some() || body.grant_types.is_some() {
-        client.app_type = body.app_type.unwrap_or(client.app_type);
-        client.grant_types = body.grant_types.unwrap_or(client.grant_types);
-        store.update_client(&client)?;
+        client = store.modify_client(&client.client_id, |client| {
+            if let Some(app_type) = &body.app_type {
+                client.app_type = app_type.clone();
+            }
+            if let Some(grant_types) = &body.grant_types {
+                client.grant_types = grant_types.clone();
+            }
+        })?;
     }
     Ok((client, secret))
 }
@@ -727,37 +788,47 @@ pub fn update_client(
     body: ClientBody,
 ) -> Result<Client, ManageError> {
     check_client_fields(&body)?;
-    let mut client = store
-        .client(client_id)?
-        .ok_or_else(|| not_found("client", client_id))?;
-    if let Some(name) = body.name {
-        client.name = name;
-    }
-    if let Some(app_type) = body.app_type {
-        client.app_type = app_type;
-    }
-    if let Some(metadata) = body.client_metadata {
-        client.metadata = metadata;
-    }
-    if let Some(grant_types) = body.grant_types {
-        client.grant_types = grant_types;
-    }
-    store.update_client(&client)?;
-    Ok(client)
+    // Only the fields the body names change, applied to the record as stored at the moment
+    // of writing: a rotation that lands meanwhile is kept.
+    store
+        .modify_client(client_id, |client| {
+            if let Some(name) = &body.name {
+                client.name = name.clone();
+            }
+            if let Some(app_type) = &body.app_type {
+                client.app_type = app_type.clone();
+            }
+            if let Some(metadata) = &body.client_metadata {
+                client.metadata = metadata.clone();
+            }
+            if let Some(grant_types) = &body.grant_types {
+                client.grant_types = grant_types.clone();
+            }
+        })
+        .map_err(|error| match error {
+            StoreError::NotFound(_) => not_found("client", client_id),
+            other => other.into(),
+        })
 }
 
-/// Gives an application a new secret; the old one stops working at once.
+/// Gives an application a new secret; the old one stops working at once, and so do the
+/// Management API tokens it got with the old one (its secret generation moves on).
 pub fn rotate_client_secret(
     store: &Store,
     hasher: &SecretHasher,
     client_id: &str,
 ) -> Result<(Client, String), ManageError> {
-    let mut client = store
-        .client(client_id)?
-        .ok_or_else(|| not_found("client", client_id))?;
     let secret = new_client_secret();
-    client.secret_hash = hasher.hash(&secret);
-    store.update_client(&client)?;
+    let secret_hash = hasher.hash(&secret);
+    let client = store
+        .modify_client(client_id, |client| {
+            client.secret_hash = secret_hash.clone();
+            client.secret_generation += 1;
+        })
+        .map_err(|error| match error {
+            StoreError::NotFound(_) => not_found("client", client_id),
+            other => other.into(),
+        })?;
     Ok((client, secret))
 }
 
@@ -803,8 +874,12 @@ fn check_api_fields(body: &ApiBody) -> Result<(), ManageError> {
     Ok(())
 }
 
-/// Creates an API from a Management API body.
-pub fn create_api_from(store: &Store, body: ApiBody) -> Result<Api, ManageError> {
+/// Creates an API from a Management API body; returns it with its HS256 secret in clear.
+pub fn create_api_from(
+    store: &Store,
+    secret_box: &SecretBox,
+    body: ApiBody,
+) -> Result<(Api, Option<String>), ManageError> {
     check_api_fields(&body)?;
     let identifier = body
         .identifier
@@ -825,16 +900,22 @@ pub fn create_api_from(store: &Store, body: ApiBody) -> Result<Api, ManageError>
     new.signing_alg = body.signing_alg.unwrap_or(new.signing_alg);
     new.token_dialect = body.token_dialect.unwrap_or(new.token_dialect);
     new.hook_scope_policy = body.hook_scope_policy.unwrap_or(new.hook_scope_policy);
-    let mut api = create_api(store, new)?;
+    let (mut api, shown) = create_api(store, secret_box, new)?;
     if let Some(scopes) = body.scopes {
         api.scopes = scopes;
         store.update_api(&api)?;
     }
-    Ok(api)
+    Ok((api, shown))
 }
 
-/// Applies a patch to an API. Its identifier cannot change.
-pub fn update_api(store: &Store, id: &str, body: ApiBody) -> Result<Api, ManageError> {
+/// Applies a patch to an API. Its identifier cannot change. Switching to HS256 gives it a
+/// secret, returned in clear that once.
+pub fn update_api(
+    store: &Store,
+    secret_box: &SecretBox,
+    id: &str,
+    body: ApiBody,
+) -> Result<(Api, Option<String>), ManageError> {
     check_api_fields(&body)?;
     let mut api = store.api(id)?.ok_or_else(|| not_found("API", id))?;
     if body
@@ -855,10 +936,13 @@ pub fn update_api(store: &Store, id: &str, body: ApiBody) -> Result<Api, ManageE
     if let Some(lifetime) = body.token_lifetime {
         api.token_lifetime = lifetime;
     }
+    let mut shown = None;
     if let Some(alg) = body.signing_alg {
         if alg == SigningAlg::HS256 && api.signing_secret.is_none() {
-            api.signing_secret = Some(new_signing_secret());
+            let (sealed, text) = new_signing_secret(secret_box, &api.id);
+            api.signing_secret = Some(sealed);
             api.signing_secret_form = SecretKeyForm::Text;
+            shown = Some(text);
         }
         api.signing_alg = alg;
     }
@@ -869,7 +953,7 @@ pub fn update_api(store: &Store, id: &str, body: ApiBody) -> Result<Api, ManageE
         api.hook_scope_policy = policy;
     }
     store.update_api(&api)?;
-    Ok(api)
+    Ok((api, shown))
 }
 
 /// `POST`/`PATCH /api/v2/client-grants` bodies.

@@ -33,6 +33,10 @@ pub struct Client {
     /// Keyed SHA-256 of the client secret (see [`crate::secrets`]); the secret itself is
     /// never stored.
     pub secret_hash: String,
+    /// How many times the secret was rotated. Management API tokens carry the generation
+    /// they were issued under and stop working when it moves on.
+    #[serde(default)]
+    pub secret_generation: u64,
 }
 
 /// How the token's claims are laid out.
@@ -115,9 +119,10 @@ pub struct Api {
     pub token_lifetime: u64,
     /// Signing algorithm.
     pub signing_alg: SigningAlg,
-    /// The HS256 secret as the Management API shows it; `None` for the asymmetric
+    /// The HS256 secret (the text the Management API shows on create and rotate), sealed
+    /// under the secrets key with the API's id as its place; `None` for the asymmetric
     /// algorithms.
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<crate::secrets::AtRest>,
     /// How `signing_secret` becomes the HMAC key. Records written before this field existed
     /// read as [`SecretKeyForm::Base64urlDecoded`], so their tokens keep verifying.
     #[serde(default = "SecretKeyForm::before_text_keys")]
@@ -221,6 +226,7 @@ pub enum KeyState {
     /// Signs new tokens.
     Current,
     /// Retired from signing; still published so tokens it signed verify until they expire.
+    /// Any number may be published at once.
     Previous,
 }
 
@@ -231,12 +237,17 @@ pub struct SigningKey {
     pub kid: String,
     /// The algorithm it signs with.
     pub alg: SigningAlg,
-    /// The private key, PKCS#8 DER, base64. Never leaves the server.
-    pub pkcs8: String,
+    /// The private key, PKCS#8 DER, base64, sealed under the secrets key with the kid as its
+    /// place. Never leaves the server.
+    pub pkcs8: crate::secrets::AtRest,
     /// Where it is in its rotation.
     pub state: KeyState,
     /// When it was created, seconds since the Unix epoch.
     pub created_at: u64,
+    /// When it stopped signing (for [`KeyState::Previous`] keys), seconds since the Unix
+    /// epoch; it stays published until no token it signed can still be live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
 }
 
 /// Whether `scope` is an RFC 6749 §3.3 scope token: `1*( %x21 / %x23-5B / %x5D-7E )`.

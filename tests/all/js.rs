@@ -236,12 +236,7 @@ async fn a_js_hook_denies_with_auth0_error_classes() {
     );
 
     // A client without a tier: InvalidScopeError, 400.
-    let hasher = hookd::secrets::SecretHasher::new(
-        &server
-            .store
-            .secret_hash_key(hookd::secrets::random_bytes::<32>())
-            .expect("key"),
-    );
+    let hasher = hookd_tests::test_hasher(&server.store);
     let (plain, secret) =
         manage::create_client(&server.store, &hasher, "plain", Default::default()).expect("client");
     manage::create_grant(&server.store, &plain.client_id, API, &["read:reports"]).expect("grant");

@@ -12,3 +12,4 @@ mod hooks;
 mod js;
 mod management;
 mod token;
+mod trust;

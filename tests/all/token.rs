@@ -8,7 +8,8 @@ use hookd::manage::{self, NewApi};
 use hookd::model::{HookScopePolicy, SigningAlg, TokenDialect};
 use hookd::store::Store;
 use hookd_tests::{
-    API, HOSTILE, SEED, Seeded, TestServer, add_api, header, jwks, seed, send, token_form, verify,
+    API, HOSTILE, SEED, Seeded, TestServer, add_api, get_token, header, jwks, seed, send,
+    token_form, verify,
 };
 use http::Method;
 use jsonwebtoken::Algorithm;
@@ -260,7 +261,12 @@ async fn every_row_of_the_error_table() {
         "Service not found: https://nowhere.example/"
     );
 
-    manage::create_api(&server.store, api("https://ungranted.example/")).expect("api");
+    manage::create_api(
+        &server.store,
+        &hookd_tests::test_secret_box(),
+        api("https://ungranted.example/"),
+    )
+    .expect("api");
     let reply = token_form(
         &server,
         Some((id, secret)),
@@ -660,14 +666,17 @@ async fn a_saturated_server_answers_503_with_retry_after() {
             .await
         })
     };
-    // While the sleeping hook holds the only slot, others are refused.
+    // While the sleeping hook holds the only token slot, other token requests are refused;
+    // health (like JWKS and the Management API) has slots of its own and still answers.
     let mut saw_503 = false;
     for _ in 0..250 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let reply = send(Method::GET, &format!("{}/healthz", server.base), &[], "").await;
+        let reply = get_token(&server, &seeded).await;
         if reply.status == 503 {
             assert_eq!(reply.headers["retry-after"], "1");
             assert_eq!(reply.json["error"], "temporarily_unavailable");
+            let health = send(Method::GET, &format!("{}/healthz", server.base), &[], "").await;
+            assert_eq!(health.status, 200, "{}", health.text);
             saw_503 = true;
             break;
         }
@@ -680,7 +689,7 @@ async fn a_saturated_server_answers_503_with_retry_after() {
         slow.text
     );
     // Once the slot is free again, requests succeed.
-    let reply = send(Method::GET, &format!("{}/healthz", server.base), &[], "").await;
-    assert_eq!(reply.status, 200);
+    let reply = get_token(&server, &seeded).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
     server.stop().await;
 }

@@ -140,6 +140,7 @@ fn start_server(dir: std::path::PathBuf) -> RunningServer {
             runtime.block_on(async move {
                 let mut config = hookd::app::ServeConfig::new(dir, "127.0.0.1:0".parse().unwrap());
                 config.cache_dir = Some(hookd_tests::COMPILED_CACHE_DIR.into());
+                config.secrets_key = Some(hookd_tests::TEST_SECRETS_KEY.to_owned());
                 config.http.max_in_flight = 1024;
                 let prepared = hookd::app::prepare(config).await.expect("server starts");
                 ready_tx.send((prepared.addr, thread_id())).unwrap();
@@ -348,7 +349,7 @@ fn prepare(dir: &std::path::Path, scenario: &Scenario) -> Bytes {
             signing_alg: Some(scenario.alg),
             ..Default::default()
         };
-        hookd::manage::update_api(&store, &api.id, patch).unwrap();
+        hookd::manage::update_api(&store, &hookd_tests::test_secret_box(), &api.id, patch).unwrap();
     }
     store.flush().unwrap();
     let body = hookd_tests::form_body(&[

@@ -39,6 +39,16 @@ pub fn cached_engine() -> HookEngine {
     .expect("engine")
 }
 
+/// The secret box over [`TEST_SECRETS_KEY`], for tests that write to a test server's store.
+pub fn test_secret_box() -> hookd::secrets::SecretBox {
+    hookd::secrets::SecretBox::from_encoded(TEST_SECRETS_KEY).expect("test key")
+}
+
+/// The client-secret hasher of a store whose server uses [`TEST_SECRETS_KEY`].
+pub fn test_hasher(store: &hookd::store::Store) -> hookd::secrets::SecretHasher {
+    hookd::app::client_secret_hasher(store, &test_secret_box()).expect("hasher")
+}
+
 /// The secrets key test servers use unless a test sets its own (base64url of 32 bytes): one
 /// key, so the compiled artifacts in [`COMPILED_CACHE_DIR`] verify for every test server.
 pub const TEST_SECRETS_KEY: &str = "aG9va2QtdGVzdHMtc2VjcmV0cy1rZXktMzItYnl0ZXM";
@@ -97,16 +107,13 @@ pub struct Seeded {
 pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
     use hookd::manage::{self, NewApi};
     let store = hookd::store::Store::open(dir).expect("store");
-    let hasher = hookd::secrets::SecretHasher::new(
-        &store
-            .secret_hash_key(hookd::secrets::random_bytes::<32>())
-            .expect("key"),
-    );
+    let hasher = test_hasher(&store);
     let metadata = [("tier".to_owned(), "gold".to_owned())].into();
     let (client, secret) =
         manage::create_client(&store, &hasher, "reporting", metadata).expect("client");
     manage::create_api(
         &store,
+        &test_secret_box(),
         NewApi::new(API, "Reports", &["read:reports", "write:reports", "admin"]),
     )
     .expect("api");
@@ -390,7 +397,9 @@ pub async fn verify(
             .expect("store")
             .expect("api");
         // As Auth0's SDKs, PyJWT and jose do: the secret's text, as the API shows it.
-        let secret = api.signing_secret.expect("HS256 secret");
+        let secret = hookd::manage::reveal_signing_secret(&test_secret_box(), &api)
+            .expect("opens")
+            .expect("HS256 secret");
         jsonwebtoken::DecodingKey::from_secret(secret.as_bytes())
     } else {
         let kid = header(token)["kid"].as_str().expect("kid").to_owned();
@@ -413,7 +422,7 @@ pub fn add_api(
     new: hookd::manage::NewApi,
 ) -> hookd::model::Api {
     let identifier = new.identifier.clone();
-    let api = hookd::manage::create_api(&server.store, new).expect("api");
+    let (api, _) = hookd::manage::create_api(&server.store, &test_secret_box(), new).expect("api");
     hookd::manage::create_grant(&server.store, client_id, &identifier, &["read:reports"])
         .expect("grant");
     api

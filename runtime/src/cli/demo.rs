@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use hookd::app::{self, ServeConfig};
 use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine};
 use hookd::manage::{self, NewApi};
-use hookd::secrets::{SecretHasher, random_bytes};
 use hookd::store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -30,12 +29,14 @@ struct DemoCredentials {
 
 fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
     let store = Store::open(data_dir)?;
-    let hasher = SecretHasher::new(&store.secret_hash_key(random_bytes::<32>())?);
+    let secret_box = app::load_secret_box(None, data_dir)?;
+    let hasher = app::client_secret_hasher(&store, &secret_box)?;
     let mut metadata = BTreeMap::new();
     metadata.insert("tier".to_owned(), "premium".to_owned());
     let (client, secret) = manage::create_client(&store, &hasher, "demo-service", metadata)?;
     manage::create_api(
         &store,
+        &secret_box,
         NewApi::new(AUDIENCE, "Demo API", &["read:reports", "write:reports"]),
     )?;
     manage::create_grant(

@@ -15,6 +15,18 @@ use crate::manage::{self, ApiBody, ClientBody, GrantBody, HookPatch, NewHook, Se
 use crate::model::{Api, Client, Hook};
 use crate::token::keys::VerifyError;
 
+/// How often a `?follow` stream re-checks that its token still holds.
+const FOLLOW_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A `?follow` stream's state.
+struct Follower {
+    receiver: tokio::sync::broadcast::Receiver<crate::hooklog::HookLogEntry>,
+    hook_id: String,
+    caller: Caller,
+    store: crate::store::Store,
+    recheck: tokio::time::Interval,
+}
+
 /// Largest JSON body a management call accepts.
 const MAX_JSON_BODY: usize = 1 << 20;
 /// Largest module upload (JavaScript hooks are about 12 MB).
@@ -38,8 +50,86 @@ fn hook_json(hook: &Hook) -> Value {
     })
 }
 
-/// Checks the Bearer token and that it carries `scope`.
-fn authorize<B>(state: &AppState, request: &Request<B>, scope: &str) -> Result<(), Response<Body>> {
+/// Who a management call comes from: the client of a verified Management API token.
+#[derive(Debug, Clone)]
+struct Caller {
+    client_id: String,
+    /// The scopes the token was issued with.
+    token_scopes: Vec<String>,
+    /// The client's secret generation when the token was issued.
+    secret_generation: u64,
+    /// When the token expires.
+    exp: u64,
+    /// The Management API's audience.
+    audience: String,
+}
+
+impl Caller {
+    /// The scopes the caller holds right now: the token's, as long as its client still
+    /// exists with the same secret generation, limited to what its grant on the Management
+    /// API still gives, and only until the token expires. Read from the store's in-memory
+    /// records, so every management call re-checks at little cost.
+    fn current_scopes(
+        &self,
+        store: &crate::store::Store,
+        now: u64,
+    ) -> Result<Vec<String>, Response<Body>> {
+        let revoked = || management_error(StatusCode::UNAUTHORIZED, "Invalid token", None);
+        if now >= self.exp {
+            return Err(management_error(
+                StatusCode::UNAUTHORIZED,
+                "Expired token received for JSON Web Token validation",
+                None,
+            ));
+        }
+        let client = store
+            .client(&self.client_id)
+            .map_err(|e| manage_error(&e.into()))?
+            .filter(|client| client.secret_generation == self.secret_generation)
+            .ok_or_else(revoked)?;
+        let grant = store
+            .grant_for(&client.client_id, &self.audience)
+            .map_err(|e| manage_error(&e.into()))?
+            .ok_or_else(revoked)?;
+        Ok(self
+            .token_scopes
+            .iter()
+            .filter(|scope| grant.scope.contains(scope))
+            .cloned()
+            .collect())
+    }
+
+    /// Whether the caller holds every management scope: what changing the Management API
+    /// itself, its grants or the applications granted it takes, so no narrower scope can
+    /// be turned into a wider one.
+    fn holds_every_scope(&self, state: &AppState) -> Result<(), Response<Body>> {
+        let held = self.current_scopes(&state.store, now())?;
+        match manage::MANAGEMENT_SCOPES
+            .iter()
+            .find(|scope| !held.iter().any(|held| held == *scope))
+        {
+            None => Ok(()),
+            Some(_) => Err(management_error(
+                StatusCode::FORBIDDEN,
+                "Changing the Management API, its grants or the applications granted it \
+                 requires every management scope",
+                Some("insufficient_scope"),
+            )),
+        }
+    }
+}
+
+fn management_audience(state: &AppState) -> String {
+    audience(&state.tokens.tenant().issuer)
+}
+
+/// Checks the Bearer token, that what it was issued for still holds (see
+/// [`Caller::current_scopes`]) and that it carries `scope`.
+fn authorize<B>(
+    state: &AppState,
+    request: &Request<B>,
+    scope: &str,
+) -> Result<Caller, Response<Body>> {
     let token = request
         .headers()
         .get(AUTHORIZATION)
@@ -53,10 +143,10 @@ fn authorize<B>(state: &AppState, request: &Request<B>, scope: &str) -> Result<(
         .ok_or_else(|| {
             management_error(StatusCode::UNAUTHORIZED, "Missing authentication", None)
         })?;
-    let issuer = &state.tokens.tenant().issuer;
+    let now = now();
     let claims = state
         .tokens
-        .verify_access_token(token, &audience(issuer), now())
+        .verify_access_token(token, &management_audience(state), now)
         .map_err(|error| {
             let message = match error {
                 VerifyError::Expired => "Expired token received for JSON Web Token validation",
@@ -64,12 +154,38 @@ fn authorize<B>(state: &AppState, request: &Request<B>, scope: &str) -> Result<(
             };
             management_error(StatusCode::UNAUTHORIZED, message, None)
         })?;
-    let granted = claims
-        .get("scope")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if granted.split(' ').any(|s| s == scope) {
-        Ok(())
+    let invalid = || management_error(StatusCode::UNAUTHORIZED, "Invalid token", None);
+    let caller = Caller {
+        client_id: claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .and_then(|sub| sub.strip_suffix("@clients"))
+            .ok_or_else(invalid)?
+            .to_owned(),
+        token_scopes: claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|scope| !scope.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        secret_generation: claims
+            .get(crate::token::MANAGEMENT_SECRET_GENERATION)
+            .and_then(Value::as_u64)
+            .ok_or_else(invalid)?,
+        exp: claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or_else(invalid)?,
+        audience: management_audience(state),
+    };
+    if caller
+        .current_scopes(&state.store, now)?
+        .iter()
+        .any(|held| held == scope)
+    {
+        Ok(caller)
     } else {
         Err(management_error(
             StatusCode::FORBIDDEN,
@@ -77,6 +193,15 @@ fn authorize<B>(state: &AppState, request: &Request<B>, scope: &str) -> Result<(
             Some("insufficient_scope"),
         ))
     }
+}
+
+/// Whether `client_id` holds a grant on the Management API.
+fn is_management_client(state: &AppState, client_id: &str) -> Result<bool, Response<Body>> {
+    Ok(state
+        .store
+        .grant_for(client_id, &management_audience(state))
+        .map_err(|e| manage_error(&e.into()))?
+        .is_some())
 }
 
 /// Reads and parses a JSON body into `T`, rejecting unknown fields with a message naming them.
@@ -216,7 +341,15 @@ pub async fn handle<B: RequestBody>(
         (["resource-servers", id], &Method::GET) => get_api(state, request, id),
         (["resource-servers", id], &Method::PATCH) => patch_api(state, request, id).await,
         (["resource-servers", id], &Method::DELETE) => delete_api(state, request, id),
-        (["resource-servers"] | ["resource-servers", _], _) => Err(method_not_allowed()),
+        (["resource-servers", id, "rotate-secret"], &Method::POST) => {
+            rotate_api_secret(state, request, id)
+        }
+        (
+            ["resource-servers"]
+            | ["resource-servers", _]
+            | ["resource-servers", _, "rotate-secret"],
+            _,
+        ) => Err(method_not_allowed()),
         (["client-grants"], &Method::GET) => list_grants(state, request),
         (["client-grants"], &Method::POST) => create_grant(state, request).await,
         (["client-grants", id], &Method::PATCH) => patch_grant(state, request, id).await,
@@ -368,39 +501,55 @@ async fn rollback<B: RequestBody>(state: &AppState, request: Request<B>, id: &st
 }
 
 fn logs<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
-    authorize(state, &request, "read:logs")?;
+    let caller = authorize(state, &request, "read:logs")?;
     state.hooks.get(id).map_err(|e| manage_error(&e))?;
     if query(&request).iter().any(|(name, _)| name == "follow") {
-        return Ok(follow_logs(state, id));
+        return Ok(follow_logs(state, id, caller));
     }
     let entries = state.hook_log.recent(id);
     Ok(json_response(StatusCode::OK, &json!(entries)))
 }
 
 /// `?follow`: one JSON object per line (NDJSON) for every new invocation of the hook, for as
-/// long as the client keeps the connection open. A follower too slow to keep up is told how
-/// many entries it missed instead of stalling the token endpoint.
-fn follow_logs(state: &AppState, id: &str) -> Response<Body> {
+/// long as the client keeps the connection open and its token holds: the stream ends when the
+/// token expires, its client, grant or `read:logs` scope goes, or its secret is rotated
+/// (checked every [`FOLLOW_RECHECK`]). A follower too slow to keep up is told how many
+/// entries it missed instead of stalling the token endpoint.
+fn follow_logs(state: &AppState, id: &str, caller: Caller) -> Response<Body> {
     use http_body_util::BodyExt as _;
     use tokio::sync::broadcast::error::RecvError;
-    let receiver = state.hook_log.follow();
-    let hook_id = id.to_owned();
-    let lines =
-        futures_util::stream::unfold((receiver, hook_id), |(mut receiver, hook_id)| async move {
-            loop {
-                let line = match receiver.recv().await {
-                    Ok(entry) if entry.hook_id == hook_id => json!(entry),
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(missed)) => json!({"missed": missed}),
-                    Err(RecvError::Closed) => return None,
-                };
-                let frame = hyper::body::Frame::data(Bytes::from(format!("{line}\n")));
-                return Some((
-                    Ok::<_, std::convert::Infallible>(frame),
-                    (receiver, hook_id),
-                ));
-            }
-        });
+    let follower = Follower {
+        receiver: state.hook_log.follow(),
+        hook_id: id.to_owned(),
+        caller,
+        store: state.store.clone(),
+        recheck: tokio::time::interval(FOLLOW_RECHECK),
+    };
+    let lines = futures_util::stream::unfold(follower, |mut follower| async move {
+        loop {
+            let received = tokio::select! {
+                received = follower.receiver.recv() => received,
+                _ = follower.recheck.tick() => {
+                    let still_holds = follower
+                        .caller
+                        .current_scopes(&follower.store, now())
+                        .is_ok_and(|scopes| scopes.iter().any(|scope| scope == "read:logs"));
+                    if !still_holds {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            let line = match received {
+                Ok(entry) if entry.hook_id == follower.hook_id => json!(entry),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(missed)) => json!({"missed": missed}),
+                Err(RecvError::Closed) => return None,
+            };
+            let frame = hyper::body::Frame::data(Bytes::from(format!("{line}\n")));
+            return Some((Ok::<_, std::convert::Infallible>(frame), follower));
+        }
+    });
     let mut response = Response::new(http_body_util::StreamBody::new(lines).boxed());
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -464,8 +613,9 @@ fn client_with_secret(client: &Client, secret: &str) -> Value {
     value
 }
 
+/// An API as the Management API shows it; never its HS256 secret.
 fn api_json(api: &Api) -> Value {
-    let mut value = json!({
+    json!({
         "id": api.id,
         "identifier": api.identifier,
         "name": api.name,
@@ -474,9 +624,14 @@ fn api_json(api: &Api) -> Value {
         "signing_alg": api.signing_alg,
         "token_dialect": api.token_dialect,
         "hook_scope_policy": api.hook_scope_policy,
-    });
-    if let (Some(secret), Some(object)) = (&api.signing_secret, value.as_object_mut()) {
-        object.insert("signing_secret".into(), secret.clone().into());
+    })
+}
+
+/// The same, plus the HS256 secret: only in the answers that create or rotate it.
+fn api_with_secret(api: &Api, secret: Option<&str>) -> Value {
+    let mut value = api_json(api);
+    if let (Some(secret), Some(object)) = (secret, value.as_object_mut()) {
+        object.insert("signing_secret".into(), secret.into());
     }
     value
 }
@@ -512,14 +667,20 @@ fn get_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
 }
 
 async fn patch_client<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
-    authorize(state, &request, "update:clients")?;
+    let caller = authorize(state, &request, "update:clients")?;
+    if is_management_client(state, id)? {
+        caller.holds_every_scope(state)?;
+    }
     let body: ClientBody = json_body(state, request).await?;
     let client = manage::update_client(&state.store, id, body).map_err(|e| manage_error(&e))?;
     Ok(json_response(StatusCode::OK, &client_json(&client)))
 }
 
 fn delete_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
-    authorize(state, &request, "delete:clients")?;
+    let caller = authorize(state, &request, "delete:clients")?;
+    if is_management_client(state, id)? {
+        caller.holds_every_scope(state)?;
+    }
     state
         .store
         .delete_client(id)
@@ -528,7 +689,10 @@ fn delete_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
 }
 
 fn rotate_secret<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
-    authorize(state, &request, "update:clients")?;
+    let caller = authorize(state, &request, "update:clients")?;
+    if is_management_client(state, id)? {
+        caller.holds_every_scope(state)?;
+    }
     let (client, secret) = manage::rotate_client_secret(&state.store, &state.hasher, id)
         .map_err(|e| manage_error(&e))?;
     Ok(json_response(
@@ -550,8 +714,12 @@ fn list_apis<B>(state: &AppState, request: Request<B>) -> Reply {
 async fn create_api<B: RequestBody>(state: &AppState, request: Request<B>) -> Reply {
     authorize(state, &request, "create:resource_servers")?;
     let body: ApiBody = json_body(state, request).await?;
-    let api = manage::create_api_from(&state.store, body).map_err(|e| manage_error(&e))?;
-    Ok(json_response(StatusCode::CREATED, &api_json(&api)))
+    let (api, secret) = manage::create_api_from(&state.store, &state.secret_box, body)
+        .map_err(|e| manage_error(&e))?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &api_with_secret(&api, secret.as_deref()),
+    ))
 }
 
 fn get_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
@@ -564,16 +732,51 @@ fn get_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
 }
 
 async fn patch_api<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
-    authorize(state, &request, "update:resource_servers")?;
+    let caller = authorize(state, &request, "update:resource_servers")?;
     let body: ApiBody = json_body(state, request).await?;
-    let api = manage::update_api(&state.store, id, body).map_err(|e| manage_error(&e))?;
-    Ok(json_response(StatusCode::OK, &api_json(&api)))
+    if is_management_api(state, id)? {
+        caller.holds_every_scope(state)?;
+        if body.signing_alg == Some(crate::model::SigningAlg::HS256) {
+            // An HS256 secret is one more thing to leak, and clients would need it to verify.
+            return Err(management_error(
+                StatusCode::BAD_REQUEST,
+                "signing_alg: the Management API is signed with RS256, PS256 or ES256",
+                Some("operation_not_supported"),
+            ));
+        }
+    }
+    let (api, secret) = manage::update_api(&state.store, &state.secret_box, id, body)
+        .map_err(|e| manage_error(&e))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &api_with_secret(&api, secret.as_deref()),
+    ))
+}
+
+/// `POST /api/v2/resource-servers/{id}/rotate-secret`: a new HS256 signing secret, shown in
+/// this answer only.
+fn rotate_api_secret<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
+    authorize(state, &request, "update:resource_servers")?;
+    let (api, secret) = manage::rotate_api_secret(&state.store, &state.secret_box, id)
+        .map_err(|e| manage_error(&e))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &api_with_secret(&api, Some(&secret)),
+    ))
+}
+
+/// Whether API `id` is the Management API itself.
+fn is_management_api(state: &AppState, id: &str) -> Result<bool, Response<Body>> {
+    Ok(state
+        .store
+        .api(id)
+        .map_err(|e| manage_error(&e.into()))?
+        .is_some_and(|api| api.identifier == management_audience(state)))
 }
 
 fn delete_api<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "delete:resource_servers")?;
-    let management = audience(&state.tokens.tenant().issuer);
-    if matches!(state.store.api(id), Ok(Some(api)) if api.identifier == management) {
+    if is_management_api(state, id)? {
         return Err(management_error(
             StatusCode::BAD_REQUEST,
             "The Management API cannot be deleted",
@@ -608,21 +811,39 @@ fn list_grants<B>(state: &AppState, request: Request<B>) -> Reply {
 }
 
 async fn create_grant<B: RequestBody>(state: &AppState, request: Request<B>) -> Reply {
-    authorize(state, &request, "create:client_grants")?;
+    let caller = authorize(state, &request, "create:client_grants")?;
     let body: GrantBody = json_body(state, request).await?;
+    if body.audience.as_deref() == Some(management_audience(state).as_str()) {
+        caller.holds_every_scope(state)?;
+    }
     let grant = manage::create_grant_from(&state.store, body).map_err(|e| manage_error(&e))?;
     Ok(json_response(StatusCode::CREATED, &json!(grant)))
 }
 
+/// Whether grant `id` is a grant on the Management API.
+fn is_management_grant(state: &AppState, id: &str) -> Result<bool, Response<Body>> {
+    Ok(state
+        .store
+        .grant(id)
+        .map_err(|e| manage_error(&e.into()))?
+        .is_some_and(|grant| grant.audience == management_audience(state)))
+}
+
 async fn patch_grant<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
-    authorize(state, &request, "update:client_grants")?;
+    let caller = authorize(state, &request, "update:client_grants")?;
+    if is_management_grant(state, id)? {
+        caller.holds_every_scope(state)?;
+    }
     let body: GrantBody = json_body(state, request).await?;
     let grant = manage::update_grant(&state.store, id, body).map_err(|e| manage_error(&e))?;
     Ok(json_response(StatusCode::OK, &json!(grant)))
 }
 
 fn delete_grant<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
-    authorize(state, &request, "delete:client_grants")?;
+    let caller = authorize(state, &request, "delete:client_grants")?;
+    if is_management_grant(state, id)? {
+        caller.holds_every_scope(state)?;
+    }
     state
         .store
         .delete_grant(id)

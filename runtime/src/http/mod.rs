@@ -1,6 +1,7 @@
-//! The hyper front end: the accept loop, HTTP/1.1 connections with a header read timeout,
-//! bounded in-flight requests (503 with `Retry-After` beyond, never an unbounded queue),
-//! request ids, and graceful shutdown. Only this module knows hyper.
+//! The hyper front end: the accept loop with a bound on open connections, HTTP/1.1
+//! connections with a header read timeout, request ids, and graceful shutdown. How many
+//! requests are handled at once is bounded in [`routes`] (503 with `Retry-After` beyond,
+//! never an unbounded queue). Only this module knows hyper.
 
 // Handlers return `Result<Response, Response>`: the error is the reply to send, built once per
 // failed request, so boxing it would only add an allocation.
@@ -47,10 +48,17 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     /// How long a request's headers may take to arrive.
     pub header_timeout: Duration,
-    /// How long a request's body may take to arrive.
+    /// How long a request's whole body may take to arrive, however it trickles in.
     pub body_timeout: Duration,
-    /// Requests handled at once; more get 503 with `Retry-After`.
+    /// Token requests handled at once (counted from when the body is in); more get 503 with
+    /// `Retry-After`.
     pub max_in_flight: usize,
+    /// Other requests handled at once (JWKS, discovery, health, the Management API): a share
+    /// of their own, so a flood of token requests never shuts out verifiers or the operator.
+    pub reserved_in_flight: usize,
+    /// Connections open at once; further ones wait in the listen backlog until one closes.
+    /// Slow clients cost a connection each, never a request slot.
+    pub max_connections: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
@@ -62,6 +70,8 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_in_flight: 512,
+            reserved_in_flight: 64,
+            max_connections: 4096,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -93,10 +103,18 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, state } = self;
         let limits = state.limits;
-        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+        let connections = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            // A connection slot first: at the bound, new connections wait in the backlog.
+            let slot = tokio::select! {
+                slot = connections.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -111,11 +129,9 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let state = state.clone();
-            let in_flight = in_flight.clone();
             let service = service_fn(move |request: http::Request<Incoming>| {
                 let state = state.clone();
-                let in_flight = in_flight.clone();
-                async move { Ok::<_, Infallible>(serve_one(&state, &in_flight, peer, request).await) }
+                async move { Ok::<_, Infallible>(serve_one(&state, peer, request).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -126,6 +142,7 @@ impl Server {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, %peer, "connection ended with an error");
                 }
+                drop(slot);
             });
         }
         drop(listener);
@@ -140,17 +157,13 @@ impl Server {
 
 async fn serve_one(
     state: &AppState,
-    in_flight: &Arc<Semaphore>,
     peer: SocketAddr,
     request: http::Request<Incoming>,
 ) -> http::Response<error::Body> {
     let request_id = crate::secrets::random_alphanumeric(16);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = match in_flight.clone().try_acquire_owned() {
-        Err(_) => error::saturated(),
-        Ok(_permit) => routes::handle(state, peer, &request_id, request).await,
-    };
+    let mut response = routes::handle(state, peer, &request_id, request).await;
     let status = response.status();
     if status.is_server_error() {
         tracing::warn!(request_id, %method, path, status = status.as_u16(), "request failed");

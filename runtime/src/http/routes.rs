@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::HttpLimits;
 use super::RequestBody;
-use super::error::{Body, json_response, oauth_error, token_error};
+use super::error::{Body, json_response, oauth_error, saturated, token_error};
 use crate::hooklog::HookLogBook;
 use crate::hooks::RequestInfo;
 use crate::manage::HookManager;
@@ -31,12 +31,35 @@ pub struct AppState {
     pub store: crate::store::Store,
     /// Hashes new client secrets.
     pub hasher: crate::secrets::SecretHasher,
+    /// Seals new HS256 secrets.
+    pub secret_box: std::sync::Arc<crate::secrets::SecretBox>,
     /// Every hook's recent invocations.
     pub hook_log: std::sync::Arc<HookLogBook>,
     /// The authorization server metadata (RFC 8414), built once.
     pub metadata: Value,
     /// Body size and timing limits.
     pub limits: HttpLimits,
+    /// Slots for requests being handled.
+    pub admission: Admission,
+}
+
+/// Slots for requests being handled, in two pools: token requests take theirs once the body
+/// is in (a slow body holds a connection, never a slot), and everything else has a reserved
+/// pool of its own.
+#[derive(Debug)]
+pub struct Admission {
+    token: std::sync::Arc<tokio::sync::Semaphore>,
+    reserved: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Admission {
+    /// Pools of the sizes `limits` gives.
+    pub fn new(limits: &HttpLimits) -> Self {
+        Admission {
+            token: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+            reserved: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.reserved_in_flight)),
+        }
+    }
 }
 
 impl AppState {
@@ -46,6 +69,7 @@ impl AppState {
         hooks: HookManager,
         store: crate::store::Store,
         hasher: crate::secrets::SecretHasher,
+        secret_box: std::sync::Arc<crate::secrets::SecretBox>,
         hook_log: std::sync::Arc<HookLogBook>,
         limits: HttpLimits,
     ) -> Self {
@@ -67,8 +91,10 @@ impl AppState {
             hooks,
             store,
             hasher,
+            secret_box,
             hook_log,
             metadata,
+            admission: Admission::new(&limits),
             limits,
         }
     }
@@ -102,11 +128,17 @@ pub async fn handle<B: RequestBody>(
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    if (path.as_str(), &method) == ("/oauth/token", &Method::POST) {
+        // Takes its slot from the token pool once the body is in.
+        return token(state, peer, request_id, request).await;
+    }
+    let Ok(_slot) = state.admission.reserved.try_acquire() else {
+        return saturated();
+    };
     if path.starts_with("/api/v2/") {
         return super::management::handle(state, &path, request).await;
     }
     match (path.as_str(), method) {
-        ("/oauth/token", Method::POST) => token(state, peer, request_id, request).await,
         ("/oauth/token", _) => method_not_allowed("POST"),
         ("/.well-known/jwks.json", Method::GET | Method::HEAD) => {
             let mut response = json_response(StatusCode::OK, &state.tokens.jwks());
@@ -239,6 +271,16 @@ fn basic_credentials(request: &Request<impl Sized>) -> Result<Option<(String, St
     Ok(Some((unescape(id), unescape(secret))))
 }
 
+/// The host of a `Host` header without its port, as Express's `req.hostname` gives it: an
+/// IPv6 literal keeps its brackets (`[::1]:8080` is `[::1]`); a header that is not a valid
+/// authority is passed on as it came.
+fn host_name(host: &str) -> String {
+    match host.parse::<http::uri::Authority>() {
+        Ok(authority) => authority.host().to_owned(),
+        Err(_) => host.to_owned(),
+    }
+}
+
 /// Reads a whole request body of at most `max` bytes within the body timeout; the error is
 /// the response to send (413, 408 or 400).
 pub(super) async fn read_body<B: RequestBody>(
@@ -287,12 +329,7 @@ async fn token<B: RequestBody>(
             .and_then(|v: &HeaderValue| v.to_str().ok())
             .map(str::to_owned)
     };
-    let hostname = header(HOST)
-        .map(|host| {
-            host.rsplit_once(':')
-                .map_or(host.clone(), |(name, _)| name.to_owned())
-        })
-        .unwrap_or_default();
+    let hostname = header(HOST).as_deref().map(host_name).unwrap_or_default();
     let info = RequestInfo {
         ip: peer.ip().to_string(),
         hostname,
@@ -309,6 +346,9 @@ async fn token<B: RequestBody>(
     {
         Ok(bytes) => bytes,
         Err(response) => return response,
+    };
+    let Ok(_slot) = state.admission.token.try_acquire() else {
+        return saturated();
     };
     let params = match parameters(format, &bytes) {
         Ok(params) => params,
@@ -376,6 +416,15 @@ async fn token<B: RequestBody>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names_drop_the_port_and_keep_ipv6_brackets() {
+        assert_eq!(host_name("auth.example:8443"), "auth.example");
+        assert_eq!(host_name("auth.example"), "auth.example");
+        assert_eq!(host_name("[::1]:8080"), "[::1]");
+        assert_eq!(host_name("[2001:db8::7]"), "[2001:db8::7]");
+        assert_eq!(host_name("127.0.0.1:80"), "127.0.0.1");
+    }
 
     #[test]
     fn a_repeated_parameter_is_refused_in_a_form_and_in_json() {

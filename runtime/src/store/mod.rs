@@ -257,12 +257,13 @@ impl Store {
         self.durable(Self::put(&self.meta, TENANT, tenant))
     }
 
-    /// The installation's key for hashing client secrets, created once on first use.
-    pub fn secret_hash_key(&self, fresh: [u8; 32]) -> Result<Vec<u8>, StoreError> {
+    /// The installation's key for hashing client secrets (as stored: the caller seals it),
+    /// `fresh` stored on first use.
+    pub fn secret_hash_key(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
         // Only the first writer's key is kept; every later caller reads it back.
         let swapped =
             self.meta
-                .compare_and_swap(SECRET_HASH_KEY, None as Option<&[u8]>, Some(&fresh[..]))?;
+                .compare_and_swap(SECRET_HASH_KEY, None as Option<&[u8]>, Some(fresh))?;
         if swapped.is_ok() {
             self.durable(Ok(()))?;
         }
@@ -270,6 +271,22 @@ impl Store {
             .get(SECRET_HASH_KEY)?
             .map(|key| key.to_vec())
             .ok_or_else(|| StoreError::Storage("secret hash key vanished".to_owned()))
+    }
+
+    /// Replaces the stored client-secret key `current` with `replacement` (the same key in
+    /// another form); nothing changes if another writer got there first.
+    pub fn replace_secret_hash_key(
+        &self,
+        current: &[u8],
+        replacement: &[u8],
+    ) -> Result<(), StoreError> {
+        let swapped =
+            self.meta
+                .compare_and_swap(SECRET_HASH_KEY, Some(current), Some(replacement))?;
+        if swapped.is_ok() {
+            self.durable(Ok(()))?;
+        }
+        Ok(())
     }
 
     /// An application by `client_id`.
@@ -298,21 +315,27 @@ impl Store {
         })
     }
 
-    /// Replaces an existing application's record.
-    pub fn update_client(&self, client: &Client) -> Result<(), StoreError> {
+    /// Changes an existing application's record in one step: `change` is applied to the
+    /// record as stored at that moment and the result written (sled retries it if another
+    /// write overtook it), so two changes never undo each other; a stale PATCH cannot put
+    /// back a secret a rotation replaced. Returns the record written.
+    pub fn modify_client(
+        &self,
+        client_id: &str,
+        change: impl Fn(&mut Client),
+    ) -> Result<Client, StoreError> {
         self.write(|| {
-            let key = client.client_id.as_bytes();
-            self.clients.transaction(|clients| {
-                if clients.get(key)?.is_none() {
-                    return abort(StoreError::NotFound(format!(
-                        "no client {}",
-                        client.client_id
-                    )));
-                }
-                clients.insert(key, encode(client))?;
-                Ok(())
+            let key = client_id.as_bytes();
+            let written = self.clients.transaction(|clients| {
+                let Some(bytes) = clients.get(key)? else {
+                    return abort(StoreError::NotFound(format!("no client {client_id}")));
+                };
+                let mut client: Client = decode("clients", key, &bytes).or_else(abort)?;
+                change(&mut client);
+                clients.insert(key, encode(&client))?;
+                Ok(client)
             })?;
-            Ok(())
+            Ok(written)
         })
     }
 
@@ -681,6 +704,7 @@ mod tests {
             metadata: Default::default(),
             grant_types: vec!["client_credentials".to_owned()],
             secret_hash: "hash".to_owned(),
+            secret_generation: 0,
         }
     }
 
@@ -746,7 +770,9 @@ mod tests {
 
         // A clone shares the cache, as the server's handlers do.
         let writer = store.clone();
-        writer.update_client(&client("c1", "renamed")).unwrap();
+        writer
+            .modify_client("c1", |c| c.name = "renamed".to_owned())
+            .unwrap();
         writer.update_api(&api("a1", "https://api/", 120)).unwrap();
         writer
             .update_grant(&grant("g1", "c1", "https://api/", &["read", "write"]))
@@ -784,7 +810,9 @@ mod tests {
                 || "c1".to_owned(),
                 || {
                     let old = Store::get(&store.clients, "clients", b"c1");
-                    store.update_client(&client("c1", "new")).unwrap();
+                    store
+                        .modify_client("c1", |c| c.name = "new".to_owned())
+                        .unwrap();
                     old
                 },
             )
@@ -792,6 +820,42 @@ mod tests {
         assert_eq!(read.unwrap().name, "old", "the reader got what it read");
         assert_eq!(store.cache.len(), 0, "but did not cache it");
         assert_eq!(store.client("c1").unwrap().unwrap().name, "new");
+    }
+
+    #[test]
+    fn concurrent_client_changes_never_undo_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.insert_client(&client("c1", "start")).unwrap();
+        // Renames and rotations race; every rotation must survive every rename.
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for n in 0..25 {
+                        if thread % 2 == 0 {
+                            store
+                                .modify_client("c1", |c| {
+                                    c.secret_generation += 1;
+                                    c.secret_hash = format!("hash-{}", c.secret_generation);
+                                })
+                                .unwrap();
+                        } else {
+                            store
+                                .modify_client("c1", |c| c.name = format!("name-{thread}-{n}"))
+                                .unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let stored = store.client("c1").unwrap().unwrap();
+        assert_eq!(stored.secret_generation, 50);
+        assert_eq!(stored.secret_hash, "hash-50");
+        assert!(matches!(
+            store.modify_client("nobody", |_| {}),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]

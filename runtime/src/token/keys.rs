@@ -16,8 +16,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::model::{KeyState, SigningAlg, SigningKey};
-use crate::secrets::random_alphanumeric;
+use crate::model::{Api, KeyState, SigningAlg, SigningKey};
+use crate::secrets::{
+    AtRest, SEALED_HS256_SECRET, SEALED_SIGNING_KEY, SecretBox, random_alphanumeric,
+};
 
 /// Why keys could not be generated or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +64,16 @@ impl std::fmt::Debug for ParsedKey {
 }
 
 impl ParsedKey {
-    fn parse(key: &SigningKey) -> Result<Self, KeyError> {
+    fn parse(key: &SigningKey, secret_box: &SecretBox) -> Result<Self, KeyError> {
         let unusable = |detail: String| KeyError::Unusable {
             kid: key.kid.clone(),
             detail,
         };
+        let encoded = secret_box
+            .reveal(SEALED_SIGNING_KEY, &key.kid, &key.pkcs8)
+            .map_err(|error| unusable(error.to_string()))?;
         let der = STANDARD
-            .decode(&key.pkcs8)
+            .decode(&encoded)
             .map_err(|error| unusable(error.to_string()))?;
         let material = match key.alg {
             SigningAlg::RS256 | SigningAlg::PS256 => {
@@ -148,16 +153,24 @@ impl ParsedKey {
 }
 
 /// One rotation, per asymmetric algorithm: the next key becomes current, the current one
-/// becomes previous (still published, so tokens it signed verify until they expire), the
-/// previous one is dropped, and a new next key is generated.
-pub fn rotate(keys: &[SigningKey], now: u64) -> Result<Vec<SigningKey>, KeyError> {
+/// retires (still published, so tokens it signed verify until they expire), and a new next
+/// key is generated. A retired key is dropped once `keep_retired` seconds (the longest token
+/// lifetime of any API) have passed since it stopped signing: however often keys rotate, no
+/// live token's key goes unpublished.
+pub fn rotate(
+    keys: &[SigningKey],
+    now: u64,
+    keep_retired: u64,
+    secret_box: &SecretBox,
+) -> Result<Vec<SigningKey>, KeyError> {
     let mut rotated = Vec::new();
     for alg in SigningAlg::ASYMMETRIC {
         for key in keys.iter().filter(|key| key.alg == alg) {
             match key.state {
-                KeyState::Previous => {}
+                KeyState::Previous => rotated.push(key.clone()),
                 KeyState::Current => rotated.push(SigningKey {
                     state: KeyState::Previous,
+                    retired_at: Some(now),
                     ..key.clone()
                 }),
                 KeyState::Next => rotated.push(SigningKey {
@@ -166,13 +179,33 @@ pub fn rotate(keys: &[SigningKey], now: u64) -> Result<Vec<SigningKey>, KeyError
                 }),
             }
         }
-        rotated.push(generate(alg, KeyState::Next, now)?);
+        rotated.push(generate(alg, KeyState::Next, now, secret_box)?);
     }
-    Ok(rotated)
+    Ok(drop_expired_retired(rotated, now, keep_retired))
 }
 
-/// Generates a new key pair for an asymmetric algorithm.
-pub fn generate(alg: SigningAlg, state: KeyState, now: u64) -> Result<SigningKey, KeyError> {
+/// `keys` without the retired keys no token they signed can still be live in: retired more
+/// than `keep_retired` seconds before `now`. A retired key without a retirement time (stored
+/// before it was recorded) counts as retired `now`.
+pub fn drop_expired_retired(keys: Vec<SigningKey>, now: u64, keep_retired: u64) -> Vec<SigningKey> {
+    keys.into_iter()
+        .filter_map(|mut key| {
+            if key.state != KeyState::Previous {
+                return Some(key);
+            }
+            let retired_at = *key.retired_at.get_or_insert(now);
+            (now < retired_at.saturating_add(keep_retired)).then_some(key)
+        })
+        .collect()
+}
+
+/// Generates a new key pair for an asymmetric algorithm, its private half sealed.
+pub fn generate(
+    alg: SigningAlg,
+    state: KeyState,
+    now: u64,
+    secret_box: &SecretBox,
+) -> Result<SigningKey, KeyError> {
     let pkcs8 = match alg {
         SigningAlg::RS256 | SigningAlg::PS256 => RsaKeyPair::generate(KeySize::Rsa2048)
             .and_then(|pair| pair.as_der().map(|der| der.as_ref().to_vec()))
@@ -182,13 +215,32 @@ pub fn generate(alg: SigningAlg, state: KeyState, now: u64) -> Result<SigningKey
             .map_err(|_| KeyError::Generate("P-256"))?,
         SigningAlg::HS256 => return Err(KeyError::Generate("HS256 (per-API secret)")),
     };
+    let kid = random_alphanumeric(24);
     Ok(SigningKey {
-        kid: random_alphanumeric(24),
+        pkcs8: seal_private_key(secret_box, &kid, &STANDARD.encode(pkcs8)),
+        kid,
         alg,
-        pkcs8: STANDARD.encode(pkcs8),
         state,
         created_at: now,
+        retired_at: None,
     })
+}
+
+/// A private key (PKCS#8, base64) as the store keeps it: sealed, with its kid as the place.
+pub fn seal_private_key(secret_box: &SecretBox, kid: &str, pkcs8_base64: &str) -> AtRest {
+    AtRest::Sealed(secret_box.seal_bytes(SEALED_SIGNING_KEY, kid, pkcs8_base64.as_bytes()))
+}
+
+/// `key` with its private half sealed, if it was stored in clear before sealing existed;
+/// `None` when it is sealed already.
+pub fn sealed_if_clear(key: &SigningKey, secret_box: &SecretBox) -> Option<SigningKey> {
+    match &key.pkcs8 {
+        AtRest::Sealed(_) => None,
+        AtRest::Clear(text) => Some(SigningKey {
+            pkcs8: seal_private_key(secret_box, &key.kid, text),
+            ..key.clone()
+        }),
+    }
 }
 
 /// Why a presented token was not accepted.
@@ -211,12 +263,13 @@ struct Verifier {
 
 /// The parsed signing keys: the current one per algorithm signs; all are published, and all
 /// verify.
-#[derive(Default)]
 pub struct KeyRing {
     current: HashMap<SigningAlg, Arc<ParsedKey>>,
     published: Vec<Arc<ParsedKey>>,
     verifiers: HashMap<String, Verifier>,
     rng: SystemRandom,
+    /// Opens the sealed private keys and HS256 secrets, and seals new ones.
+    secret_box: Arc<SecretBox>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -229,10 +282,16 @@ impl std::fmt::Debug for KeyRing {
 
 impl KeyRing {
     /// Parses stored keys.
-    pub fn from_keys(keys: &[SigningKey]) -> Result<Self, KeyError> {
-        let mut ring = KeyRing::default();
+    pub fn from_keys(keys: &[SigningKey], secret_box: Arc<SecretBox>) -> Result<Self, KeyError> {
+        let mut ring = KeyRing {
+            current: HashMap::new(),
+            published: Vec::new(),
+            verifiers: HashMap::new(),
+            rng: SystemRandom::new(),
+            secret_box,
+        };
         for key in keys {
-            let parsed = Arc::new(ParsedKey::parse(key)?);
+            let parsed = Arc::new(ParsedKey::parse(key, &ring.secret_box)?);
             if key.state == KeyState::Current {
                 ring.current.insert(key.alg, parsed.clone());
             }
@@ -326,6 +385,32 @@ impl KeyRing {
             .collect()
     }
 
+    /// The secrets key the ring's private keys are sealed under.
+    pub fn secret_box(&self) -> &Arc<SecretBox> {
+        &self.secret_box
+    }
+
+    /// The HMAC key `api` signs HS256 tokens with (`None` for the asymmetric algorithms): its
+    /// sealed `signing_secret` opened, then read in the API's [`SecretKeyForm`].
+    pub fn hs256_key(&self, api: &Api) -> Result<Option<Vec<u8>>, KeyError> {
+        let Some(stored) = &api.signing_secret else {
+            return Ok(None);
+        };
+        let unusable = |detail: &str| KeyError::Unusable {
+            kid: format!("HS256 secret of API {}", api.id),
+            detail: detail.to_owned(),
+        };
+        let text = self
+            .secret_box
+            .reveal(SEALED_HS256_SECRET, &api.id, stored)
+            .map_err(|error| unusable(&error.to_string()))?;
+        let text = std::str::from_utf8(&text).map_err(|_| unusable("not text"))?;
+        api.signing_secret_form
+            .key_bytes(text)
+            .map(Some)
+            .ok_or_else(|| unusable("not in its stored form"))
+    }
+
     /// `{"keys": [...]}`: every published public key.
     pub fn jwks(&self) -> Value {
         json!({ "keys": self.published.iter().map(|key| key.jwk()).collect::<Vec<_>>() })
@@ -374,39 +459,70 @@ impl KeyRing {
 mod tests {
     use super::*;
 
+    fn test_box() -> Arc<SecretBox> {
+        Arc::new(SecretBox::new(&[7; 32]))
+    }
+
     #[test]
-    fn rotation_promotes_next_retires_current_and_drops_previous() {
+    fn rotation_keeps_retired_keys_published_until_no_token_they_signed_can_be_live() {
+        let secret_box = test_box();
         let mut keys: Vec<SigningKey> = KeyRing::missing(&[])
             .into_iter()
-            .map(|(alg, state)| generate(alg, state, 0).unwrap())
+            .map(|(alg, state)| generate(alg, state, 0, &secret_box).unwrap())
             .collect();
         assert_eq!(keys.len(), 6);
-        let current_of = |keys: &[SigningKey], alg, state| {
+        let kid_of = |keys: &[SigningKey], alg, state| {
             keys.iter()
                 .find(|k| k.alg == alg && k.state == state)
                 .map(|k| k.kid.clone())
         };
-        let next_before = current_of(&keys, SigningAlg::ES256, KeyState::Next);
-        let current_before = current_of(&keys, SigningAlg::ES256, KeyState::Current);
-        keys = rotate(&keys, 1).unwrap();
+        let next_before = kid_of(&keys, SigningAlg::ES256, KeyState::Next);
+        let current_before = kid_of(&keys, SigningAlg::ES256, KeyState::Current);
+        // Tokens live 100 s; three rotations 10 s apart keep all three retired keys.
+        keys = rotate(&keys, 1_000, 100, &secret_box).unwrap();
         assert_eq!(
-            current_of(&keys, SigningAlg::ES256, KeyState::Current),
+            kid_of(&keys, SigningAlg::ES256, KeyState::Current),
             next_before
         );
         assert_eq!(
-            current_of(&keys, SigningAlg::ES256, KeyState::Previous),
+            kid_of(&keys, SigningAlg::ES256, KeyState::Previous),
             current_before
         );
         assert_eq!(keys.len(), 9);
-        keys = rotate(&keys, 2).unwrap();
-        assert_eq!(keys.len(), 9, "one previous key per algorithm is kept");
+        keys = rotate(&keys, 1_010, 100, &secret_box).unwrap();
+        keys = rotate(&keys, 1_020, 100, &secret_box).unwrap();
+        assert_eq!(
+            keys.len(),
+            6 + 3 * 3,
+            "every retired key is still published"
+        );
         assert!(KeyRing::missing(&keys).is_empty());
+        // 100 s after the first retirement, its keys go; the later ones stay.
+        keys = rotate(&keys, 1_100, 100, &secret_box).unwrap();
+        assert_eq!(keys.len(), 6 + 3 * 3);
+        assert!(!keys.iter().any(|k| Some(&k.kid) == current_before.as_ref()));
+        assert!(
+            keys.iter()
+                .all(|k| k.state != KeyState::Previous || k.retired_at >= Some(1_010))
+        );
+        // Retired keys stored without a time count as retired at the next rotation.
+        let mut undated = keys.clone();
+        for key in &mut undated {
+            key.retired_at = None;
+        }
+        let kept = drop_expired_retired(undated, 5_000, 100);
+        assert_eq!(kept.len(), keys.len());
+        assert!(
+            kept.iter()
+                .all(|k| k.state != KeyState::Previous || k.retired_at == Some(5_000))
+        );
     }
 
     #[test]
     fn verification_checks_expiry_against_the_callers_clock_and_rejects_other_keys() {
-        let key = generate(SigningAlg::ES256, KeyState::Current, 0).unwrap();
-        let ring = KeyRing::from_keys(std::slice::from_ref(&key)).unwrap();
+        let secret_box = test_box();
+        let key = generate(SigningAlg::ES256, KeyState::Current, 0, &secret_box).unwrap();
+        let ring = KeyRing::from_keys(std::slice::from_ref(&key), secret_box.clone()).unwrap();
         let claims = json!({"iss": "https://i/", "aud": "a", "sub": "s", "exp": 1_000});
         let token = ring
             .sign_jwt(SigningAlg::ES256, None, "JWT", &claims)
@@ -425,14 +541,67 @@ mod tests {
             Err(VerifyError::Invalid)
         );
         // Another ring's key (same kid space, different key) does not verify it.
-        let other = KeyRing::from_keys(&[SigningKey {
-            kid: key.kid.clone(),
-            ..generate(SigningAlg::ES256, KeyState::Current, 0).unwrap()
-        }])
+        let another = generate(SigningAlg::ES256, KeyState::Current, 0, &secret_box).unwrap();
+        let another_pkcs8 = secret_box
+            .reveal(SEALED_SIGNING_KEY, &another.kid, &another.pkcs8)
+            .unwrap();
+        let other = KeyRing::from_keys(
+            &[SigningKey {
+                kid: key.kid.clone(),
+                pkcs8: seal_private_key(
+                    &secret_box,
+                    &key.kid,
+                    std::str::from_utf8(&another_pkcs8).unwrap(),
+                ),
+                ..another
+            }],
+            secret_box.clone(),
+        )
         .unwrap();
         assert_eq!(
             other.verify(&token, "https://i/", "a", 999),
             Err(VerifyError::Invalid)
         );
+    }
+
+    #[test]
+    fn private_keys_are_sealed_to_their_kid_and_clear_ones_from_before_still_load() {
+        let secret_box = test_box();
+        let key = generate(SigningAlg::ES256, KeyState::Current, 0, &secret_box).unwrap();
+        let stored = serde_json::to_string(&key).unwrap();
+        let pkcs8 = secret_box
+            .reveal(SEALED_SIGNING_KEY, &key.kid, &key.pkcs8)
+            .unwrap();
+        let pkcs8 = std::str::from_utf8(&pkcs8).unwrap();
+        assert!(
+            !stored.contains(pkcs8),
+            "the record holds no private key in clear"
+        );
+        // Under another secrets key, or moved to another kid, it does not open.
+        assert!(
+            KeyRing::from_keys(
+                std::slice::from_ref(&key),
+                Arc::new(SecretBox::new(&[8; 32]))
+            )
+            .is_err()
+        );
+        let moved = SigningKey {
+            kid: "another".to_owned(),
+            ..key.clone()
+        };
+        assert!(KeyRing::from_keys(&[moved], secret_box.clone()).is_err());
+        // A record written before sealing (base64 in clear) still signs, and seals once.
+        let clear: SigningKey = serde_json::from_str(
+            &serde_json::to_string(&json!({
+                "kid": key.kid, "alg": "ES256", "pkcs8": pkcs8, "state": "current", "created_at": 0,
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(clear.pkcs8, AtRest::Clear(_)));
+        assert!(KeyRing::from_keys(std::slice::from_ref(&clear), secret_box.clone()).is_ok());
+        let sealed = sealed_if_clear(&clear, &secret_box).expect("sealed now");
+        assert!(sealed_if_clear(&sealed, &secret_box).is_none());
+        assert!(KeyRing::from_keys(&[sealed], secret_box.clone()).is_ok());
     }
 }

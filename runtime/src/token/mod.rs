@@ -23,6 +23,14 @@ use crate::secrets::{SecretHasher, random_bytes};
 use crate::store::{Store, StoreError};
 use keys::KeyRing;
 
+/// The claim a Management API token carries its client's secret generation in (see
+/// [`crate::model::Client::secret_generation`]).
+pub const MANAGEMENT_SECRET_GENERATION: &str = "secret_generation";
+
+/// The stored hash an unknown client's secret is compared with: the same HMAC and comparison
+/// as for a known client, and it matches no secret.
+const NO_CLIENT_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// The grant type this server issues tokens for.
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 
@@ -232,10 +240,14 @@ impl TokenService {
                 client_secret,
             } => (client_id, client_secret, false),
         };
-        let mut client = self
-            .store
-            .client(client_id)?
-            .filter(|client| self.hasher.verify(secret, &client.secret_hash))
+        // One HMAC whether or not the client exists, so timing does not tell which ids do.
+        let found = self.store.client(client_id)?;
+        let stored_hash = found
+            .as_ref()
+            .map_or(NO_CLIENT_HASH, |client| client.secret_hash.as_str());
+        let secret_matches = self.hasher.verify(secret, stored_hash);
+        let mut client = found
+            .filter(|_| secret_matches)
             .ok_or(TokenError::InvalidClient { used_basic })?;
         if !client.grant_types.iter().any(|g| g == CLIENT_CREDENTIALS) {
             return Err(TokenError::UnauthorizedClient(
@@ -376,6 +388,13 @@ impl TokenService {
             }
         }
 
+        if for_management {
+            // What each management call re-checks: a rotation ends the tokens issued before.
+            custom_claims.insert(
+                MANAGEMENT_SECRET_GENERATION.into(),
+                client.secret_generation.into(),
+            );
+        }
         let access_token = self.sign(&api, &client.client_id, &scopes, custom_claims, now)?;
         Ok(IssuedToken {
             access_token,
@@ -421,25 +440,32 @@ impl TokenService {
             // win regardless.
             claims.entry(name).or_insert(value);
         }
-        let secret = api
-            .signing_secret
-            .as_deref()
-            .map(|secret| api.signing_secret_form.key_bytes(secret))
-            .map(|key| key.ok_or(TokenError::Internal))
-            .transpose()?;
-        self.keys
-            .load()
-            .sign_jwt(
-                api.signing_alg,
-                secret.as_deref(),
-                typ,
-                &Value::Object(claims),
-            )
-            .map_err(|error| {
-                tracing::error!(%error, api = %api.identifier, "signing failed");
-                TokenError::Internal
-            })
+        let ring = self.keys.load();
+        let secret = ring.hs256_key(api).map_err(|error| {
+            tracing::error!(%error, api = %api.identifier, "the HS256 secret is unusable");
+            TokenError::Internal
+        })?;
+        ring.sign_jwt(
+            api.signing_alg,
+            secret.as_deref(),
+            typ,
+            &Value::Object(claims),
+        )
+        .map_err(|error| {
+            tracing::error!(%error, api = %api.identifier, "signing failed");
+            TokenError::Internal
+        })
     }
+}
+
+/// The longest token lifetime of any API: how long a retired signing key stays published.
+pub fn longest_token_lifetime(store: &Store) -> Result<u64, StoreError> {
+    Ok(store
+        .apis()?
+        .iter()
+        .map(|api| api.token_lifetime)
+        .max()
+        .unwrap_or(0))
 }
 
 /// Rotates the signing keys of a [`TokenService`] (see [`TokenService::key_rotator`]).
@@ -458,11 +484,13 @@ impl KeyRotator {
         // One rotation at a time: each reads the set the previous one wrote.
         let _one_at_a_time = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
         let stored = self.store.signing_keys()?;
-        let rotated = keys::rotate(&stored, now).map_err(|error| {
+        let secret_box = self.keys.load().secret_box().clone();
+        let keep_retired = longest_token_lifetime(&self.store)?;
+        let rotated = keys::rotate(&stored, now, keep_retired, &secret_box).map_err(|error| {
             tracing::error!(%error, "key rotation failed");
             TokenError::Internal
         })?;
-        let ring = KeyRing::from_keys(&rotated).map_err(|error| {
+        let ring = KeyRing::from_keys(&rotated, secret_box).map_err(|error| {
             tracing::error!(%error, "rotated keys are unusable");
             TokenError::Internal
         })?;
