@@ -866,3 +866,79 @@ async fn a_body_that_keeps_trickling_is_cut_off_by_its_total_time() {
     assert!(answer.contains("not received in time"), "{answer}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_405s_name_the_allowed_methods_and_discovery_lists_only_what_is_supported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    for (method, path, allow) in [
+        (Method::PUT, "/api/v2/clients", "GET, POST"),
+        (Method::POST, "/api/v2/clients/abc", "GET, PATCH, DELETE"),
+        (Method::GET, "/api/v2/clients/abc/rotate-secret", "POST"),
+        (Method::GET, "/api/v2/client-grants/abc", "PATCH, DELETE"),
+        (Method::DELETE, "/api/v2/keys/signing", "GET"),
+        (Method::GET, "/api/v2/hooks/abc/module", "PUT"),
+        (
+            Method::PUT,
+            "/api/v2/hooks/abc/secrets",
+            "GET, POST, PATCH, DELETE",
+        ),
+        (
+            Method::GET,
+            "/api/v2/resource-servers/abc/rotate-secret",
+            "POST",
+        ),
+    ] {
+        let reply =
+            hookd_tests::send(method.clone(), &format!("{}{path}", server.base), &[], "").await;
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.text);
+        assert_eq!(reply.json["statusCode"], 405, "{method} {path}");
+        assert_eq!(
+            reply
+                .headers
+                .get("allow")
+                .map(|v| v.to_str().expect("ascii")),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+    let missing = hookd_tests::send(
+        Method::GET,
+        &format!("{}/api/v2/nothing", server.base),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    let metadata = hookd_tests::send(
+        Method::GET,
+        &format!("{}/.well-known/oauth-authorization-server", server.base),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(metadata.status, 200);
+    // hookd issues no ID tokens and takes no signed client assertions: nothing to advertise.
+    assert!(
+        metadata
+            .json
+            .get("id_token_signing_alg_values_supported")
+            .is_none(),
+        "{}",
+        metadata.text
+    );
+    assert!(
+        metadata
+            .json
+            .get("token_endpoint_auth_signing_alg_values_supported")
+            .is_none(),
+        "{}",
+        metadata.text
+    );
+    assert_eq!(
+        metadata.json["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+    server.stop().await;
+}

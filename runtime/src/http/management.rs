@@ -293,8 +293,29 @@ fn not_found() -> Response<Body> {
     management_error(StatusCode::NOT_FOUND, "Not found", None)
 }
 
-fn method_not_allowed() -> Response<Body> {
-    management_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None)
+/// 405 with the `Allow` header RFC 9110 §15.5.6 asks for.
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = management_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None);
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    response
+}
+
+/// The methods a Management API path answers to; `None` for a path that does not exist.
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["hooks" | "clients" | "resource-servers" | "client-grants"] => "GET, POST",
+        ["hooks" | "clients" | "resource-servers", _] => "GET, PATCH, DELETE",
+        ["client-grants", _] => "PATCH, DELETE",
+        ["clients" | "resource-servers", _, "rotate-secret"]
+        | ["hooks", _, "rollback"]
+        | ["keys", "signing", "rotate"] => "POST",
+        ["hooks", _, "module"] => "PUT",
+        ["hooks", _, "versions" | "logs"] | ["keys", "signing"] => "GET",
+        ["hooks", _, "secrets"] => "GET, POST, PATCH, DELETE",
+        _ => return None,
+    })
 }
 
 /// Routes `/api/v2/...`.
@@ -333,9 +354,6 @@ pub async fn handle<B: RequestBody>(
         (["clients", id], &Method::PATCH) => patch_client(state, request, id).await,
         (["clients", id], &Method::DELETE) => delete_client(state, request, id),
         (["clients", id, "rotate-secret"], &Method::POST) => rotate_secret(state, request, id),
-        (["clients"] | ["clients", _] | ["clients", _, "rotate-secret"], _) => {
-            Err(method_not_allowed())
-        }
         (["resource-servers"], &Method::GET) => list_apis(state, request),
         (["resource-servers"], &Method::POST) => create_api(state, request).await,
         (["resource-servers", id], &Method::GET) => get_api(state, request, id),
@@ -344,31 +362,16 @@ pub async fn handle<B: RequestBody>(
         (["resource-servers", id, "rotate-secret"], &Method::POST) => {
             rotate_api_secret(state, request, id)
         }
-        (
-            ["resource-servers"]
-            | ["resource-servers", _]
-            | ["resource-servers", _, "rotate-secret"],
-            _,
-        ) => Err(method_not_allowed()),
         (["client-grants"], &Method::GET) => list_grants(state, request),
         (["client-grants"], &Method::POST) => create_grant(state, request).await,
         (["client-grants", id], &Method::PATCH) => patch_grant(state, request, id).await,
         (["client-grants", id], &Method::DELETE) => delete_grant(state, request, id),
-        (["client-grants"] | ["client-grants", _], _) => Err(method_not_allowed()),
         (["keys", "signing"], &Method::GET) => signing_keys(state, request),
         (["keys", "signing", "rotate"], &Method::POST) => rotate_keys(state, request).await,
-        (["keys", "signing"] | ["keys", "signing", "rotate"], _) => Err(method_not_allowed()),
-        (
-            ["hooks"]
-            | ["hooks", _]
-            | [
-                "hooks",
-                _,
-                "module" | "versions" | "rollback" | "logs" | "secrets",
-            ],
-            _,
-        ) => Err(method_not_allowed()),
-        _ => Err(not_found()),
+        (segments, _) => match allowed_methods(segments) {
+            Some(allow) => Err(method_not_allowed(allow)),
+            None => Err(not_found()),
+        },
     };
     result.unwrap_or_else(|response| response)
 }

@@ -83,8 +83,6 @@ impl AppState {
             "response_types_supported": ["token"],
             "scopes_supported": [],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "HS256"],
         });
         AppState {
             tokens,
