@@ -34,6 +34,10 @@ pub enum ManageError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Something on the server broke (a stored secret that will not open, a module missing
+    /// from the store, a task that died): not the caller's doing. The detail is for the log.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// The Management API's audience for an issuer: `<issuer>api/v2/`.
@@ -243,10 +247,10 @@ pub fn reveal_signing_secret(
     };
     let bytes = secret_box
         .reveal(SEALED_HS256_SECRET, &api.id, stored)
-        .map_err(|error| ManageError::Invalid(format!("signing_secret: {error}")))?;
+        .map_err(|error| ManageError::Internal(format!("signing_secret: {error}")))?;
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| ManageError::Invalid("signing_secret: not text".to_owned()))
+        .map_err(|_| ManageError::Internal("signing_secret: not text".to_owned()))
 }
 
 /// A new grant of `scope` on `audience` to `client_id`; both must exist and every scope
@@ -475,7 +479,7 @@ impl HookManager {
                 self.secret_box
                     .open(&hook.id, name, sealed)
                     .map(|value| (name.clone(), value))
-                    .map_err(|error| ManageError::Invalid(format!("secret {name}: {error}")))
+                    .map_err(|error| ManageError::Internal(format!("secret {name}: {error}")))
             })
             .collect()
     }
@@ -521,11 +525,11 @@ impl HookManager {
                 let module = self
                     .store
                     .module(&sha)?
-                    .ok_or_else(|| ManageError::Invalid(format!("module {sha} is missing")))?;
+                    .ok_or_else(|| ManageError::Internal(format!("module {sha} is missing")))?;
                 let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
                 tokio::task::spawn_blocking(move || engine.load(trigger, &module, limits))
                     .await
-                    .map_err(|error| ManageError::Invalid(error.to_string()))??
+                    .map_err(|error| ManageError::Internal(error.to_string()))??
             }
         };
         self.with_settings(hook, loaded).map(Some)
@@ -612,7 +616,7 @@ impl HookManager {
             (module, checked)
         })
         .await
-        .map_err(|error| ManageError::Invalid(error.to_string()))?;
+        .map_err(|error| ManageError::Internal(error.to_string()))?;
         let loaded = checked?;
         let sha256 = hex::encode(Sha256::digest(&module));
         let version = HookVersion {

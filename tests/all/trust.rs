@@ -942,3 +942,30 @@ async fn management_405s_name_the_allowed_methods_and_discovery_lists_only_what_
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_secret_that_will_not_open_is_a_500_that_names_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    seed(dir.path(), Some(SEED));
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    // A hook secret sealed under some other key lands in the store (a restored backup, say).
+    let mut hook = server.store.hooks().expect("hooks").remove(0);
+    let foreign = hookd::secrets::SecretBox::new(&[9; 32]).seal(&hook.id, "API_KEY", "value");
+    hook.secrets.insert("API_KEY".to_owned(), foreign);
+    server.store.update_hook(&hook).expect("update");
+    let renamed = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{}", hook.id),
+        Some(json!({"name": "renamed"})),
+    )
+    .await;
+    assert_eq!(renamed.status, 500, "{}", renamed.text);
+    assert_eq!(
+        renamed.json,
+        json!({"statusCode": 500, "error": "Internal Server Error", "message": "Internal error"})
+    );
+    server.stop().await;
+}

@@ -158,5 +158,9 @@ pub fn manage_error(error: &crate::manage::ManageError) -> Response<Body> {
             tracing::error!(error = %other, "store error in the Management API");
             management_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None)
         }
+        ManageError::Internal(detail) => {
+            tracing::error!(%detail, "internal failure in the Management API");
+            management_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None)
+        }
     }
 }
