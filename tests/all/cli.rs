@@ -679,3 +679,36 @@ async fn an_acknowledged_secret_rotation_survives_a_crash() {
     let new = form_token(&base, &client_id, &new_secret, &audience).await;
     assert_ne!(new.json["error"], "invalid_client", "{}", new.text);
 }
+
+#[test]
+fn hook_output_printed_as_text_has_its_control_characters_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let event = sample_event();
+    let hook = dir.path().join("noisy.js");
+    std::fs::write(
+        &hook,
+        "module.exports = function (client, scope, audience, context, cb) {\n\
+         \x20 console.log('\\x1b[2J\\x1b]0;owned\\x07cleared');\n\
+         \x20 cb(new InvalidRequestError('no \\x1b[31mred\\x1b[0m tokens'));\n\
+         };\n",
+    )
+    .expect("write");
+    let out = run(&[
+        "hooks",
+        "test",
+        hook.to_str().expect("utf-8"),
+        "--event",
+        event.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.stdout.iter().any(|&b| b == 0x1b || b == 0x07),
+        "raw control characters reached the terminal: {text:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(r"\u{1b}[2J\u{1b}]0;owned\u{7}cleared"),
+        "{text}"
+    );
+    assert!(text.contains(r"no \u{1b}[31mred\u{1b}[0m tokens"), "{text}");
+}

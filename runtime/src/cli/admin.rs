@@ -192,7 +192,9 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                         let cells: Vec<String> = columns
                             .iter()
                             .map(|(_, field)| match entry.pointer(field) {
-                                Some(Value::String(text)) => text.trim_end().replace('\n', " | "),
+                                Some(Value::String(text)) => {
+                                    super::terminal::safe(&text.trim_end().replace('\n', " | "))
+                                }
                                 Some(Value::Null) | None => "-".to_owned(),
                                 Some(other) => other.to_string(),
                             })

@@ -243,7 +243,7 @@ pub fn print(value: &Value, columns: &[(&str, &str)], as_json: bool) {
         other => vec![other],
     };
     let cell = |row: &Value, field: &str| -> String {
-        match row.pointer(field) {
+        super::terminal::safe(&match row.pointer(field) {
             None | Some(Value::Null) => "-".to_owned(),
             Some(Value::String(text)) => text.clone(),
             Some(Value::Array(items)) => items
@@ -252,7 +252,7 @@ pub fn print(value: &Value, columns: &[(&str, &str)], as_json: bool) {
                 .collect::<Vec<_>>()
                 .join(" "),
             Some(other) => other.to_string(),
-        }
+        })
     };
     let table: Vec<Vec<String>> =
         std::iter::once(columns.iter().map(|(h, _)| h.to_string()).collect())

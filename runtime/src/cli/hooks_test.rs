@@ -94,6 +94,7 @@ fn load_text(source: LoadSource) -> String {
 fn report_text(args: &HooksTestArgs, hook: &LoadedHook, invocation: &Invocation) -> String {
     let mut out = String::new();
     let mut line = |label: &str, value: &str| {
+        let value = super::terminal::safe(value);
         let mut lines = value.lines();
         out.push_str(&format!("{label:<9}{}\n", lines.next().unwrap_or_default()));
         for more in lines {

@@ -6,6 +6,7 @@ mod demo;
 mod hook_source;
 mod hooks_test;
 mod serve;
+mod terminal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
