@@ -271,14 +271,11 @@ pub fn client_secret_hasher(
 /// Seals what an earlier hookd stored in clear: private signing keys and HS256 secrets.
 fn seal_stored_secrets(store: &Store, secret_box: &SecretBox) -> Result<(), StartError> {
     let stored = store.signing_keys()?;
-    if stored
+    let sealed: Vec<_> = stored
         .iter()
-        .any(|key| keys::sealed_if_clear(key, secret_box).is_some())
-    {
-        let sealed: Vec<_> = stored
-            .iter()
-            .map(|key| keys::sealed_if_clear(key, secret_box).unwrap_or_else(|| key.clone()))
-            .collect();
+        .map(|key| keys::sealed_if_clear(key, secret_box).unwrap_or_else(|| key.clone()))
+        .collect();
+    if sealed != stored {
         store.put_signing_keys(&sealed)?;
         tracing::info!("sealed the private signing keys stored in clear");
     }

@@ -80,6 +80,22 @@ async fn management_token(server: &TestServer, client_id: &str, secret: &str) ->
         .to_owned()
 }
 
+/// `token` checked as `jwt.verify(token, secret)` does for an HS256 API: signature with the
+/// secret's text, audience, expiry.
+fn verify_hs256(
+    token: &str,
+    audience: &str,
+    secret: &str,
+) -> jsonwebtoken::errors::Result<jsonwebtoken::TokenData<Value>> {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&[audience]);
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+}
+
 fn grant_id(server: &TestServer, client_id: &str) -> String {
     server
         .store
@@ -186,12 +202,10 @@ async fn keys_and_secrets_are_sealed_at_rest_and_a_copied_store_mints_nothing() 
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_audience(&["https://hs.example/"]);
-    let verified = jsonwebtoken::decode::<Value>(
+    let verified = verify_hs256(
         reply.json["access_token"].as_str().expect("token"),
-        &jsonwebtoken::DecodingKey::from_secret(hs256_secret.as_bytes()),
-        &validation,
+        "https://hs.example/",
+        &hs256_secret,
     );
     assert!(verified.is_ok(), "{verified:?}");
     server.stop().await;
@@ -248,12 +262,10 @@ async fn what_an_earlier_hookd_stored_in_clear_is_sealed_at_start_and_keeps_work
     // verifies with the secret as it was.
     let reply = get_token(&server, &seeded).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_audience(&[API]);
-    let verified = jsonwebtoken::decode::<Value>(
+    let verified = verify_hs256(
         reply.json["access_token"].as_str().expect("token"),
-        &jsonwebtoken::DecodingKey::from_secret(legacy_secret.as_bytes()),
-        &validation,
+        API,
+        legacy_secret,
     );
     assert!(verified.is_ok(), "{verified:?}");
     // An RS256 token from before the restart still verifies against the JWKS.
@@ -669,15 +681,7 @@ async fn narrow_management_scopes_cannot_be_widened_or_reach_secrets() {
     .await;
     assert_eq!(token.status, 200, "{}", token.text);
     let token = token.json["access_token"].as_str().expect("token");
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_audience(&["https://hs.example/"]);
-    let with = |secret: &str| {
-        jsonwebtoken::decode::<Value>(
-            token,
-            &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
-            &validation,
-        )
-    };
+    let with = |secret: &str| verify_hs256(token, "https://hs.example/", secret);
     assert!(with(second_secret).is_ok());
     assert!(with(&first_secret).is_err());
     // An RS256 API has no secret to rotate.

@@ -62,6 +62,8 @@ struct Caller {
     exp: u64,
     /// The Management API's audience.
     audience: String,
+    /// The scopes it held when the call was authorized ([`Caller::current_scopes`]).
+    held: Vec<String>,
 }
 
 impl Caller {
@@ -102,11 +104,10 @@ impl Caller {
     /// Whether the caller holds every management scope: what changing the Management API
     /// itself, its grants or the applications granted it takes, so no narrower scope can
     /// be turned into a wider one.
-    fn holds_every_scope(&self, state: &AppState) -> Result<(), Response<Body>> {
-        let held = self.current_scopes(&state.store, now())?;
+    fn holds_every_scope(&self) -> Result<(), Response<Body>> {
         match manage::MANAGEMENT_SCOPES
             .iter()
-            .find(|scope| !held.iter().any(|held| held == *scope))
+            .find(|scope| !self.held.iter().any(|held| held == *scope))
         {
             None => Ok(()),
             Some(_) => Err(management_error(
@@ -155,7 +156,7 @@ fn authorize<B>(
             management_error(StatusCode::UNAUTHORIZED, message, None)
         })?;
     let invalid = || management_error(StatusCode::UNAUTHORIZED, "Invalid token", None);
-    let caller = Caller {
+    let mut caller = Caller {
         client_id: claims
             .get("sub")
             .and_then(Value::as_str)
@@ -179,12 +180,10 @@ fn authorize<B>(
             .and_then(Value::as_u64)
             .ok_or_else(invalid)?,
         audience: management_audience(state),
+        held: Vec::new(),
     };
-    if caller
-        .current_scopes(&state.store, now)?
-        .iter()
-        .any(|held| held == scope)
-    {
+    caller.held = caller.current_scopes(&state.store, now)?;
+    if caller.held.iter().any(|held| held == scope) {
         Ok(caller)
     } else {
         Err(management_error(
@@ -672,7 +671,7 @@ fn get_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
 async fn patch_client<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     let caller = authorize(state, &request, "update:clients")?;
     if is_management_client(state, id)? {
-        caller.holds_every_scope(state)?;
+        caller.holds_every_scope()?;
     }
     let body: ClientBody = json_body(state, request).await?;
     let client = manage::update_client(&state.store, id, body).map_err(|e| manage_error(&e))?;
@@ -682,7 +681,7 @@ async fn patch_client<B: RequestBody>(state: &AppState, request: Request<B>, id:
 fn delete_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     let caller = authorize(state, &request, "delete:clients")?;
     if is_management_client(state, id)? {
-        caller.holds_every_scope(state)?;
+        caller.holds_every_scope()?;
     }
     state
         .store
@@ -694,7 +693,7 @@ fn delete_client<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
 fn rotate_secret<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     let caller = authorize(state, &request, "update:clients")?;
     if is_management_client(state, id)? {
-        caller.holds_every_scope(state)?;
+        caller.holds_every_scope()?;
     }
     let (client, secret) = manage::rotate_client_secret(&state.store, &state.hasher, id)
         .map_err(|e| manage_error(&e))?;
@@ -738,7 +737,7 @@ async fn patch_api<B: RequestBody>(state: &AppState, request: Request<B>, id: &s
     let caller = authorize(state, &request, "update:resource_servers")?;
     let body: ApiBody = json_body(state, request).await?;
     if is_management_api(state, id)? {
-        caller.holds_every_scope(state)?;
+        caller.holds_every_scope()?;
         if body.signing_alg == Some(crate::model::SigningAlg::HS256) {
             // An HS256 secret is one more thing to leak, and clients would need it to verify.
             return Err(management_error(
@@ -817,7 +816,7 @@ async fn create_grant<B: RequestBody>(state: &AppState, request: Request<B>) -> 
     let caller = authorize(state, &request, "create:client_grants")?;
     let body: GrantBody = json_body(state, request).await?;
     if body.audience.as_deref() == Some(management_audience(state).as_str()) {
-        caller.holds_every_scope(state)?;
+        caller.holds_every_scope()?;
     }
     let grant = manage::create_grant_from(&state.store, body).map_err(|e| manage_error(&e))?;
     Ok(json_response(StatusCode::CREATED, &json!(grant)))
@@ -835,7 +834,7 @@ fn is_management_grant(state: &AppState, id: &str) -> Result<bool, Response<Body
 async fn patch_grant<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     let caller = authorize(state, &request, "update:client_grants")?;
     if is_management_grant(state, id)? {
-        caller.holds_every_scope(state)?;
+        caller.holds_every_scope()?;
     }
     let body: GrantBody = json_body(state, request).await?;
     let grant = manage::update_grant(&state.store, id, body).map_err(|e| manage_error(&e))?;
@@ -845,7 +844,7 @@ async fn patch_grant<B: RequestBody>(state: &AppState, request: Request<B>, id: 
 fn delete_grant<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     let caller = authorize(state, &request, "delete:client_grants")?;
     if is_management_grant(state, id)? {
-        caller.holds_every_scope(state)?;
+        caller.holds_every_scope()?;
     }
     state
         .store
