@@ -29,8 +29,13 @@ pub struct ServeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Issuer URL; defaults to `http://<listen>/`. A trailing `/` is added when missing.
+    /// Issuer URL. A new data directory takes it (default `http://<listen>/`); an existing
+    /// one keeps the issuer it has, and a different one here refuses to start unless
+    /// `change_issuer` says to move. A trailing `/` is added when missing.
     pub issuer: Option<String>,
+    /// Move an existing data directory to `issuer`: the tenant, the Management API's audience
+    /// and its grants, and `admin.json` follow; tokens issued before stop verifying.
+    pub change_issuer: bool,
     /// Tenant name, used when the data directory is new.
     pub tenant_name: String,
     /// Concurrent hook invocations.
@@ -54,6 +59,7 @@ impl ServeConfig {
             cache_dir: None,
             listen,
             issuer: None,
+            change_issuer: false,
             tenant_name: "hookd".to_owned(),
             hook_concurrency: 16,
             http: HttpLimits::default(),
@@ -75,13 +81,19 @@ pub enum StartError {
     /// The hook engine could not be built.
     #[error(transparent)]
     Engine(#[from] crate::hooks::EngineError),
-    /// The enabled hook's module is missing or no longer loads.
-    #[error("the enabled hook {name} cannot be loaded: {reason}")]
-    Hook {
-        /// The hook's name.
-        name: String,
-        /// Why.
-        reason: String,
+    /// The store could not be read while loading the enabled hooks.
+    #[error("could not read the enabled hooks: {0}")]
+    Hooks(String),
+    /// The configured issuer is not the data directory's, and no change was asked for.
+    #[error(
+        "the data directory's issuer is {stored}, not {configured}; changing the issuer \
+         invalidates every token issued so far: to do it, start once with --change-issuer"
+    )]
+    IssuerChanged {
+        /// The issuer in the store.
+        stored: String,
+        /// The issuer configured.
+        configured: String,
     },
     /// The Management API or its admin application could not be created.
     #[error("could not bootstrap the Management API: {0}")]
@@ -124,25 +136,8 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     let hasher = client_secret_hasher(&store, &secret_box)?;
     seal_stored_secrets(&store, &secret_box)?;
 
-    let issuer = config
-        .issuer
-        .clone()
-        .unwrap_or_else(|| format!("http://{}/", config.listen));
-    let issuer = if issuer.ends_with('/') {
-        issuer
-    } else {
-        format!("{issuer}/")
-    };
-    let tenant = match store.tenant()? {
-        Some(tenant) if tenant.issuer == issuer => tenant,
-        Some(tenant) => Tenant { issuer, ..tenant },
-        None => Tenant {
-            name: config.tenant_name.clone(),
-            issuer,
-        },
-    };
-    store.put_tenant(&tenant)?;
-
+    let tenant = settle_tenant(&store, &config)?;
+    refresh_admin_file(&tenant, &config.data_dir)?;
     bootstrap_admin(&store, &secret_box, &hasher, &tenant, &config)?;
 
     let mut signing_keys = store.signing_keys()?;
@@ -188,10 +183,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     hooks
         .load_enabled()
         .await
-        .map_err(|error| StartError::Hook {
-            name: "enabled hook".to_owned(),
-            reason: error.to_string(),
-        })?;
+        .map_err(|error| StartError::Hooks(error.to_string()))?;
 
     let hook_log = Arc::new(HookLogBook::new());
     let hasher_for_admin = hasher.clone();
@@ -313,8 +305,97 @@ pub struct AdminCredentials {
     pub token_endpoint: String,
 }
 
-/// On first start (no Management API yet): creates the Management API, an admin application
-/// granted every management scope, and writes its credentials to `DIR/admin.json` (0600).
+/// The tenant to serve. A new store takes the configured issuer (or `http://<listen>/`); a
+/// stored one keeps its issuer unless a different one is configured with `change_issuer`,
+/// which moves the Management API's audience and its grants in one transaction.
+fn settle_tenant(store: &Store, config: &ServeConfig) -> Result<Tenant, StartError> {
+    let configured = config.issuer.as_deref().map(|issuer| {
+        if issuer.ends_with('/') {
+            issuer.to_owned()
+        } else {
+            format!("{issuer}/")
+        }
+    });
+    let Some(stored) = store.tenant()? else {
+        return Ok(Tenant {
+            name: config.tenant_name.clone(),
+            issuer: configured.unwrap_or_else(|| format!("http://{}/", config.listen)),
+        });
+    };
+    let Some(issuer) = configured.filter(|issuer| *issuer != stored.issuer) else {
+        return Ok(stored);
+    };
+    if !config.change_issuer {
+        return Err(StartError::IssuerChanged {
+            stored: stored.issuer,
+            configured: issuer,
+        });
+    }
+    let tenant = Tenant {
+        issuer,
+        ..stored.clone()
+    };
+    let from = crate::http::management_audience(&stored.issuer);
+    let to = crate::http::management_audience(&tenant.issuer);
+    store
+        .change_issuer(&tenant, &from, &to)
+        .map_err(|error| StartError::Bootstrap(format!("changing the issuer: {error}")))?;
+    tracing::warn!(
+        from = %stored.issuer,
+        to = %tenant.issuer,
+        "changed the issuer: tokens issued under the old one no longer verify"
+    );
+    Ok(tenant)
+}
+
+/// Points an existing `admin.json` at the tenant's Management API audience and token
+/// endpoint when it names others (after an issuer change, even one interrupted between the
+/// store and the file). A file that is missing or unreadable is left alone.
+fn refresh_admin_file(tenant: &Tenant, data_dir: &std::path::Path) -> Result<(), StartError> {
+    let path = data_dir.join("admin.json");
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let Ok(mut credentials) = serde_json::from_slice::<AdminCredentials>(&text) else {
+        return Ok(());
+    };
+    let audience = crate::http::management_audience(&tenant.issuer);
+    let token_endpoint = format!("{}oauth/token", tenant.issuer);
+    if credentials.audience == audience && credentials.token_endpoint == token_endpoint {
+        return Ok(());
+    }
+    credentials.audience = audience;
+    credentials.token_endpoint = token_endpoint;
+    write_admin_file(&path, &credentials)
+}
+
+fn write_admin_file(
+    path: &std::path::Path,
+    credentials: &AdminCredentials,
+) -> Result<(), StartError> {
+    let text = serde_json::to_string_pretty(credentials)
+        .map_err(|error| StartError::Bootstrap(error.to_string()))?;
+    crate::files::write_private(path, text.as_bytes()).map_err(|error| {
+        StartError::Bootstrap(format!("could not write {}: {error}", path.display()))
+    })
+}
+
+/// Whether some application holds every management scope on `audience`.
+fn has_admin(store: &Store, audience: &str) -> Result<bool, StartError> {
+    Ok(store.grants()?.iter().any(|grant| {
+        grant.audience == audience
+            && MANAGEMENT_SCOPES
+                .iter()
+                .all(|scope| grant.scope.iter().any(|held| held == scope))
+    }))
+}
+
+/// Makes sure the Management API exists and an application holds every management scope on
+/// it. What is missing (all of it on first start) is written with the tenant in one
+/// transaction, after `DIR/admin.json` (0600) names the admin's credentials, so a start that
+/// fails anywhere leaves a store the next start completes, never a Management API nobody can
+/// call. The admin is `HOOKD_ADMIN_CLIENT_ID` / `HOOKD_ADMIN_CLIENT_SECRET` when given (an
+/// existing application of that id is granted, its secret untouched), else generated.
 fn bootstrap_admin(
     store: &Store,
     secret_box: &SecretBox,
@@ -323,45 +404,78 @@ fn bootstrap_admin(
     config: &ServeConfig,
 ) -> Result<(), StartError> {
     let audience = crate::http::management_audience(&tenant.issuer);
-    if store.api_by_identifier(&audience)?.is_some() {
+    let existing_api = store.api_by_identifier(&audience)?;
+    if existing_api.is_some() && has_admin(store, &audience)? {
         return Ok(());
     }
-    let bootstrap_error = |error: manage::ManageError| StartError::Bootstrap(error.to_string());
-    let mut management_api = NewApi::new(&audience, "hookd Management API", MANAGEMENT_SCOPES);
-    management_api.token_lifetime = MANAGEMENT_TOKEN_LIFETIME;
-    manage::create_api(store, secret_box, management_api).map_err(bootstrap_error)?;
-    let (client_id, secret, generated) = match &config.admin_credentials {
-        Some((id, secret)) => (id.clone(), secret.clone(), false),
+    let api = match existing_api {
+        Some(_) => None,
+        None => {
+            let mut management_api =
+                NewApi::new(&audience, "hookd Management API", MANAGEMENT_SCOPES);
+            management_api.token_lifetime = MANAGEMENT_TOKEN_LIFETIME;
+            let (api, _) = manage::new_api_record(secret_box, management_api)
+                .map_err(|error| StartError::Bootstrap(error.to_string()))?;
+            Some(api)
+        }
+    };
+    let (client_id, secret, from_env) = match &config.admin_credentials {
+        Some((id, secret)) => (id.clone(), secret.clone(), true),
         None => (
             crate::secrets::random_alphanumeric(32),
             crate::secrets::new_client_secret(),
-            true,
+            false,
         ),
     };
-    manage::create_client_with(
-        store,
-        hasher,
-        "hookd admin",
-        Default::default(),
-        &client_id,
-        &secret,
-    )
-    .map_err(bootstrap_error)?;
-    manage::create_grant(store, &client_id, &audience, MANAGEMENT_SCOPES)
-        .map_err(bootstrap_error)?;
-    let credentials = AdminCredentials {
-        client_id,
-        client_secret: generated.then_some(secret),
-        audience,
-        token_endpoint: format!("{}oauth/token", tenant.issuer),
+    let client = if from_env && store.client(&client_id)?.is_some() {
+        None
+    } else {
+        let client = manage::new_client_record(
+            hasher,
+            "hookd admin",
+            Default::default(),
+            &client_id,
+            &secret,
+        )
+        .map_err(|error| {
+            let source = if from_env {
+                "HOOKD_ADMIN_CLIENT_SECRET / _ID: "
+            } else {
+                ""
+            };
+            StartError::Bootstrap(format!("{source}{error}"))
+        })?;
+        Some(client)
+    };
+    let grant = crate::model::ClientGrant {
+        id: format!("cgr_{}", crate::secrets::random_alphanumeric(16)),
+        client_id: client_id.clone(),
+        audience: audience.clone(),
+        scope: MANAGEMENT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
     };
     let path = config.data_dir.join("admin.json");
-    let text = serde_json::to_string_pretty(&credentials)
+    write_admin_file(
+        &path,
+        &AdminCredentials {
+            client_id,
+            client_secret: (!from_env).then_some(secret),
+            audience,
+            token_endpoint: format!("{}oauth/token", tenant.issuer),
+        },
+    )?;
+    store
+        .bootstrap(&crate::store::AdminBootstrap {
+            tenant,
+            api: api.as_ref(),
+            client: client.as_ref(),
+            grant: &grant,
+        })
         .map_err(|error| StartError::Bootstrap(error.to_string()))?;
-    crate::files::write_private(&path, text.as_bytes()).map_err(|error| {
-        StartError::Bootstrap(format!("could not write {}: {error}", path.display()))
-    })?;
-    tracing::info!(path = %path.display(), "created the Management API and its admin application");
+    if api.is_some() {
+        tracing::info!(path = %path.display(), "created the Management API and its admin application");
+    } else {
+        tracing::warn!(path = %path.display(), "the Management API had no admin application: created one");
+    }
     Ok(())
 }
 

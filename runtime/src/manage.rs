@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::hooks::{
     ExtensibilityPoint, FailurePolicy, HookEngine, HookLimits, LoadedHook, ModuleRejected,
+    RegisteredHook, UnavailableHook,
 };
 use crate::model::{
     Api, ApiScope, Client, ClientGrant, Hook, HookScopePolicy, HookVersion, SecretKeyForm,
@@ -105,15 +106,34 @@ pub fn create_client_with(
     client_id: &str,
     secret: &str,
 ) -> Result<Client, ManageError> {
+    let client = new_client_record(hasher, name, metadata, client_id, secret)?;
+    store.insert_client(&client)?;
+    Ok(client)
+}
+
+/// A client-credentials application's record with `client_id` and `secret`, checked but not
+/// stored (bootstrap stores it with the rest of the admin in one transaction).
+pub fn new_client_record(
+    hasher: &SecretHasher,
+    name: &str,
+    metadata: BTreeMap<String, String>,
+    client_id: &str,
+    secret: &str,
+) -> Result<Client, ManageError> {
     if name.trim().is_empty() {
         return Err(ManageError::Invalid("name: must not be empty".to_owned()));
     }
-    if client_id.is_empty() || secret.len() < 16 {
+    if client_id.is_empty() {
+        return Err(ManageError::Invalid(
+            "client_id: must not be empty".to_owned(),
+        ));
+    }
+    if secret.len() < 16 {
         return Err(ManageError::Invalid(
             "client_secret: must be at least 16 characters".to_owned(),
         ));
     }
-    let client = Client {
+    Ok(Client {
         client_id: client_id.to_owned(),
         name: name.to_owned(),
         app_type: "non_interactive".to_owned(),
@@ -121,9 +141,7 @@ pub fn create_client_with(
         grant_types: vec![crate::token::CLIENT_CREDENTIALS.to_owned()],
         secret_hash: hasher.hash(secret),
         secret_generation: 0,
-    };
-    store.insert_client(&client)?;
-    Ok(client)
+    })
 }
 
 /// What an API is created with.
@@ -167,6 +185,16 @@ pub fn create_api(
     secret_box: &SecretBox,
     new: NewApi,
 ) -> Result<(Api, Option<String>), ManageError> {
+    let (api, shown) = new_api_record(secret_box, new)?;
+    store.insert_api(&api)?;
+    Ok((api, shown))
+}
+
+/// An API's record (and its HS256 secret in clear when it has one), checked but not stored.
+pub fn new_api_record(
+    secret_box: &SecretBox,
+    new: NewApi,
+) -> Result<(Api, Option<String>), ManageError> {
     if new.identifier.trim().is_empty() {
         return Err(ManageError::Invalid(
             "identifier must not be empty".to_owned(),
@@ -204,7 +232,6 @@ pub fn create_api(
         token_dialect: new.token_dialect,
         hook_scope_policy: new.hook_scope_policy,
     };
-    store.insert_api(&api)?;
     Ok((api, shown))
 }
 
@@ -285,6 +312,34 @@ pub fn create_grant(
     };
     store.insert_grant(&grant)?;
     Ok(grant)
+}
+
+/// Whether a hook is what its trigger runs, as `GET /api/v2/hooks/{id}` shows it (`state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Enabled and running its active version.
+    Running,
+    /// Disabled.
+    Disabled,
+    /// Enabled, but no module has been uploaded: the trigger runs nothing.
+    NoModule,
+    /// Enabled, but it could not be loaded; its requests follow its failure policy.
+    Unavailable(String),
+    /// Enabled, and being switched to (a change is in progress).
+    Pending,
+}
+
+impl RunState {
+    /// The state's name on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Disabled => "disabled",
+            RunState::NoModule => "no_module",
+            RunState::Unavailable(_) => "unavailable",
+            RunState::Pending => "pending",
+        }
+    }
 }
 
 /// Auth0's hook name rule: alphanumerics, spaces and dashes, not starting or ending with
@@ -459,16 +514,68 @@ impl HookManager {
         }
     }
 
-    /// Loads every enabled hook into the registry (at startup).
+    /// Loads every enabled hook into the registry (at startup). A hook that cannot be loaded
+    /// (its module missing, a secret that will not open) does not stop the server: it holds
+    /// its trigger as unavailable, so its token requests fail or pass by its failure policy,
+    /// and the Management API shows why ([`HookManager::run_state`]).
     pub async fn load_enabled(&self) -> Result<(), ManageError> {
         for point in ExtensibilityPoint::ALL {
             if let Some(hook) = self.store.enabled_hook(point)? {
-                let prepared = self.prepare(&hook).await?;
-                self.registry_follows_store(point, prepared).await?;
-                tracing::info!(hook = %hook.name, trigger = %point, "hook enabled");
+                self.load_or_mark_unavailable(&hook).await;
             }
         }
         Ok(())
+    }
+
+    /// Puts `hook` (the trigger's enabled hook) in the registry, loaded or, when it cannot be
+    /// loaded, as unavailable.
+    async fn load_or_mark_unavailable(&self, hook: &Hook) {
+        match self.prepare(hook).await {
+            Ok(Some(loaded)) => {
+                self.registry.enable(loaded);
+                tracing::info!(hook = %hook.name, trigger = %hook.trigger, "hook enabled");
+            }
+            Ok(None) => {
+                self.registry.disable(hook.trigger);
+            }
+            Err(error) => {
+                tracing::error!(
+                    hook = %hook.name,
+                    trigger = %hook.trigger,
+                    failure_policy = ?hook.failure_policy,
+                    %error,
+                    "the enabled hook cannot be loaded: its token requests follow its failure policy"
+                );
+                self.registry.mark_unavailable(UnavailableHook {
+                    id: hook.id.clone(),
+                    name: hook.name.clone(),
+                    point: hook.trigger,
+                    failure_policy: hook.failure_policy,
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Whether `hook` is what its trigger runs right now, as the Management API shows it.
+    pub fn run_state(&self, hook: &Hook) -> RunState {
+        if !hook.enabled {
+            return RunState::Disabled;
+        }
+        let Some(active) = &hook.active_version else {
+            return RunState::NoModule;
+        };
+        match self.registry.current(hook.trigger).as_deref() {
+            Some(RegisteredHook::Ready(loaded))
+                if loaded.id == hook.id && loaded.sha256 == *active =>
+            {
+                RunState::Running
+            }
+            Some(RegisteredHook::Unavailable(unavailable)) if unavailable.id == hook.id => {
+                RunState::Unavailable(unavailable.reason.clone())
+            }
+            _ => RunState::Pending,
+        }
     }
 
     /// The hook's secrets in clear, for the running hook.
@@ -564,14 +671,19 @@ impl HookManager {
             self.registry.disable(trigger);
             return Ok(());
         };
-        let prepared = match prepared.filter(|loaded| loaded.id == enabled.id) {
-            Some(prepared) => Some(prepared),
-            None => self.prepare(&enabled).await?,
-        };
-        match prepared {
-            Some(loaded) => self.registry.enable(loaded),
-            None => self.registry.disable(trigger),
-        };
+        match prepared.filter(|loaded| loaded.id == enabled.id) {
+            Some(loaded) => {
+                self.registry.enable(loaded);
+            }
+            // The change was to another hook; the enabled one is (re)loaded as it is, and if
+            // it cannot be, it stays unavailable rather than failing a change that is written.
+            None if enabled.active_version.is_some() => {
+                self.load_or_mark_unavailable(&enabled).await
+            }
+            None => {
+                self.registry.disable(trigger);
+            }
+        }
         Ok(())
     }
 

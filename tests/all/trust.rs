@@ -973,3 +973,254 @@ async fn a_stored_secret_that_will_not_open_is_a_500_that_names_nothing() {
     );
     server.stop().await;
 }
+
+/// The Management API's clients and APIs as a fresh handle on the stopped server's store
+/// sees them: (API identifiers, client ids).
+fn stored_admin_parts(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
+    let store = hookd::store::Store::open(dir).expect("store");
+    let apis = store.apis().expect("apis");
+    let clients = store.clients().expect("clients");
+    (
+        apis.into_iter().map(|api| api.identifier).collect(),
+        clients.into_iter().map(|client| client.client_id).collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_start_leaves_nothing_and_the_next_start_makes_the_admin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = TestServer::config(dir.path());
+    config.admin_credentials = Some(("ops-admin".to_owned(), "too-short".to_owned()));
+    let error = TestServer::try_start(config)
+        .await
+        .expect_err("a 9-character admin secret is refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("HOOKD_ADMIN_CLIENT_SECRET") && message.contains("16 characters"),
+        "{message}"
+    );
+    assert!(!message.contains("too-short"), "{message}");
+    // Nothing half made: no Management API without an admin.
+    assert_eq!(stored_admin_parts(dir.path()), (vec![], vec![]));
+
+    let secret = "ops-admin-secret-of-decent-length";
+    let mut config = TestServer::config(dir.path());
+    config.admin_credentials = Some(("ops-admin".to_owned(), secret.to_owned()));
+    let server = TestServer::try_start(config).await.expect("starts");
+    let reply = token_form(
+        &server,
+        Some(("ops-admin", secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", MANAGEMENT),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let admin = hookd_tests::admin(dir.path());
+    assert_eq!(admin["client_id"], "ops-admin");
+    assert!(admin.get("client_secret").is_none(), "{admin}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_management_api_left_without_an_admin_gets_one_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let first = hookd_tests::admin(dir.path());
+    // What a failed bootstrap of an earlier hookd left: the Management API, no admin.
+    let admin_id = first["client_id"].as_str().expect("id");
+    server.store.delete_client(admin_id).expect("delete");
+    server.stop().await;
+
+    let server = TestServer::start(dir.path()).await;
+    let second = hookd_tests::admin(dir.path());
+    assert_ne!(second["client_id"], first["client_id"]);
+    let token = admin_token(&server, dir.path()).await;
+    let hooks = call(&server, &token, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(hooks.status, 200, "{}", hooks.text);
+    let apis = server.store.apis().expect("apis");
+    assert_eq!(
+        apis.iter()
+            .filter(|api| api.identifier == MANAGEMENT)
+            .count(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issuer_changes_only_when_asked_and_then_everything_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let admin_before = hookd_tests::admin(dir.path());
+    server.stop().await;
+
+    // Another issuer without asking: refused, nothing changed.
+    let moved = "https://auth.example.test";
+    let mut config = TestServer::config(dir.path());
+    config.issuer = Some(moved.to_owned());
+    let error = TestServer::try_start(config)
+        .await
+        .expect_err("a different issuer is refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("https://hookd.test/") && message.contains("--change-issuer"),
+        "{message}"
+    );
+    let (apis, _) = stored_admin_parts(dir.path());
+    assert!(apis.contains(&MANAGEMENT.to_owned()), "{apis:?}");
+    assert_eq!(hookd_tests::admin(dir.path()), admin_before);
+
+    // No issuer given: the stored one is served.
+    let mut config = TestServer::config(dir.path());
+    config.issuer = None;
+    let server = TestServer::try_start(config).await.expect("starts");
+    assert_eq!(server.tenant.issuer, "https://hookd.test/");
+    server.stop().await;
+
+    // Asked: the tenant, the Management API, its grants and admin.json move together.
+    let mut config = TestServer::config(dir.path());
+    config.issuer = Some(moved.to_owned());
+    config.change_issuer = true;
+    let server = TestServer::try_start(config).await.expect("starts");
+    assert_eq!(server.tenant.issuer, "https://auth.example.test/");
+    let admin_after = hookd_tests::admin(dir.path());
+    assert_eq!(admin_after["client_id"], admin_before["client_id"]);
+    assert_eq!(admin_after["client_secret"], admin_before["client_secret"]);
+    assert_eq!(admin_after["audience"], "https://auth.example.test/api/v2/");
+    assert_eq!(
+        admin_after["token_endpoint"],
+        "https://auth.example.test/oauth/token"
+    );
+    let token = admin_token(&server, dir.path()).await;
+    let hooks = call(&server, &token, Method::GET, "/api/v2/hooks", None).await;
+    assert_eq!(hooks.status, 200, "{}", hooks.text);
+    let old_audience = token_form(
+        &server,
+        Some((
+            admin_after["client_id"].as_str().expect("id"),
+            admin_after["client_secret"].as_str().expect("secret"),
+        )),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", MANAGEMENT),
+        ],
+    )
+    .await;
+    assert_eq!(old_audience.status, 403, "{}", old_audience.text);
+    let identifiers: Vec<String> = server
+        .store
+        .apis()
+        .expect("apis")
+        .into_iter()
+        .map(|api| api.identifier)
+        .collect();
+    assert_eq!(
+        identifiers
+            .iter()
+            .filter(|identifier| identifier.ends_with("/api/v2/"))
+            .collect::<Vec<_>>(),
+        vec!["https://auth.example.test/api/v2/"]
+    );
+    // The seeded API (not the tenant's own) is untouched, and still issues tokens.
+    assert!(identifiers.contains(&API.to_owned()));
+    let token = get_token(&server, &seeded).await;
+    assert_eq!(token.status, 200, "{}", token.text);
+    let claims = hookd_tests::decode_unverified(token.json["access_token"].as_str().expect("t"));
+    assert_eq!(claims["iss"], "https://auth.example.test/");
+    server.stop().await;
+}
+
+/// `hook`'s last hook log entry, through the Management API.
+async fn last_log_entry(server: &TestServer, admin: &str, hook_id: &str) -> Value {
+    let logs = call(
+        server,
+        admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{hook_id}/logs"),
+        None,
+    )
+    .await;
+    assert_eq!(logs.status, 200, "{}", logs.text);
+    logs.json
+        .as_array()
+        .and_then(|entries| entries.last())
+        .cloned()
+        .expect("a log entry")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enabled_hook_that_cannot_load_at_start_follows_its_failure_policy_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), Some(SEED));
+    let server = TestServer::start(dir.path()).await;
+    // A hook secret sealed under another key (a backup restored with the wrong key, say).
+    let mut hook = server.store.hooks().expect("hooks").remove(0);
+    let foreign = hookd::secrets::SecretBox::new(&[9; 32]).seal(&hook.id, "API_KEY", "value");
+    hook.secrets.insert("API_KEY".to_owned(), foreign);
+    server.store.update_hook(&hook).expect("update");
+    server.stop().await;
+
+    // The server starts anyway; the hook fails closed (its policy) and says why.
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let shown = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{}", hook.id),
+        None,
+    )
+    .await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert_eq!(shown.json["enabled"], true);
+    assert_eq!(shown.json["state"], "unavailable", "{}", shown.text);
+    let reason = shown.json["state_reason"].as_str().expect("a reason");
+    assert!(reason.contains("API_KEY"), "{reason}");
+    assert!(!reason.contains("value"), "{reason}");
+    let refused = get_token(&server, &seeded).await;
+    assert_eq!(refused.status, 500, "{}", refused.text);
+    assert_eq!(refused.json["error"], "server_error", "{}", refused.text);
+    let entry = last_log_entry(&server, &admin, &hook.id).await;
+    assert_eq!(entry["outcome"]["kind"], "unavailable", "{entry}");
+    assert_eq!(entry["outcome"]["token_issued"], false, "{entry}");
+    assert_eq!(
+        entry["request_id"],
+        refused.headers["x-request-id"].to_str().expect("ascii")
+    );
+    server.stop().await;
+
+    // Fail open: the token is issued without the hook's changes.
+    {
+        let store = hookd::store::Store::open(dir.path()).expect("store");
+        let mut hook = store.hook(&hook.id).expect("read").expect("hook");
+        hook.failure_policy = hookd::hooks::FailurePolicy::FailOpen;
+        store.update_hook(&hook).expect("update");
+    }
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let issued = get_token(&server, &seeded).await;
+    assert_eq!(issued.status, 200, "{}", issued.text);
+    let claims = hookd_tests::decode_unverified(issued.json["access_token"].as_str().expect("t"));
+    assert!(claims.get("https://foo.com/claim").is_none(), "{claims}");
+    let entry = last_log_entry(&server, &admin, &hook.id).await;
+    assert_eq!(entry["outcome"]["token_issued"], true, "{entry}");
+
+    // Disabling it is a normal write; the trigger then runs nothing.
+    let disabled = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{}", hook.id),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    // Auth0 answers a hook PATCH with 201.
+    assert_eq!(disabled.status, 201, "{}", disabled.text);
+    assert_eq!(disabled.json["state"], "disabled");
+    let issued = get_token(&server, &seeded).await;
+    assert_eq!(issued.status, 200, "{}", issued.text);
+    server.stop().await;
+}

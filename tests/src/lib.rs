@@ -172,6 +172,10 @@ impl TestServer {
 
     async fn start_from(config: hookd::app::ServeConfig) -> Self {
         let prepared = hookd::app::prepare(config).await.expect("server starts");
+        Self::run_prepared(prepared)
+    }
+
+    fn run_prepared(prepared: hookd::app::Prepared) -> Self {
         let addr = prepared.addr;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = prepared.server;
@@ -193,12 +197,10 @@ impl TestServer {
         }
     }
 
-    /// Starts a server with a customised configuration (on a free port, issuer
-    /// `https://hookd.test/`, compiled hooks cached in [`COMPILED_CACHE_DIR`]).
-    pub async fn start_configured(
-        data_dir: &std::path::Path,
-        configure: impl FnOnce(&mut hookd::app::ServeConfig),
-    ) -> Self {
+    /// The configuration the tests start servers with: a free port on 127.0.0.1, issuer
+    /// `https://hookd.test/`, compiled hooks cached in [`COMPILED_CACHE_DIR`], the test
+    /// secrets key.
+    pub fn config(data_dir: &std::path::Path) -> hookd::app::ServeConfig {
         let mut config = hookd::app::ServeConfig::new(
             data_dir.to_owned(),
             "127.0.0.1:0".parse().expect("address"),
@@ -206,6 +208,23 @@ impl TestServer {
         config.issuer = Some("https://hookd.test/".to_owned());
         config.cache_dir = Some(COMPILED_CACHE_DIR.into());
         config.secrets_key = Some(TEST_SECRETS_KEY.to_owned());
+        config
+    }
+
+    /// Starts a server with `config`, or says why it would not start.
+    pub async fn try_start(
+        config: hookd::app::ServeConfig,
+    ) -> Result<Self, hookd::app::StartError> {
+        let prepared = hookd::app::prepare(config).await?;
+        Ok(Self::run_prepared(prepared))
+    }
+
+    /// Starts a server with a customised [`TestServer::config`].
+    pub async fn start_configured(
+        data_dir: &std::path::Path,
+        configure: impl FnOnce(&mut hookd::app::ServeConfig),
+    ) -> Self {
+        let mut config = Self::config(data_dir);
         configure(&mut config);
         Self::start_from(config).await
     }
@@ -220,7 +239,9 @@ impl TestServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        let _ = (&mut self.task).await;
+        if let Err(error) = (&mut self.task).await {
+            panic!("the server task ended abnormally: {error}");
+        }
         self.store.flush().expect("flush");
     }
 }
@@ -522,4 +543,15 @@ pub fn minor_page_faults(of: FaultsOf) -> u64 {
         usage
     };
     usage.ru_minflt as u64
+}
+
+/// A JWT's claims, read without checking its signature (for tests that look at what a token
+/// says after another test has verified how it is signed).
+pub fn decode_unverified(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
 }

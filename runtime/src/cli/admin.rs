@@ -31,6 +31,7 @@ const HOOK_COLUMNS: &[(&str, &str)] = &[
     ("NAME", "/name"),
     ("TRIGGER", "/triggerId"),
     ("ENABLED", "/enabled"),
+    ("STATE", "/state"),
     ("ACTIVE VERSION", "/active_version"),
 ];
 const CLIENT_COLUMNS: &[(&str, &str)] = &[

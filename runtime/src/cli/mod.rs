@@ -84,8 +84,8 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "HOOKD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Issuer URL: the tokens' `iss` and the base of the discovery documents
-    /// (default: http://<listen>/).
+    /// Issuer URL: the tokens' `iss` and the base of the discovery documents. A new data
+    /// directory takes it (default: http://<listen>/) and keeps it; see --change-issuer.
     #[arg(long, env = "HOOKD_ISSUER")]
     pub issuer: Option<String>,
 }
@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// hookd version may share one: a JavaScript hook then compiles once, not once each.
     #[arg(long, env = "HOOKD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Move the data directory to the issuer given with --issuer. The Management API's
+    /// audience, its grants and admin.json follow; every token issued before stops verifying.
+    /// Without it, an issuer other than the stored one refuses to start.
+    #[arg(long, requires = "issuer")]
+    pub change_issuer: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }

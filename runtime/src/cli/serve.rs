@@ -60,6 +60,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut config = ServeConfig::new(args.data_dir, args.server.listen);
         config.cache_dir = args.cache_dir;
         config.issuer = args.server.issuer;
+        config.change_issuer = args.change_issuer;
         config.admin_credentials = admin_credentials_from_env()?;
         config.secrets_key = std::env::var("HOOKD_SECRETS_KEY")
             .ok()

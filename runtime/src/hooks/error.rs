@@ -57,6 +57,10 @@ pub enum HookError {
     /// The host failed to run the hook for a reason that is not the hook's fault.
     #[error("the host could not run the hook: {0}")]
     Host(String),
+    /// The enabled hook could not be loaded (a module missing from the store, a secret that
+    /// will not open), so it never ran.
+    #[error("the enabled hook could not be loaded: {0}")]
+    Unavailable(String),
 }
 
 impl HookError {
@@ -73,6 +77,7 @@ impl HookError {
             HookError::Denied(_) => "denied",
             HookError::InputTooLarge { .. } => "input_too_large",
             HookError::Host(_) => "host",
+            HookError::Unavailable(_) => "unavailable",
         }
     }
 }

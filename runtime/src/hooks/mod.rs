@@ -30,7 +30,7 @@ pub use event::{
 };
 pub use limits::HookLimits;
 pub use outcome::{Denial, DenyCode, HookLog, Invocation, TokenChanges};
-pub use registry::HookRegistry;
+pub use registry::{HookRegistry, RegisteredHook, UnavailableHook};
 
 /// What the token endpoint does when a hook fails (traps, runs out of fuel, memory or time,
 /// returns invalid output). A denial is not a failure: it is always honoured.

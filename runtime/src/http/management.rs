@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use super::RequestBody;
 use super::error::{Body, json_response, manage_error, management_error};
 use super::routes::{AppState, now, read_body};
-use crate::manage::{self, ApiBody, ClientBody, GrantBody, HookPatch, NewHook, SecretsChange};
+use crate::manage::{
+    self, ApiBody, ClientBody, GrantBody, HookManager, HookPatch, NewHook, RunState, SecretsChange,
+};
 use crate::model::{Api, Client, Hook};
 use crate::token::keys::VerifyError;
 
@@ -34,9 +36,10 @@ const MAX_MODULE_BODY: usize = 64 << 20;
 
 pub use crate::manage::management_audience as audience;
 
-/// The hook as the Management API shows it.
-fn hook_json(hook: &Hook) -> Value {
-    json!({
+/// The hook as the Management API shows it, with whether it is what its trigger runs.
+fn hook_json(hooks: &HookManager, hook: &Hook) -> Value {
+    let state = hooks.run_state(hook);
+    let mut shown = json!({
         "id": hook.id,
         "name": hook.name,
         "triggerId": hook.trigger.trigger_id(),
@@ -47,7 +50,12 @@ fn hook_json(hook: &Hook) -> Value {
         "limits": hook.limits,
         "failure_policy": hook.failure_policy,
         "reuse_instances": hook.reuse_instances,
-    })
+        "state": state.as_str(),
+    });
+    if let RunState::Unavailable(reason) = &state {
+        shown["state_reason"] = reason.as_str().into();
+    }
+    shown
 }
 
 /// Who a management call comes from: the client of a verified Management API token.
@@ -402,7 +410,14 @@ fn list_hooks<B>(state: &AppState, request: Request<B>) -> Reply {
         .hooks
         .list(param("triggerId"), enabled)
         .map_err(|e| manage_error(&e))?;
-    paginate(&request, hooks.iter().map(hook_json).collect(), "hooks")
+    paginate(
+        &request,
+        hooks
+            .iter()
+            .map(|hook| hook_json(&state.hooks, hook))
+            .collect(),
+        "hooks",
+    )
 }
 
 async fn create_hook<B: RequestBody>(state: &AppState, request: Request<B>) -> Reply {
@@ -413,13 +428,19 @@ async fn create_hook<B: RequestBody>(state: &AppState, request: Request<B>) -> R
         .create(new)
         .await
         .map_err(|e| manage_error(&e))?;
-    Ok(json_response(StatusCode::CREATED, &hook_json(&hook)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &hook_json(&state.hooks, &hook),
+    ))
 }
 
 fn get_hook<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
     authorize(state, &request, "read:hooks")?;
     let hook = state.hooks.get(id).map_err(|e| manage_error(&e))?;
-    Ok(json_response(StatusCode::OK, &hook_json(&hook)))
+    Ok(json_response(
+        StatusCode::OK,
+        &hook_json(&state.hooks, &hook),
+    ))
 }
 
 async fn patch_hook<B: RequestBody>(state: &AppState, request: Request<B>, id: &str) -> Reply {
@@ -431,7 +452,10 @@ async fn patch_hook<B: RequestBody>(state: &AppState, request: Request<B>, id: &
         .await
         .map_err(|e| manage_error(&e))?;
     // Auth0 answers a hook PATCH with 201.
-    Ok(json_response(StatusCode::CREATED, &hook_json(&hook)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &hook_json(&state.hooks, &hook),
+    ))
 }
 
 async fn delete_hook<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {
@@ -462,7 +486,7 @@ async fn upload_module<B: RequestBody>(state: &AppState, request: Request<B>, id
         .map_err(|e| manage_error(&e))?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"version": version, "hook": hook_json(&hook)}),
+        &json!({"version": version, "hook": hook_json(&state.hooks, &hook)}),
     ))
 }
 
@@ -499,7 +523,10 @@ async fn rollback<B: RequestBody>(state: &AppState, request: Request<B>, id: &st
         .rollback(id, &body.version)
         .await
         .map_err(|e| manage_error(&e))?;
-    Ok(json_response(StatusCode::OK, &hook_json(&hook)))
+    Ok(json_response(
+        StatusCode::OK,
+        &hook_json(&state.hooks, &hook),
+    ))
 }
 
 fn logs<B>(state: &AppState, request: Request<B>, id: &str) -> Reply {

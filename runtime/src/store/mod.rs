@@ -87,6 +87,20 @@ fn write_hook(
     Ok(())
 }
 
+/// What [`Store::bootstrap`] writes: the tenant, and the parts of the Management API's admin
+/// that do not exist yet.
+#[derive(Debug)]
+pub struct AdminBootstrap<'a> {
+    /// The tenant record.
+    pub tenant: &'a Tenant,
+    /// The Management API, when it does not exist yet.
+    pub api: Option<&'a Api>,
+    /// The admin application, when it does not exist yet (else `grant.client_id` must).
+    pub client: Option<&'a Client>,
+    /// The admin's grant of every management scope.
+    pub grant: &'a ClientGrant,
+}
+
 /// hookd's embedded database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -529,6 +543,107 @@ impl Store {
                 by_pair.insert(pair.as_slice(), grant.id.as_bytes())?;
                 Ok(())
             })?;
+            Ok(())
+        })
+    }
+
+    /// Writes the tenant and whatever the Management API's admin still lacks, in one
+    /// transaction: the Management API itself, the admin application, and its grant (which
+    /// replaces a grant the pair already has). A start that fails part way therefore leaves
+    /// nothing behind, and the next start finds the same gap and fills it.
+    pub fn bootstrap(&self, admin: &AdminBootstrap<'_>) -> Result<(), StoreError> {
+        self.write(|| {
+            let pair = pair_key(&admin.grant.client_id, &admin.grant.audience);
+            (
+                &self.meta,
+                &self.apis,
+                &self.api_by_identifier,
+                &self.clients,
+                &self.grants,
+                &self.grant_by_pair,
+            )
+                .transaction(
+                    |(meta, apis, by_identifier, clients, grants, by_pair)| {
+                        meta.insert(TENANT, encode(admin.tenant))?;
+                        if let Some(api) = admin.api {
+                            if by_identifier.get(api.identifier.as_bytes())?.is_some() {
+                                return abort(StoreError::Conflict(format!(
+                                    "an API with identifier {} exists",
+                                    api.identifier
+                                )));
+                            }
+                            apis.insert(api.id.as_bytes(), encode(api))?;
+                            by_identifier.insert(api.identifier.as_bytes(), api.id.as_bytes())?;
+                        }
+                        if let Some(client) = admin.client {
+                            if clients.get(client.client_id.as_bytes())?.is_some() {
+                                return abort(StoreError::Conflict(format!(
+                                    "client {} exists",
+                                    client.client_id
+                                )));
+                            }
+                            clients.insert(client.client_id.as_bytes(), encode(client))?;
+                        } else if clients.get(admin.grant.client_id.as_bytes())?.is_none() {
+                            return abort(StoreError::NotFound(format!(
+                                "no client {}",
+                                admin.grant.client_id
+                            )));
+                        }
+                        if let Some(replaced) = by_pair.get(&pair)? {
+                            grants.remove(replaced)?;
+                        }
+                        grants.insert(admin.grant.id.as_bytes(), encode(admin.grant))?;
+                        by_pair.insert(pair.as_slice(), admin.grant.id.as_bytes())?;
+                        Ok(())
+                    },
+                )?;
+            Ok(())
+        })
+    }
+
+    /// Moves the tenant to `tenant.issuer` in one transaction: the tenant record, the
+    /// Management API's identifier (`from` becomes `to`) and every grant for it.
+    pub fn change_issuer(&self, tenant: &Tenant, from: &str, to: &str) -> Result<(), StoreError> {
+        self.write(|| {
+            let moved: Vec<ClientGrant> = self
+                .grants()?
+                .into_iter()
+                .filter(|grant| grant.audience == from)
+                .collect();
+            (
+                &self.meta,
+                &self.apis,
+                &self.api_by_identifier,
+                &self.grants,
+                &self.grant_by_pair,
+            )
+                .transaction(|(meta, apis, by_identifier, grants, by_pair)| {
+                    if by_identifier.get(to.as_bytes())?.is_some() {
+                        return abort(StoreError::Conflict(format!(
+                            "an API with identifier {to} exists"
+                        )));
+                    }
+                    meta.insert(TENANT, encode(tenant))?;
+                    if let Some(id) = by_identifier.remove(from.as_bytes())? {
+                        let Some(bytes) = apis.get(&id)? else {
+                            return abort(StoreError::NotFound(format!("no API {from}")));
+                        };
+                        let mut api: Api = decode("apis", &id, &bytes).or_else(abort)?;
+                        api.identifier = to.to_owned();
+                        apis.insert(&id, encode(&api))?;
+                        by_identifier.insert(to.as_bytes(), id)?;
+                    }
+                    for grant in &moved {
+                        by_pair.remove(pair_key(&grant.client_id, from))?;
+                        let grant = ClientGrant {
+                            audience: to.to_owned(),
+                            ..grant.clone()
+                        };
+                        grants.insert(grant.id.as_bytes(), encode(&grant))?;
+                        by_pair.insert(pair_key(&grant.client_id, to), grant.id.as_bytes())?;
+                    }
+                    Ok(())
+                })?;
             Ok(())
         })
     }

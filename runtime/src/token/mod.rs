@@ -15,7 +15,7 @@ use crate::hooklog::{HookLogBook, HookLogEntry, LoggedOutcome};
 use crate::hooks::FailurePolicy;
 use crate::hooks::{
     ClientInfo, CredentialsExchangeEvent, Denial, ExtensibilityPoint, HookContext, HookEngine,
-    HookError, HookRegistry, RequestInfo, ResourceServerInfo,
+    HookError, HookRegistry, Invocation, RegisteredHook, RequestInfo, ResourceServerInfo,
 };
 use crate::manage;
 use crate::model::{Api, HookScopePolicy, Tenant, TokenDialect};
@@ -303,32 +303,48 @@ impl TokenService {
         let for_management = api.identifier == self.management_audience;
         let hook = self
             .registry
-            .enabled(ExtensibilityPoint::CredentialsExchange)
+            .current(ExtensibilityPoint::CredentialsExchange)
             .filter(|_| !for_management);
-        if let Some(hook) = hook {
-            // What the token needs later is copied; the rest moves into the event.
-            let event = CredentialsExchangeEvent {
-                client: ClientInfo {
-                    id: client.client_id.clone(),
-                    name: std::mem::take(&mut client.name),
-                    tenant: self.tenant.name.clone(),
-                    metadata: std::mem::take(&mut client.metadata),
-                },
-                scope: (!scopes.is_empty()).then(|| scopes.clone()),
-                audience: api.identifier.clone(),
-                context: HookContext {
-                    secrets: hook.secrets.clone(),
-                    request: std::mem::take(&mut request.request),
-                    requested_scopes: requested,
-                    resource_server: ResourceServerInfo {
-                        identifier: api.identifier.clone(),
-                        name: std::mem::take(&mut api.name),
+        if let Some(registered) = hook {
+            let (hook_id, hook_name, failure_policy, invocation) = match &*registered {
+                RegisteredHook::Ready(hook) => {
+                    // What the token needs later is copied; the rest moves into the event.
+                    let event = CredentialsExchangeEvent {
+                        client: ClientInfo {
+                            id: client.client_id.clone(),
+                            name: std::mem::take(&mut client.name),
+                            tenant: self.tenant.name.clone(),
+                            metadata: std::mem::take(&mut client.metadata),
+                        },
+                        scope: (!scopes.is_empty()).then(|| scopes.clone()),
+                        audience: api.identifier.clone(),
+                        context: HookContext {
+                            secrets: hook.secrets.clone(),
+                            request: std::mem::take(&mut request.request),
+                            requested_scopes: requested,
+                            resource_server: ResourceServerInfo {
+                                identifier: api.identifier.clone(),
+                                name: std::mem::take(&mut api.name),
+                            },
+                            tenant: self.tenant.name.clone(),
+                        },
+                    };
+                    let invocation = self.engine.invoke_credentials_exchange(hook, event).await;
+                    (&hook.id, &hook.name, hook.failure_policy, invocation)
+                }
+                RegisteredHook::Unavailable(hook) => (
+                    &hook.id,
+                    &hook.name,
+                    hook.failure_policy,
+                    Invocation {
+                        result: Err(HookError::Unavailable(hook.reason.clone())),
+                        log: Default::default(),
+                        fuel_used: 0,
+                        elapsed: std::time::Duration::ZERO,
                     },
-                    tenant: self.tenant.name.clone(),
-                },
+                ),
             };
-            let invocation = self.engine.invoke_credentials_exchange(&hook, event).await;
-            let fail_open = hook.failure_policy == FailurePolicy::FailOpen;
+            let fail_open = failure_policy == FailurePolicy::FailOpen;
             let outcome = match &invocation.result {
                 Ok(_) => LoggedOutcome::Allowed,
                 Err(HookError::Denied(denial)) => LoggedOutcome::Denied {
@@ -342,7 +358,7 @@ impl TokenService {
                 },
             };
             self.hook_log.record(HookLogEntry::new(
-                &hook.id,
+                hook_id,
                 now,
                 &request.request_id,
                 &client.client_id,
@@ -366,7 +382,7 @@ impl TokenService {
                 Err(HookError::Denied(denial)) => {
                     tracing::info!(
                         request_id = %request.request_id,
-                        hook = %hook.name,
+                        hook = %hook_name,
                         code = %denial.code,
                         "hook denied the token"
                     );
@@ -375,7 +391,7 @@ impl TokenService {
                 Err(error) => {
                     tracing::warn!(
                         request_id = %request.request_id,
-                        hook = %hook.name,
+                        hook = %hook_name,
                         kind = error.kind(),
                         %error,
                         fail_open,
