@@ -25,11 +25,25 @@ pub(crate) fn is_javascript(path: &Path) -> bool {
         .is_some_and(|ext| SOURCE_EXTENSIONS.contains(&ext))
 }
 
-/// Finds the JavaScript SDK: `HOOKD_JS_SDK`, then a `node_modules/hookd-js` in the hook's
-/// folder or above, then the SDK of the hookd checkout this binary was built from.
+/// Finds the JavaScript SDK: `HOOKD_JS_SDK`, then `node_modules/hookd-js` in the working
+/// directory, then the SDK of the hookd checkout this binary was built from.
 fn find_sdk(hook: &Path) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("HOOKD_JS_SDK") {
-        let dir = PathBuf::from(dir);
+    let explicit = std::env::var_os("HOOKD_JS_SDK").map(PathBuf::from);
+    let working_dir = std::env::current_dir().context("could not read the working directory")?;
+    locate_sdk(hook, explicit, &working_dir, &bundled_sdk())
+}
+
+/// Where the SDK is, given `HOOKD_JS_SDK` (`explicit`), the working directory and the
+/// checkout's SDK. Only those three places count: never a `node_modules` in a folder above the
+/// hook or the working directory, which in `/tmp` or a shared folder anyone could have made,
+/// and whose code would run as the operator.
+fn locate_sdk(
+    hook: &Path,
+    explicit: Option<PathBuf>,
+    working_dir: &Path,
+    bundled: &Path,
+) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
         if !dir.join(SDK_ENTRY).is_file() {
             bail!(
                 "HOOKD_JS_SDK is {}, which holds no {SDK_ENTRY}; point it at hookd's sdk/js folder",
@@ -38,22 +52,16 @@ fn find_sdk(hook: &Path) -> anyhow::Result<PathBuf> {
         }
         return Ok(dir);
     }
-    let start = std::path::absolute(hook).unwrap_or_else(|_| hook.to_owned());
-    let installed = start
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("node_modules/hookd-js"))
-        .find(|dir| dir.join(SDK_ENTRY).is_file());
-    if let Some(dir) = installed {
-        return Ok(dir);
+    let installed = working_dir.join("node_modules/hookd-js");
+    if installed.join(SDK_ENTRY).is_file() {
+        return Ok(installed);
     }
-    let bundled = bundled_sdk();
     if bundled.join(SDK_ENTRY).is_file() {
-        return Ok(bundled);
+        return Ok(bundled.to_owned());
     }
     bail!(
-        "{} is JavaScript, and the hookd JavaScript SDK was not found. Install it next to the \
-         hook (`npm install <hookd checkout>/sdk/js`) or set HOOKD_JS_SDK to its folder",
+        "{} is JavaScript, and the hookd JavaScript SDK was not found. Install it in the working \
+         directory (`npm install <hookd checkout>/sdk/js`) or set HOOKD_JS_SDK to its folder",
         hook.display()
     )
 }
@@ -115,4 +123,54 @@ pub(crate) fn read_hook_module(path: &Path) -> anyhow::Result<Vec<u8>> {
         return build_javascript(path);
     }
     std::fs::read(path).with_context(|| format!("could not read {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder holding what looks like the SDK.
+    fn fake_sdk(dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
+        std::fs::write(dir.join(SDK_ENTRY), "").expect("write");
+        dir.to_owned()
+    }
+
+    #[test]
+    fn the_sdk_comes_only_from_the_variable_the_working_directory_or_the_checkout() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // Someone planted an SDK above the hook and above the working directory.
+        fake_sdk(&root.path().join("node_modules/hookd-js"));
+        let hook_dir = root.path().join("hooks");
+        let working_dir = root.path().join("work");
+        std::fs::create_dir_all(&hook_dir).expect("mkdir");
+        std::fs::create_dir_all(&working_dir).expect("mkdir");
+        let hook = hook_dir.join("hook.js");
+        let checkout = fake_sdk(&root.path().join("checkout/sdk/js"));
+        let nowhere = root.path().join("no-checkout");
+
+        // The planted one is never used: the checkout's is, or none at all.
+        assert_eq!(
+            locate_sdk(&hook, None, &working_dir, &checkout).expect("found"),
+            checkout
+        );
+        let error = locate_sdk(&hook, None, &working_dir, &nowhere).expect_err("none");
+        assert!(error.to_string().contains("HOOKD_JS_SDK"), "{error}");
+        assert!(locate_sdk(&hook, None, &hook_dir, &nowhere).is_err());
+
+        // The working directory's own node_modules comes before the checkout.
+        let installed = fake_sdk(&working_dir.join("node_modules/hookd-js"));
+        assert_eq!(
+            locate_sdk(&hook, None, &working_dir, &checkout).expect("found"),
+            installed
+        );
+
+        // HOOKD_JS_SDK comes first, and must hold the SDK.
+        let explicit = fake_sdk(&root.path().join("explicit"));
+        assert_eq!(
+            locate_sdk(&hook, Some(explicit.clone()), &working_dir, &checkout).expect("found"),
+            explicit
+        );
+        assert!(locate_sdk(&hook, Some(nowhere), &working_dir, &checkout).is_err());
+    }
 }
