@@ -712,3 +712,143 @@ fn hook_output_printed_as_text_has_its_control_characters_escaped() {
     );
     assert!(text.contains(r"no \u{1b}[31mred\u{1b}[0m tokens"), "{text}");
 }
+
+/// A TLS front for a test server, as a reverse proxy or load balancer would be: an
+/// `https://localhost:<port>` that forwards every connection to `target`, with a certificate
+/// from a CA of its own (written to `ca.pem`, which no system trusts).
+struct TlsFront {
+    base: String,
+    ca_pem: tempfile::NamedTempFile,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    async fn start(target: &str) -> Self {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let target = target.trim_start_matches("http://").to_owned();
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("certificate");
+        let mut ca_pem = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut ca_pem, ca.pem().as_bytes()).expect("write");
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, target) = (acceptor.clone(), target.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends the handshake; that is fine.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                });
+            }
+        });
+        TlsFront {
+            base: format!("https://localhost:{port}"),
+            ca_pem,
+            task,
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs `hookd` with `args` and `stdin`, off the async threads.
+async fn hookd_with_stdin(args: Vec<std::ffi::OsString>, stdin: &str) -> Output {
+    use std::io::Write as _;
+    let stdin = stdin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(hookd_binary())
+            .args(args)
+            .env_remove("HOOKD_ADMIN_CLIENT_ID")
+            .env_remove("HOOKD_ADMIN_CLIENT_SECRET")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run hookd");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_reaches_an_https_server_with_its_ca_and_takes_the_secret_from_stdin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = hookd_tests::TestServer::start(dir.path()).await;
+    let front = TlsFront::start(&server.base).await;
+    let admin = hookd_tests::admin(dir.path());
+    let client_id = admin["client_id"].as_str().expect("id").to_owned();
+    let secret = admin["client_secret"].as_str().expect("secret").to_owned();
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let args = |extra: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = ["keys", "list", "--json", "--server"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.push(front.base.clone().into());
+        // No admin.json here: the credentials come from the flags and standard input.
+        args.push("--data-dir".into());
+        args.push(elsewhere.path().into());
+        args.push("--admin-client-id".into());
+        args.push(client_id.clone().into());
+        args.push("--admin-client-secret-stdin".into());
+        args.extend(extra.iter().map(Into::into));
+        args
+    };
+
+    // The front's CA is nobody's: without --cacert the certificate is refused.
+    let refused = hookd_with_stdin(args(&[]), &format!("{secret}\n")).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
+
+    let ca = front.ca_pem.path().to_str().expect("utf-8").to_owned();
+    let listed = hookd_with_stdin(args(&["--cacert", &ca]), &format!("{secret}\n")).await;
+    let keys = stdout_json(&listed);
+    assert_eq!(keys.as_array().expect("keys").len(), 6);
+
+    // A wrong secret on stdin is the server's refusal, not a crash.
+    let wrong = hookd_with_stdin(args(&["--cacert", &ca]), "not-the-secret\n").await;
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("could not log in"), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+    server.stop().await;
+}

@@ -10,28 +10,88 @@ use serde_json::{Value, json};
 
 use super::AdminArgs;
 
+/// The CLI's HTTP client: plain HTTP, or HTTPS verified against the system's roots plus the
+/// CA certificates of `--cacert`.
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
 /// An authenticated Management API session.
 pub struct ManagementClient {
     server: String,
     token: String,
-    http: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<Bytes>,
-    >,
+    http: HttpClient,
+}
+
+/// The HTTP client for `server`, trusting the system's CA certificates and those in `cacert`.
+fn http_client(cacert: Option<&std::path::Path>) -> anyhow::Result<HttpClient> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates of the system's store that rustls cannot use are skipped, as curl does.
+    let system = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(system.certs);
+    if let Some(path) = cacert {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("could not read CA certificates from {}", path.display()))?;
+        if certificates.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .with_context(|| format!("a certificate in {} is not usable", path.display()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS setup")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
+}
+
+/// The first line of standard input, without its line ending.
+fn secret_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("could not read the admin client secret from standard input")?;
+    let secret = line.trim_end_matches(['\n', '\r']).to_owned();
+    if secret.is_empty() {
+        bail!("standard input held no admin client secret");
+    }
+    Ok(secret)
 }
 
 async fn send(
-    http: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<Bytes>,
-    >,
+    http: &HttpClient,
     request: http::Request<Full<Bytes>>,
 ) -> anyhow::Result<(u16, Value)> {
     let uri = request.uri().clone();
-    let response = http
-        .request(request)
-        .await
-        .with_context(|| format!("could not reach {uri}"))?;
+    let response = http.request(request).await.map_err(|error| {
+        // The connector's cause (a certificate the roots do not vouch for, say) is what
+        // the operator needs; hyper's own message only says the connection failed.
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        anyhow!("could not reach {uri}: {reason}")
+    })?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     let value = if body.is_empty() {
@@ -58,9 +118,7 @@ impl ManagementClient {
     /// Logs in with the admin credentials.
     pub async fn connect(args: &AdminArgs) -> anyhow::Result<Self> {
         let server = args.server.trim_end_matches('/').to_owned();
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
+        let http = http_client(args.cacert.as_deref())?;
         let saved: Option<Value> = std::fs::read_to_string(args.data_dir.join("admin.json"))
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok());
@@ -82,9 +140,13 @@ impl ManagementClient {
                  the server's data directory"
                 )
             })?;
-        let client_secret = args
-            .admin_client_secret
-            .clone()
+        let from_stdin = if args.admin_client_secret_stdin {
+            Some(secret_from_stdin()?)
+        } else {
+            None
+        };
+        let client_secret = from_stdin
+            .or_else(|| args.admin_client_secret.clone())
             .or_else(|| from_file("client_secret"))
             .ok_or_else(|| anyhow!("no admin client secret: pass --admin-client-secret"))?;
         let audience = match from_file("audience") {

@@ -361,7 +361,8 @@ pub struct AdminArgs {
     /// Admin client id (instead of admin.json).
     #[arg(long, global = true, env = "HOOKD_ADMIN_CLIENT_ID")]
     pub admin_client_id: Option<String>,
-    /// Admin client secret (instead of admin.json).
+    /// Admin client secret (instead of admin.json). Prefer the environment variable or
+    /// --admin-client-secret-stdin: other local users can read a command line.
     #[arg(
         long,
         global = true,
@@ -369,6 +370,12 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     pub admin_client_secret: Option<String>,
+    /// Read the admin client secret from the first line of standard input.
+    #[arg(long, global = true, conflicts_with = "admin_client_secret")]
+    pub admin_client_secret_stdin: bool,
+    /// PEM file of CA certificates to trust for an https:// server, besides the system's.
+    #[arg(long, global = true, env = "HOOKD_CACERT")]
+    pub cacert: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
