@@ -1045,3 +1045,123 @@ async fn the_registry_swaps_hooks_atomically() {
     );
     assert!(registry.enabled(point).is_none());
 }
+
+/// A swap file turned on for the life of the value, off again when it drops.
+struct SwapFile {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SwapFile {
+    fn on(mib: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("swap");
+        let zeros = vec![0u8; 1 << 20];
+        let mut file = std::fs::File::create(&path).expect("create");
+        for _ in 0..mib {
+            std::io::Write::write_all(&mut file, &zeros).expect("write");
+        }
+        file.sync_all().expect("sync");
+        drop(file);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        for (program, args) in [("mkswap", vec![&path]), ("swapon", vec![&path])] {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap_or_else(|error| panic!("{program}: {error}"));
+            assert!(status.success(), "{program} failed: run as root");
+        }
+        SwapFile { path, _dir: dir }
+    }
+}
+
+impl Drop for SwapFile {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("swapoff")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Asks the kernel to page out every private writable mapping of this process
+/// (`MADV_PAGEOUT`); with swap on, anonymous pages go to swap. Returns `VmSwap` in KiB after.
+#[allow(
+    unsafe_code,
+    reason = "madvise is the only way to make the kernel swap pages out on demand"
+)]
+fn page_out_this_process() -> u64 {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !perms.starts_with("rw") || !perms.ends_with('p') {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: MADV_PAGEOUT only asks the kernel to reclaim pages; their contents stay
+        // what they were (they fault back in from swap), so no memory is invalidated.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSwap:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Swap turned on after the engine started: a page a call wrote, which the kernel then swaps
+/// out, must be reset like a present one, or the next instance in the slot reads it back.
+/// Turns on a 1 GiB swap file system-wide for a few seconds, so it runs only as root with
+/// `HOOKD_TEST_SWAP=1 cargo test --test all -- hooks::a_written_page_swapped`; otherwise it
+/// says it was skipped.
+#[tokio::test(flavor = "current_thread")]
+async fn a_written_page_swapped_out_between_calls_is_reset_too() {
+    if std::env::var_os("HOOKD_TEST_SWAP").is_none() {
+        eprintln!("skipped: needs root and HOOKD_TEST_SWAP=1 (it turns swap on for a moment)");
+        return;
+    }
+    let engine = engine();
+    let limits = HookLimits {
+        timeout_ms: 10_000,
+        ..HookLimits::default()
+    };
+    let hook = load(&engine, HOSTILE, limits);
+    let _swap = SwapFile::on(1024);
+    for call in 0..3 {
+        // The call writes its pages and waits; meanwhile they are swapped out, so when the
+        // call ends and its slot is reset, they are not present.
+        let pager = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            page_out_this_process()
+        });
+        let invocation = invoke_bounded(&engine, &hook, event("scatter-then-wait")).await;
+        let swapped_kib = pager.join().expect("pager");
+        assert!(swapped_kib > 0, "nothing was swapped out");
+        invocation.result.expect("scatter-then-wait allows");
+        let next = invoke_bounded(&engine, &hook, event("scatter")).await;
+        let changes = next.result.expect("scatter allows");
+        assert_eq!(
+            (
+                &changes.claims["image_pages_written_before"],
+                &changes.claims["zeroed_pages_written_before"]
+            ),
+            (&json!(0), &json!(0)),
+            "call {call}: the next instance read pages written before they were swapped out"
+        );
+    }
+}

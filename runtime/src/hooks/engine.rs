@@ -150,40 +150,7 @@ impl std::fmt::Debug for LoadedHook {
     }
 }
 
-/// How the pool resets a slot's memory and tables after a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotReset {
-    /// `PAGEMAP_SCAN` finds the pages the call wrote and only those are reset, however many
-    /// disjoint runs they form (vendored patch, `vendor/README.md`): fast, but wasmtime 48's
-    /// scan matches only pages that are present, so a written page the kernel has swapped
-    /// out would be neither reset nor decommitted and the next instance in the slot could
-    /// read it (bytecodealliance/wasmtime#14357). Safe only without swap.
-    DirtyPagesOnly,
-    /// The first `keep_resident` bytes are rewritten and the rest decommitted, swapped-out
-    /// pages included: always fresh, slower for hooks that touch little memory.
-    KeepResidentAndDecommit,
-}
-
-/// Whether `/proc/swaps` lists any active swap area (header line aside). zram and swap
-/// files count too.
-fn swap_active(proc_swaps: &str) -> bool {
-    proc_swaps
-        .lines()
-        .skip(1)
-        .any(|line| !line.trim().is_empty())
-}
-
-/// The reset a fresh instance per call can rely on, on this host. Checked once, when the
-/// engine starts: enabling swap later takes a restart to switch.
-fn slot_reset() -> SlotReset {
-    match std::fs::read_to_string("/proc/swaps") {
-        Ok(swaps) if !swap_active(&swaps) => SlotReset::DirtyPagesOnly,
-        // Swap is on, or it cannot be told (then wasmtime cannot scan either).
-        _ => SlotReset::KeepResidentAndDecommit,
-    }
-}
-
-fn engine_config(max_concurrency: u32, reset: SlotReset) -> Config {
+fn engine_config(max_concurrency: u32) -> Config {
     // Twice the concurrency: room for the idle instances that a hook with instance reuse keeps
     // (at most the concurrency) next to the calls of the hook replacing it.
     let slots = max_concurrency.max(1) * 2;
@@ -198,10 +165,11 @@ fn engine_config(max_concurrency: u32, reset: SlotReset) -> Config {
         .table_elements(100_000)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
         .table_keep_resident(1 << 20)
-        .pagemap_scan(match reset {
-            SlotReset::DirtyPagesOnly => Enabled::Auto,
-            SlotReset::KeepResidentAndDecommit => Enabled::No,
-        });
+        // After a call, `PAGEMAP_SCAN` finds the pages it wrote and only those are reset,
+        // however many disjoint runs they form, including pages the kernel swapped out in the
+        // meantime (both vendored patches, `vendor/README.md`). Without the ioctl (kernels
+        // before 6.7), the first `keep_resident` bytes are rewritten and the rest decommitted.
+        .pagemap_scan(Enabled::Auto);
 
     let mut config = Config::new();
     config
@@ -233,9 +201,7 @@ fn spawn_epoch_ticker(engine: &Engine) -> Result<(), EngineError> {
 impl HookEngine {
     /// Builds the engine, its linker and (if configured) opens the compiled-hook cache.
     pub fn new(settings: EngineSettings) -> Result<Self, EngineError> {
-        let reset = slot_reset();
-        tracing::info!(?reset, "hook instance slots are reset after every call");
-        let engine = Engine::new(&engine_config(settings.max_concurrency, reset))
+        let engine = Engine::new(&engine_config(settings.max_concurrency))
             .map_err(|error| EngineError::Config(error.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -336,23 +302,5 @@ impl HookEngine {
     pub fn set_instance_reuse(&self, hook: &mut LoadedHook, reuse: bool) {
         let capacity = self.inner.max_concurrency as usize;
         hook.warm = reuse.then(|| Arc::new(WarmInstances::new(capacity)));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn any_listed_swap_area_counts_as_swap() {
-        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
-        assert!(!swap_active(header));
-        assert!(!swap_active(""));
-        assert!(swap_active(&format!(
-            "{header}/dev/zram0                              partition\t8388604\t\t0\t\t100\n"
-        )));
-        assert!(swap_active(&format!(
-            "{header}/swapfile                               file\t\t2097148\t\t0\t\t-2\n"
-        )));
     }
 }

@@ -161,6 +161,15 @@ impl Guest for Hostile {
                     ),
                 ]
             }
+            // Writes like `scatter`, then waits a second before returning, so the host can
+            // do something to those pages while the instance still holds them.
+            "scatter-then-wait" => {
+                let mark = 0x80 | (calls as u8);
+                let written = scatter(&SCATTER_IMAGE, SCATTER_IMAGE_BYTE, mark)
+                    + scatter(&SCATTER_ZEROED, 0, mark);
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                vec![claim("pages_written_before", written.to_string())]
+            }
             "clock-and-random" => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
