@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hookd_tests::{
-    API, DENY_BY_AUDIENCE, SEED, Seeded, TestServer, admin, admin_token, call, get_token, seed,
-    send, token_form, upload, wasm,
+    API, DENY_BY_AUDIENCE, SEED, Seeded, TestServer, admin, admin_token, assert_management_error,
+    assert_oauth_error, call, get_token, seed, send, token_form, upload, wasm,
 };
 use http::Method;
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ async fn management_calls_need_a_valid_token_for_the_management_audience_with_th
     let url = format!("{}/api/v2/hooks", server.base);
 
     let none = send(Method::GET, &url, &[], "").await;
-    assert_eq!(none.status, 401);
+    assert_management_error(&none, 401, None, "");
     assert_eq!(none.json["statusCode"], 401);
     assert!(
         none.headers["www-authenticate"]
@@ -57,7 +57,7 @@ async fn management_calls_need_a_valid_token_for_the_management_audience_with_th
         "",
     )
     .await;
-    assert_eq!(garbage.status, 401);
+    assert_management_error(&garbage, 401, None, "");
 
     // A real token, but for another API.
     let other = get_token(&server, &seeded).await;
@@ -66,7 +66,7 @@ async fn management_calls_need_a_valid_token_for_the_management_audience_with_th
         .expect("token")
         .to_owned();
     let wrong_audience = call(&server, &other, Method::GET, "/api/v2/hooks", None).await;
-    assert_eq!(wrong_audience.status, 401);
+    assert_management_error(&wrong_audience, 401, None, "");
 
     // A token for the Management API with only read:hooks.
     let audience = "https://hookd.test/api/v2/";
@@ -92,7 +92,7 @@ async fn management_calls_need_a_valid_token_for_the_management_audience_with_th
         Some(json!({"name": "x", "triggerId": "credentials-exchange"})),
     )
     .await;
-    assert_eq!(create.status, 403);
+    assert_management_error(&create, 403, Some("insufficient_scope"), "");
     assert_eq!(create.json["errorCode"], "insufficient_scope");
     assert_eq!(
         server.store.hooks().expect("hooks").len(),
@@ -105,7 +105,7 @@ async fn management_calls_need_a_valid_token_for_the_management_audience_with_th
     parts[1] = parts[1].chars().rev().collect();
     let tampered = parts.join(".");
     let reply = call(&server, &tampered, Method::GET, "/api/v2/hooks", None).await;
-    assert_eq!(reply.status, 401);
+    assert_management_error(&reply, 401, None, "");
     server.stop().await;
 }
 
@@ -188,7 +188,7 @@ async fn a_hook_is_created_uploaded_versioned_rolled_back_and_disabled_live() {
     // A module that fails validation is refused and changes nothing.
     let core = wasm_core_module();
     let refused = upload(&server, &admin, &id, core).await;
-    assert_eq!(refused.status, 400);
+    assert_management_error(&refused, 400, Some("invalid_module"), "not a component");
     assert!(
         refused.json["message"]
             .as_str()
@@ -215,7 +215,7 @@ async fn a_hook_is_created_uploaded_versioned_rolled_back_and_disabled_live() {
         Some(json!({"triggerId": "pre-user-registration"})),
     )
     .await;
-    assert_eq!(patch.status, 400);
+    assert_management_error(&patch, 400, Some("invalid_body"), "");
     assert!(
         patch.json["message"]
             .as_str()
@@ -275,9 +275,9 @@ async fn a_hook_is_created_uploaded_versioned_rolled_back_and_disabled_live() {
         Some(json!({"name": "add claims", "triggerId": "credentials-exchange"})),
     )
     .await;
-    assert_eq!(duplicate.status, 409);
+    assert_management_error(&duplicate, 409, Some("conflict"), "");
     let missing = call(&server, &admin, Method::GET, "/api/v2/hooks/nope", None).await;
-    assert_eq!(missing.status, 404);
+    assert_management_error(&missing, 404, Some("inexistent_resource"), "");
     let deleted = call(
         &server,
         &admin,
@@ -471,7 +471,7 @@ async fn signing_keys_rotate_without_breaking_issued_tokens() {
         None,
     )
     .await;
-    assert_eq!(refused.status, 403);
+    assert_management_error(&refused, 403, Some("insufficient_scope"), "");
 
     // A restart keeps the rotated set.
     server.stop().await;
@@ -561,7 +561,7 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
             .await
         }
     };
-    assert_eq!(ask(seeded.clone()).await.status, 403);
+    assert_oauth_error(&ask(seeded.clone()).await, 403, "access_denied", "");
 
     // A grant for one scope, then widened by PATCH.
     let grant = call(
@@ -583,7 +583,7 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         Some(json!({"client_id": client_id, "audience": "https://billing.example/", "scope": []})),
     )
     .await;
-    assert_eq!(duplicate.status, 409);
+    assert_management_error(&duplicate, 409, Some("conflict"), "");
     let widened = call(
         &server,
         &admin,
@@ -656,7 +656,7 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         Some(json!({"identifier": "https://elsewhere/"})),
     )
     .await;
-    assert_eq!(renamed.status, 400);
+    assert_management_error(&renamed, 400, Some("invalid_body"), "");
 
     // Rotating the secret: the old one stops working, the new one works.
     let rotated = call(
@@ -672,7 +672,7 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         .as_str()
         .expect("secret")
         .to_owned();
-    assert_eq!(ask(seeded.clone()).await.status, 401);
+    assert_oauth_error(&ask(seeded.clone()).await, 401, "invalid_client", "");
     let renewed = Seeded {
         client_id: client_id.clone(),
         secret: new_secret,
@@ -690,9 +690,30 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
     )
     .await;
     assert_eq!(deleted.status, 204);
-    assert_eq!(ask(renewed.clone()).await.status, 403);
+    assert_oauth_error(&ask(renewed.clone()).await, 403, "access_denied", "");
     let gone = call(&server, &admin, Method::GET, "/api/v2/client-grants", None).await;
     assert!(!gone.text.contains(&grant_id));
+    let recreated = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/resource-servers",
+        Some(json!({"identifier": "https://billing.example/", "scopes": [{"value": "read:invoices", "description": ""}]})),
+    )
+    .await;
+    assert_eq!(recreated.status, 201, "{}", recreated.text);
+    let grants = call(&server, &admin, Method::GET, "/api/v2/client-grants", None).await;
+    assert!(
+        grants
+            .json
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|grant| grant["audience"] != "https://billing.example/"),
+        "{}",
+        grants.text
+    );
+    assert_oauth_error(&ask(renewed.clone()).await, 403, "access_denied", "");
 
     // The Management API itself cannot be deleted.
     let apis = call(
@@ -715,7 +736,7 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         None,
     )
     .await;
-    assert_eq!(refused.status, 400);
+    assert_management_error(&refused, 400, Some("operation_not_supported"), "cannot be deleted");
 
     let removed = call(
         &server,
@@ -726,7 +747,18 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
     )
     .await;
     assert_eq!(removed.status, 204);
-    assert_eq!(ask(renewed).await.status, 401);
+    assert_oauth_error(&ask(renewed).await, 401, "invalid_client", "");
+    let grants = call(&server, &admin, Method::GET, "/api/v2/client-grants", None).await;
+    assert!(
+        grants
+            .json
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|grant| grant["client_id"] != client_id.as_str()),
+        "deleting a client deletes its grants: {}",
+        grants.text
+    );
     let missing = call(
         &server,
         &admin,
@@ -735,7 +767,7 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         None,
     )
     .await;
-    assert_eq!(missing.status, 404);
+    assert_management_error(&missing, 404, None, "Not found");
     server.stop().await;
 }
 
@@ -763,7 +795,7 @@ async fn hook_secrets_reach_the_hook_and_nowhere_else() {
     let secrets_path = format!("/api/v2/hooks/{id}/secrets");
 
     // Without its secret the hook denies with server_error.
-    assert_eq!(get_token(&server, &seeded).await.status, 500);
+    assert_oauth_error(&get_token(&server, &seeded).await, 500, "server_error", "");
 
     const VALUE: &str = "k-0f7e9c1d-very-secret";
     let added = call(
@@ -807,7 +839,7 @@ async fn hook_secrets_reach_the_hook_and_nowhere_else() {
         Some(json!({"KEY_ID": "x"})),
     )
     .await;
-    assert_eq!(again.status, 409);
+    assert_management_error(&again, 409, Some("conflict"), "");
     let unknown = call(
         &server,
         &admin,
@@ -816,7 +848,7 @@ async fn hook_secrets_reach_the_hook_and_nowhere_else() {
         Some(json!({"NOPE": "x"})),
     )
     .await;
-    assert_eq!(unknown.status, 404);
+    assert_management_error(&unknown, 404, Some("inexistent_resource"), "");
 
     // At least 20 secrets per hook.
     let many: serde_json::Map<String, Value> = (0..25)
@@ -898,7 +930,7 @@ async fn hook_secrets_reach_the_hook_and_nowhere_else() {
     )
     .await;
     assert_eq!(deleted.status, 204);
-    assert_eq!(get_token(&server, &seeded).await.status, 500);
+    assert_oauth_error(&get_token(&server, &seeded).await, 500, "server_error", "");
     server.stop().await;
 }
 
@@ -991,7 +1023,7 @@ async fn lists_page_like_auth0() {
         None,
     )
     .await;
-    assert_eq!(bad.status, 400);
+    assert_management_error(&bad, 400, Some("invalid_query_string"), "per_page");
     assert!(
         bad.json["message"]
             .as_str()
@@ -1130,7 +1162,7 @@ async fn operators_can_choose_the_admin_credentials_and_the_secrets_key() {
         Some(json!({"limits": {"memory_bytes": 0}})),
     )
     .await;
-    assert_eq!(invalid.status, 400);
+    assert_management_error(&invalid, 400, Some("invalid_body"), "");
     assert!(
         invalid.json["message"]
             .as_str()
@@ -1152,8 +1184,8 @@ async fn operators_can_choose_the_admin_credentials_and_the_secrets_key() {
     // The same key opens the secrets after a restart.
     let server = TestServer::start_configured(dir.path(), configure).await;
     server.stop().await;
-    // Another key cannot open them: the server refuses to start rather than run the hook
-    // without its secrets.
+    // Another key opens nothing that is sealed (the client-secret key, the signing keys, the
+    // hook's secrets): the server refuses to start.
     let mut other =
         hookd::app::ServeConfig::new(dir.path().to_owned(), "127.0.0.1:0".parse().expect("addr"));
     other.issuer = Some("https://hookd.test/".to_owned());
@@ -1212,7 +1244,7 @@ async fn the_remaining_endpoints_answer_as_documented() {
         Some(json!({"name": "x"})),
     )
     .await;
-    assert_eq!(unknown.status, 404);
+    assert_management_error(&unknown, 404, Some("inexistent_resource"), "");
 
     // DELETE a grant: the client is refused from then on.
     let grants = call(
@@ -1233,7 +1265,7 @@ async fn the_remaining_endpoints_answer_as_documented() {
     )
     .await;
     assert_eq!(deleted.status, 204);
-    assert_eq!(get_token(&server, &seeded).await.status, 403);
+    assert_oauth_error(&get_token(&server, &seeded).await, 403, "access_denied", "");
     let again = call(
         &server,
         &admin,
@@ -1242,7 +1274,7 @@ async fn the_remaining_endpoints_answer_as_documented() {
         None,
     )
     .await;
-    assert_eq!(again.status, 404);
+    assert_management_error(&again, 404, Some("inexistent_resource"), "");
 
     // Hook list filters.
     for name in ["first", "second"] {
@@ -1286,7 +1318,7 @@ async fn the_remaining_endpoints_answer_as_documented() {
         None,
     )
     .await;
-    assert_eq!(bad_filter.status, 400);
+    assert_management_error(&bad_filter, 400, Some("invalid_query_string"), "enabled");
     let bad_trigger = call(
         &server,
         &admin,
@@ -1295,7 +1327,7 @@ async fn the_remaining_endpoints_answer_as_documented() {
         Some(json!({"name": "x", "triggerId": "post-login"})),
     )
     .await;
-    assert_eq!(bad_trigger.status, 400);
+    assert_management_error(&bad_trigger, 400, Some("invalid_body"), "");
     assert!(
         bad_trigger.json["message"]
             .as_str()

@@ -555,3 +555,46 @@ pub fn decode_unverified(token: &str) -> serde_json::Value {
         .expect("base64url payload");
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
+
+/// Asserts that `reply` is a Management API error in Auth0's shape: `status` as `statusCode`
+/// and HTTP status, its reason phrase as `error`, `errorCode` exactly `error_code` (absent
+/// when `None`), and a non-empty `message` that contains `message`.
+#[track_caller]
+pub fn assert_management_error(
+    reply: &Reply,
+    status: u16,
+    error_code: Option<&str>,
+    message: &str,
+) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.json["statusCode"], status, "{}", reply.text);
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .expect("a standard status");
+    assert_eq!(reply.json["error"], reason, "{}", reply.text);
+    match error_code {
+        Some(code) => assert_eq!(reply.json["errorCode"], code, "{}", reply.text),
+        None => assert!(reply.json.get("errorCode").is_none(), "{}", reply.text),
+    }
+    let shown = reply.json["message"].as_str().unwrap_or_default();
+    assert!(
+        !shown.is_empty() && shown.contains(message),
+        "message {shown:?} should contain {message:?}: {}",
+        reply.text
+    );
+}
+
+/// Asserts that `reply` is an OAuth error (RFC 6749 §5.2) with `status` and `error`, and an
+/// `error_description` that contains `description`.
+#[track_caller]
+pub fn assert_oauth_error(reply: &Reply, status: u16, error: &str, description: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.json["error"], error, "{}", reply.text);
+    let shown = reply.json["error_description"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains(description),
+        "error_description {shown:?} should contain {description:?}: {}",
+        reply.text
+    );
+}
