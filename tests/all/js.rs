@@ -646,21 +646,46 @@ async fn instance_reuse_is_opt_in_and_keeps_globals_only_on_a_healthy_instance()
     assert_eq!(hook.idle_instances(), 0);
     assert_eq!(count(&invoke(&engine, &hook, API).await), 1);
 
-    // Concurrent calls each get an instance of their own; at most the engine's concurrency
-    // (16) stays idle.
-    let hook = std::sync::Arc::new(hook);
+    // Concurrent calls each get an instance of their own, never one another's: on an engine
+    // that runs three calls at once, twelve concurrent calls use at most three instances,
+    // each serves its calls one after another (its counts are 1, 2, 3, ... with no repeat),
+    // and every instance is idle afterwards.
+    let small = hookd_tests::cached_engine_with(3);
+    let mut shared = load(&small, JS_COUNTER_HOOK, HookLimits::default());
+    small.set_instance_reuse(&mut shared, true);
+    let shared = std::sync::Arc::new(shared);
     let calls = (0..12).map(|_| {
-        let (engine, hook) = (engine.clone(), hook.clone());
+        let (engine, hook) = (small.clone(), shared.clone());
         tokio::spawn(async move { invoke(&engine, &hook, API).await })
     });
+    let mut counts_by_instance: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
     for call in calls {
         let invocation = call.await.expect("join");
-        assert!(invocation.result.is_ok(), "{:?}", invocation.result);
+        let changes = invocation.result.as_ref().expect("the counter allows");
+        let instance = claims(changes)["https://hookd.test/instance"]
+            .as_str()
+            .expect("an instance name")
+            .to_owned();
+        counts_by_instance
+            .entry(instance)
+            .or_default()
+            .push(count(&invocation));
     }
-    assert!(hook.idle_instances() <= 16, "{}", hook.idle_instances());
+    assert!(
+        (1..=3).contains(&counts_by_instance.len()),
+        "{counts_by_instance:?}"
+    );
+    for (instance, counts) in &mut counts_by_instance {
+        counts.sort_unstable();
+        let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+        assert_eq!(
+            *counts, expected,
+            "instance {instance} served two calls at once"
+        );
+    }
+    assert_eq!(shared.idle_instances(), counts_by_instance.len());
 
     // Turning it off lets the idle instances go.
-    let mut hook = std::sync::Arc::try_unwrap(hook).expect("no other owner");
     engine.set_instance_reuse(&mut hook, false);
     assert_eq!(hook.idle_instances(), 0);
     assert_eq!(count(&invoke(&engine, &hook, API).await), 1);

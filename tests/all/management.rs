@@ -324,24 +324,57 @@ async fn swapping_hooks_under_load_fails_no_token_request() {
         .expect("sha")
         .to_owned();
 
+    // Each answer is classified by what ran: the seed version adds its claim; the other
+    // version adds nothing but leaves a hook log entry under the request's id; a disabled
+    // hook leaves neither.
     let failures = Arc::new(AtomicU64::new(0));
-    let successes = Arc::new(AtomicU64::new(0));
+    let by_seed = Arc::new(AtomicU64::new(0));
+    let by_other = Arc::new(AtomicU64::new(0));
+    let by_none = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = tokio::task::JoinSet::new();
     for _ in 0..6 {
-        let (server, seeded) = (server.clone(), seeded.clone());
-        let (failures, successes) = (failures.clone(), successes.clone());
+        let (server, seeded, id) = (server.clone(), seeded.clone(), id.clone());
+        let (failures, done) = (failures.clone(), done.clone());
+        let counters = (by_seed.clone(), by_other.clone(), by_none.clone());
         load.spawn(async move {
-            for _ in 0..60 {
-                let reply = get_token(&server, &seeded).await;
-                if reply.status == 200 {
-                    successes.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failures.fetch_add(1, Ordering::Relaxed);
+            // Bounded, whatever happens to the changes.
+            for _ in 0..3_000 {
+                if done.load(Ordering::Relaxed) {
+                    break;
                 }
+                let reply = get_token(&server, &seeded).await;
+                if reply.status != 200 {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let claims = hookd_tests::decode_unverified(
+                    reply.json["access_token"].as_str().expect("token"),
+                );
+                let request_id = reply.headers["x-request-id"].to_str().expect("ascii");
+                let counter = if claims.get("https://foo.com/claim").is_some() {
+                    &counters.0
+                } else if server
+                    .hook_log
+                    .recent(&id)
+                    .iter()
+                    .any(|entry| entry.request_id == request_id)
+                {
+                    &counters.1
+                } else {
+                    &counters.2
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
-    // Meanwhile: roll back and forth, disable and enable, 20 changes in all.
+    let answered = || {
+        by_seed.load(Ordering::Relaxed)
+            + by_other.load(Ordering::Relaxed)
+            + by_none.load(Ordering::Relaxed)
+    };
+    // Meanwhile: roll back and forth, disable and enable, 20 changes in all, each once
+    // requests have been answered since the one before.
     for round in 0..20 {
         let rollback = format!("/api/v2/hooks/{id}/rollback");
         let hook = format!("/api/v2/hooks/{id}");
@@ -353,12 +386,33 @@ async fn swapping_hooks_under_load_fails_no_token_request() {
         };
         let reply = call(&server, &admin, method, path, Some(body)).await;
         assert!(reply.status < 300, "change {round}: {}", reply.text);
+        // Six tasks have at most six requests in flight, so of twelve answers at least six
+        // were asked after the change.
+        let before = answered();
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while answered() < before + 12 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "no token requests were answered after change {round}"
+        );
     }
-    while let Some(done) = load.join_next().await {
-        done.expect("load task");
+    done.store(true, Ordering::Relaxed);
+    while let Some(finished) = load.join_next().await {
+        finished.expect("load task");
     }
     assert_eq!(failures.load(Ordering::Relaxed), 0);
-    assert_eq!(successes.load(Ordering::Relaxed), 360);
+    let (seed_ran, other_ran) = (
+        by_seed.load(Ordering::Relaxed),
+        by_other.load(Ordering::Relaxed),
+    );
+    assert!(
+        seed_ran > 0 && other_ran > 0,
+        "both versions answered requests between the changes: seed {seed_ran}, other {other_ran}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -736,7 +790,12 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         None,
     )
     .await;
-    assert_management_error(&refused, 400, Some("operation_not_supported"), "cannot be deleted");
+    assert_management_error(
+        &refused,
+        400,
+        Some("operation_not_supported"),
+        "cannot be deleted",
+    );
 
     let removed = call(
         &server,

@@ -29,12 +29,17 @@ pub fn engine() -> HookEngine {
 /// An engine using the compiled-hook cache the tests share ([`COMPILED_CACHE_DIR`]), so a
 /// JavaScript hook (seconds to compile) compiles once across tests and runs.
 pub fn cached_engine() -> HookEngine {
+    cached_engine_with(EngineSettings::default().max_concurrency)
+}
+
+/// [`cached_engine`] running at most `max_concurrency` invocations at once.
+pub fn cached_engine_with(max_concurrency: u32) -> HookEngine {
     HookEngine::new(EngineSettings {
+        max_concurrency,
         cache: Some(hookd::app::artifact_cache(
             COMPILED_CACHE_DIR.into(),
             &hookd::secrets::SecretBox::from_encoded(TEST_SECRETS_KEY).expect("test key"),
         )),
-        ..EngineSettings::default()
     })
     .expect("engine")
 }
