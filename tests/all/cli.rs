@@ -852,3 +852,190 @@ async fn the_admin_cli_reaches_an_https_server_with_its_ca_and_takes_the_secret_
     assert!(!stderr.contains("not-the-secret"), "{stderr}");
     server.stop().await;
 }
+
+/// Runs an admin command and returns its stdout, failing the test when it fails.
+async fn admin_ok(server: &hookd_tests::TestServer, dir: &Path, args: &[&str]) -> String {
+    let out = admin_cli(server, dir, args).await;
+    assert!(
+        out.status.success(),
+        "hookd {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_command_changes_what_it_says() {
+    use hookd_tests::{Seeded, assert_oauth_error, get_token, seed};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = hookd_tests::TestServer::start(dir.path()).await;
+    let d = dir.path();
+
+    // hooks enable / disable / logs, secrets set / list / unset.
+    admin_ok(&server, d, &["hooks", "deploy", SEED, "--name", "cli-hook"]).await;
+    let state = |hooks: &serde_json::Value| hooks[0]["enabled"].clone();
+    let listed: serde_json::Value =
+        serde_json::from_str(&admin_ok(&server, d, &["hooks", "list", "--json"]).await)
+            .expect("json");
+    assert_eq!(state(&listed), false, "{listed}");
+    admin_ok(&server, d, &["hooks", "enable", "cli-hook"]).await;
+    let listed: serde_json::Value =
+        serde_json::from_str(&admin_ok(&server, d, &["hooks", "list", "--json"]).await)
+            .expect("json");
+    assert_eq!(state(&listed), true, "{listed}");
+    assert_eq!(listed[0]["state"], "running", "{listed}");
+    let token = get_token(&server, &seeded).await;
+    assert_eq!(token.status, 200, "{}", token.text);
+    let request_id = token.headers["x-request-id"].to_str().expect("ascii");
+    let logs = admin_ok(&server, d, &["hooks", "logs", "cli-hook"]).await;
+    assert!(logs.contains(request_id), "{logs}");
+    admin_ok(&server, d, &["hooks", "disable", "cli-hook"]).await;
+    let token = get_token(&server, &seeded).await;
+    let claims = hookd_tests::decode_unverified(token.json["access_token"].as_str().expect("t"));
+    assert!(claims.get("https://foo.com/claim").is_none(), "{claims}");
+
+    admin_ok(
+        &server,
+        d,
+        &[
+            "hooks",
+            "secrets",
+            "set",
+            "cli-hook",
+            "A=alpha-value",
+            "B=beta-value",
+        ],
+    )
+    .await;
+    let listed = admin_ok(&server, d, &["hooks", "secrets", "list", "cli-hook"]).await;
+    assert!(listed.contains('A') && listed.contains('B'), "{listed}");
+    assert!(!listed.contains("alpha-value"), "{listed}");
+    let left = admin_ok(
+        &server,
+        d,
+        &["hooks", "secrets", "unset", "cli-hook", "A", "--json"],
+    )
+    .await;
+    let left: serde_json::Value = serde_json::from_str(&left).expect("json");
+    assert_eq!(left, serde_json::json!([{"name": "B"}]), "{left}");
+
+    // clients rotate-secret / delete.
+    let rotated: serde_json::Value = serde_json::from_str(
+        &admin_ok(
+            &server,
+            d,
+            &["clients", "rotate-secret", &seeded.client_id, "--json"],
+        )
+        .await,
+    )
+    .expect("json");
+    assert_oauth_error(
+        &get_token(&server, &seeded).await,
+        401,
+        "invalid_client",
+        "",
+    );
+    let renewed = Seeded {
+        client_id: seeded.client_id.clone(),
+        secret: rotated["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+    };
+    assert_eq!(get_token(&server, &renewed).await.status, 200);
+
+    // grants list / delete, apis list / delete.
+    let grants: serde_json::Value =
+        serde_json::from_str(&admin_ok(&server, d, &["grants", "list", "--json"]).await)
+            .expect("json");
+    let grant = grants
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|grant| grant["client_id"] == seeded.client_id.as_str())
+        .expect("the seeded grant")
+        .clone();
+    admin_ok(
+        &server,
+        d,
+        &["grants", "delete", grant["id"].as_str().expect("id")],
+    )
+    .await;
+    assert_oauth_error(
+        &get_token(&server, &renewed).await,
+        403,
+        "access_denied",
+        "",
+    );
+    let apis: serde_json::Value =
+        serde_json::from_str(&admin_ok(&server, d, &["apis", "list", "--json"]).await)
+            .expect("json");
+    let api_id = apis
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|api| api["identifier"] == hookd_tests::API)
+        .and_then(|api| api["id"].as_str())
+        .expect("the seeded API")
+        .to_owned();
+    admin_ok(&server, d, &["apis", "delete", &api_id]).await;
+    assert!(server.store.api(&api_id).expect("read").is_none());
+    admin_ok(&server, d, &["clients", "delete", &seeded.client_id]).await;
+    assert!(
+        server
+            .store
+            .client(&seeded.client_id)
+            .expect("read")
+            .is_none()
+    );
+
+    // keys rotate: the next key becomes current.
+    let keys = |text: String| -> serde_json::Value { serde_json::from_str(&text).expect("json") };
+    let before = keys(admin_ok(&server, d, &["keys", "list", "--json"]).await);
+    let next_rs256 = before
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|key| key["alg"] == "RS256" && key["next"] == true)
+        .and_then(|key| key["kid"].as_str())
+        .expect("a next RS256 key")
+        .to_owned();
+    let after = keys(admin_ok(&server, d, &["keys", "rotate", "--json"]).await);
+    assert!(
+        after
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|key| key["kid"] == next_rs256.as_str() && key["current"] == true),
+        "{after}"
+    );
+    server.stop().await;
+}
+
+#[test]
+fn hooks_test_exits_0_when_the_hook_denies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let event = dir.path().join("event.json");
+    let mut sample: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sample_event()).expect("read"))
+            .expect("json");
+    sample["audience"] = "https://not-allowed.example/".into();
+    std::fs::write(&event, sample.to_string()).expect("write");
+    let out = run(&[
+        "hooks",
+        "test",
+        hookd_tests::DENY_BY_AUDIENCE,
+        "--event",
+        event.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("outcome  deny"), "{text}");
+}
