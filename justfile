@@ -28,5 +28,9 @@ bench:
     cargo bench -p hookd-tests --bench hooks
     cargo bench -p hookd-tests --bench token_load
 
+# Every fuzz target for SECONDS (default 20) on its seed corpus
+fuzz seconds="20":
+    cargo xtask fuzz {{seconds}}
+
 # What CI runs
-ci: lint test
+ci: lint test fuzz

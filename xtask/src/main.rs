@@ -20,7 +20,13 @@ tasks:
   test [args...]   setup, then run every test: the Rust example hooks' unit tests, the
                    JavaScript SDK's tests, then `cargo test --workspace [args...]`
   build-examples   build the Rust guest examples to guest-examples/target
+  fuzz [SECONDS]   run every fuzz target in tests/fuzz for SECONDS (default 20) on its seed
+                   corpus, with cargo-fuzz (installed into HOOKD_CACHE/cargo-fuzz if missing);
+                   finds go to tests/fuzz/artifacts, new corpus entries to a temporary folder
 ";
+
+/// The cargo-fuzz release the fuzz task installs when `cargo fuzz` is missing.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 fn main() -> ExitCode {
     let mut args = env::args().skip(1);
@@ -31,6 +37,7 @@ fn main() -> ExitCode {
         "demo" => setup().and_then(|()| demo(&rest)),
         "test" => setup().and_then(|()| test(&rest)),
         "build-examples" => setup().and_then(|()| build_examples().map(drop)),
+        "fuzz" => fuzz(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
@@ -232,4 +239,102 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(["test", "--silent"])
         .current_dir(root().join("sdk/js")))?;
     run(cargo().args(["test", "--workspace"]).args(extra))
+}
+
+/// Where builds and tools outside the checkout are cached: `HOOKD_CACHE`, else
+/// `~/.cache/hookd`.
+fn cache_dir() -> PathBuf {
+    env::var_os("HOOKD_CACHE").map_or_else(
+        || {
+            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/hookd")
+        },
+        PathBuf::from,
+    )
+}
+
+/// `cargo fuzz`: the one on PATH, else one installed into the cache.
+fn cargo_fuzz() -> Result<Command, String> {
+    let on_path = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if on_path {
+        let mut command = cargo();
+        command.arg("fuzz");
+        return Ok(command);
+    }
+    let root = cache_dir().join("cargo-fuzz");
+    let binary = root.join("bin/cargo-fuzz");
+    if !binary.is_file() {
+        run(cargo()
+            .args([
+                "install",
+                "cargo-fuzz",
+                "--locked",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--root",
+            ])
+            .arg(&root))?;
+    }
+    let mut command = Command::new(binary);
+    command.arg("fuzz");
+    Ok(command)
+}
+
+/// Runs each fuzz target for `seconds` on its committed seed corpus. libFuzzer's own
+/// instrumentation needs no nightly features with `--sanitizer none`; the targets build in a
+/// target directory of their own, since every crate is compiled with coverage counters.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let seconds: u64 = match args.first() {
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("fuzz: {text:?} is not a number of seconds"))?,
+        None => 20,
+    };
+    let fuzz_dir = root().join("tests/fuzz");
+    let target_dir = cache_dir().join("fuzz-target");
+    let common = |command: &mut Command| {
+        command
+            .args(["-O", "--sanitizer", "none", "--fuzz-dir"])
+            .arg(&fuzz_dir)
+            .arg("--target-dir")
+            .arg(&target_dir);
+    };
+    let mut build = cargo_fuzz()?;
+    build.arg("build");
+    common(&mut build);
+    run(&mut build)?;
+    let targets = std::fs::read_dir(fuzz_dir.join("fuzz_targets"))
+        .map_err(|error| format!("could not list tests/fuzz/fuzz_targets: {error}"))?
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_stem()?.to_str()?.to_owned();
+            // Only the files with a corpus are targets; the others are shared modules.
+            fuzz_dir.join("corpus").join(&name).is_dir().then_some(name)
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    if targets.is_empty() {
+        return Err("no fuzz targets found".to_owned());
+    }
+    for target in targets {
+        let found = env::temp_dir().join(format!("hookd-fuzz-{target}-{}", std::process::id()));
+        std::fs::create_dir_all(&found)
+            .map_err(|error| format!("could not create {}: {error}", found.display()))?;
+        println!("fuzzing {target} for {seconds} s");
+        let mut fuzz = cargo_fuzz()?;
+        fuzz.arg("run");
+        common(&mut fuzz);
+        fuzz.arg(&target)
+            .arg(&found)
+            .arg(fuzz_dir.join("corpus").join(&target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1");
+        let result = run(&mut fuzz);
+        let _ = std::fs::remove_dir_all(&found);
+        result?;
+    }
+    Ok(())
 }

@@ -278,7 +278,7 @@ fn claim_pairs<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Reads an `exchange-json` answer: changes for the claim policy, a denial or a failure.
-fn json_answer(text: &str, max_output_bytes: u64) -> Result<RawChanges, HookError> {
+pub(crate) fn json_answer(text: &str, max_output_bytes: u64) -> Result<RawChanges, HookError> {
     let size = text.len() as u64;
     let limit = max_output_bytes.saturating_add(JSON_ANSWER_SLACK_BYTES);
     if size > limit {

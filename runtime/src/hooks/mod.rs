@@ -8,6 +8,7 @@
 //! - Inputs and outputs are hookd's own types ([`CredentialsExchangeEvent`], [`TokenChanges`]);
 //!   the WIT-generated types never leave the private `bindings` module.
 
+pub mod answer;
 mod bindings;
 mod cache;
 mod claims;

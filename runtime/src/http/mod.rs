@@ -85,6 +85,16 @@ pub struct Server {
 }
 
 impl Server {
+    /// Answers one request as a connection's request is answered, without a socket (`peer` is
+    /// the client's address): for the fuzz targets, which drive the handlers directly.
+    pub async fn respond<B: RequestBody>(
+        &self,
+        peer: SocketAddr,
+        request: http::Request<B>,
+    ) -> http::Response<error::Body> {
+        serve_one(&self.state, peer, request).await
+    }
+
     /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
         Ok(Server {
@@ -155,10 +165,10 @@ impl Server {
     }
 }
 
-async fn serve_one(
+async fn serve_one<B: RequestBody>(
     state: &AppState,
     peer: SocketAddr,
-    request: http::Request<Incoming>,
+    request: http::Request<B>,
 ) -> http::Response<error::Body> {
     let request_id = crate::secrets::random_alphanumeric(16);
     let method = request.method().clone();
