@@ -29,7 +29,7 @@ pub struct ServeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Issuer URL. A new data directory takes it (default `http://<listen>/`); an existing
+    /// Issuer URL. A new data directory takes it (default `http://<address bound>/`); an existing
     /// one keeps the issuer it has, and a different one here refuses to start unless
     /// `change_issuer` says to move. A trailing `/` is added when missing.
     pub issuer: Option<String>,
@@ -128,6 +128,15 @@ pub struct Prepared {
 
 /// Opens the store, settles tenant and keys, loads the enabled hook and binds.
 pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
+    // Bound first: the default issuer names the address really bound (port 0 picks one).
+    let bind_error = |source| StartError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     let store = Store::open(&config.data_dir)?;
     let secret_box = Arc::new(load_secret_box(
         config.secrets_key.as_deref(),
@@ -136,7 +145,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     let hasher = client_secret_hasher(&store, &secret_box)?;
     seal_stored_secrets(&store, &secret_box)?;
 
-    let tenant = settle_tenant(&store, &config)?;
+    let tenant = settle_tenant(&store, &config, addr)?;
     refresh_admin_file(&tenant, &config.data_dir)?;
     bootstrap_admin(&store, &secret_box, &hasher, &tenant, &config)?;
 
@@ -196,8 +205,8 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         hook_log.clone(),
         tenant.clone(),
     );
-    let server = Server::bind(
-        config.listen,
+    let server = Server::on(
+        listener,
         AppState::new(
             tokens,
             hooks,
@@ -207,16 +216,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
             hook_log.clone(),
             config.http,
         ),
-    )
-    .await
-    .map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let addr = server.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    );
     Ok(Prepared {
         server,
         addr,
@@ -305,10 +305,15 @@ pub struct AdminCredentials {
     pub token_endpoint: String,
 }
 
-/// The tenant to serve. A new store takes the configured issuer (or `http://<listen>/`); a
+/// The tenant to serve. A new store takes the configured issuer (or `http://<addr>/`, the
+/// address bound); a
 /// stored one keeps its issuer unless a different one is configured with `change_issuer`,
 /// which moves the Management API's audience and its grants in one transaction.
-fn settle_tenant(store: &Store, config: &ServeConfig) -> Result<Tenant, StartError> {
+fn settle_tenant(
+    store: &Store,
+    config: &ServeConfig,
+    addr: std::net::SocketAddr,
+) -> Result<Tenant, StartError> {
     let configured = config.issuer.as_deref().map(|issuer| {
         if issuer.ends_with('/') {
             issuer.to_owned()
@@ -319,7 +324,7 @@ fn settle_tenant(store: &Store, config: &ServeConfig) -> Result<Tenant, StartErr
     let Some(stored) = store.tenant()? else {
         return Ok(Tenant {
             name: config.tenant_name.clone(),
-            issuer: configured.unwrap_or_else(|| format!("http://{}/", config.listen)),
+            issuer: configured.unwrap_or_else(|| format!("http://{addr}/")),
         });
     };
     let Some(issuer) = configured.filter(|issuer| *issuer != stored.issuer) else {

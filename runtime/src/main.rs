@@ -18,7 +18,7 @@ fn init_logging(default_filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-    if std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|format| format == "json") {
+    if cli::json_logs() {
         builder.json().init();
     } else {
         builder.init();

@@ -1039,3 +1039,234 @@ fn hooks_test_exits_0_when_the_hook_denies() {
     );
     assert!(text.contains("outcome  deny"), "{text}");
 }
+
+/// Every line a child process writes to stderr, collected as it comes.
+fn collect_lines(
+    stderr: std::process::ChildStderr,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead as _;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    lines
+}
+
+/// Waits (bounded) until a collected line satisfies `wanted`, and returns it.
+async fn wait_for_line(
+    lines: &std::sync::Mutex<Vec<String>>,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    for _ in 0..600 {
+        if let Some(line) = lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .find(|line| wanted(line))
+        {
+            return line.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no such line within 60 s in:\n{}",
+        lines.lock().expect("lines").join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_configured_by_the_environment_logs_json_without_secrets_and_stops_gracefully() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin_secret = "env-admin-secret-0123456789abcdef";
+    let secrets_key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([5u8; 32])
+    };
+    let mut child = KillOnDrop(
+        Command::new(hookd_binary())
+            .arg("serve")
+            .env("HOOKD_DATA_DIR", &data)
+            .env("HOOKD_LISTEN", "127.0.0.1:0")
+            .env("HOOKD_LOG_FORMAT", "json")
+            .env("HOOKD_LOG", "info,hookd=debug")
+            .env("HOOKD_SECRETS_KEY", &secrets_key)
+            .env("HOOKD_ADMIN_CLIENT_ID", "env-admin")
+            .env("HOOKD_ADMIN_CLIENT_SECRET", admin_secret)
+            .env_remove("HOOKD_ISSUER")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start hookd serve"),
+    );
+    let lines = collect_lines(child.0.stderr.take().expect("stderr"));
+    let listening = wait_for_line(&lines, |line| line.contains("hookd listening")).await;
+    let listening: serde_json::Value = serde_json::from_str(&listening).expect("a JSON line");
+    let addr = listening["fields"]["addr"]
+        .as_str()
+        .expect("addr")
+        .to_owned();
+    // The default issuer names the address bound, not the port-0 request.
+    assert_eq!(listening["fields"]["issuer"], format!("http://{addr}/"));
+    assert!(!addr.ends_with(":0"), "{addr}");
+    // The secrets key came from the environment: no key file was written.
+    assert!(!data.join("secrets.key").exists());
+    let base = format!("http://{addr}");
+
+    // The admin from the environment; a client, an API, a grant and a hook with a secret.
+    let admin = form_token(&base, "env-admin", admin_secret, &format!("{base}/api/v2/")).await;
+    assert_eq!(admin.status, 200, "{}", admin.text);
+    let bearer = format!("Bearer {}", admin.json["access_token"].as_str().expect("t"));
+    let management = |method: http::Method, path: &str, body: Option<serde_json::Value>| {
+        let (base, bearer, path) = (base.clone(), bearer.clone(), path.to_owned());
+        async move {
+            hookd_tests::send(
+                method,
+                &format!("{base}/api/v2/{path}"),
+                &[
+                    ("authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )
+            .await
+        }
+    };
+    let client = management(
+        http::Method::POST,
+        "clients",
+        Some(serde_json::json!({"name": "env-svc"})),
+    )
+    .await;
+    assert_eq!(client.status, 201, "{}", client.text);
+    let client_id = client.json["client_id"].as_str().expect("id").to_owned();
+    let client_secret = client.json["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let audience = "https://env.example/";
+    for (path, body) in [
+        (
+            "resource-servers",
+            serde_json::json!({"identifier": audience, "scopes": [{"value": "read:x", "description": ""}]}),
+        ),
+        (
+            "client-grants",
+            serde_json::json!({"client_id": client_id, "audience": audience, "scope": ["read:x"]}),
+        ),
+        (
+            "hooks",
+            serde_json::json!({"name": "env-hook", "triggerId": "credentials-exchange"}),
+        ),
+    ] {
+        let created = management(http::Method::POST, path, Some(body)).await;
+        assert_eq!(created.status, 201, "{path}: {}", created.text);
+    }
+    let hooks = management(http::Method::GET, "hooks", None).await;
+    let hook_id = hooks.json[0]["id"].as_str().expect("id").to_owned();
+    let hook_secret = "hook-secret-value-that-must-not-be-logged";
+    let secrets = management(
+        http::Method::POST,
+        &format!("hooks/{hook_id}/secrets"),
+        Some(serde_json::json!({"API_KEY": hook_secret})),
+    )
+    .await;
+    assert_eq!(secrets.status, 201, "{}", secrets.text);
+    let uploaded = hookd_tests::send(
+        http::Method::PUT,
+        &format!("{base}/api/v2/hooks/{hook_id}/module"),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/wasm"),
+        ],
+        hookd_tests::wasm(SEED),
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    let token = form_token(&base, &client_id, &client_secret, audience).await;
+    assert_eq!(token.status, 200, "{}", token.text);
+    let request_id = token.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    // The server's log line for the request carries its id.
+    wait_for_line(&lines, |line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|entry| entry["fields"]["request_id"] == request_id.as_str())
+    })
+    .await;
+
+    // SIGTERM with a request in flight: it finishes, whole; then the server exits 0.
+    let body = hookd_tests::form_body(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &client_id),
+        ("client_secret", &client_secret),
+        ("audience", audience),
+    ]);
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let rest = rest.to_vec();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        stream,
+        "POST /oauth/token HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("write");
+    stream.write_all(first).expect("write");
+    stream.flush().expect("flush");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    wait_for_line(&lines, |line| line.contains("shutting down")).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        stream.write_all(&rest).expect("write the rest");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .expect("join");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (_, json) = answer.split_once("\r\n\r\n").expect("a body");
+    let json: serde_json::Value = serde_json::from_str(json).expect("the whole JSON body");
+    assert!(json["access_token"].is_string(), "{json}");
+    let status = tokio::task::spawn_blocking(move || {
+        for _ in 0..300 {
+            if let Some(status) = child.0.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    })
+    .await
+    .expect("join")
+    .expect("the server exits within 30 s of SIGTERM");
+    assert!(status.success(), "{status}");
+
+    // Every line is JSON, and no secret is in any of them.
+    let lines = lines.lock().expect("lines").clone();
+    assert!(lines.len() > 5, "{lines:?}");
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON line: {line}"
+        );
+        for secret in [admin_secret, &client_secret, hook_secret, &secrets_key] {
+            assert!(!line.contains(secret), "a secret in the log: {line}");
+        }
+    }
+}

@@ -78,6 +78,12 @@ Example:
     },
 }
 
+/// Whether logs are JSON lines (`HOOKD_LOG_FORMAT=json`): then nothing else may be written
+/// to stderr, or a log shipper would meet a line that is not JSON.
+pub(crate) fn json_logs() -> bool {
+    std::env::var("HOOKD_LOG_FORMAT").is_ok_and(|format| format == "json")
+}
+
 /// Where and how the server runs.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -85,7 +91,8 @@ pub struct ServerArgs {
     #[arg(long, env = "HOOKD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Issuer URL: the tokens' `iss` and the base of the discovery documents. A new data
-    /// directory takes it (default: http://<listen>/) and keeps it; see --change-issuer.
+    /// directory takes it (default: http://<the address listened on>/) and keeps it; see
+    /// --change-issuer.
     #[arg(long, env = "HOOKD_ISSUER")]
     pub issuer: Option<String>,
 }

@@ -67,10 +67,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .filter(|v| !v.is_empty());
         let prepared = app::prepare(config).await?;
         tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
-        eprintln!(
-            "hookd listening on http://{} (issuer {})",
-            prepared.addr, prepared.tenant.issuer
-        );
+        if !super::json_logs() {
+            eprintln!(
+                "hookd listening on http://{} (issuer {})",
+                prepared.addr, prepared.tenant.issuer
+            );
+        }
         prepared.server.run(shutdown_signal()).await;
         prepared.store.flush()?;
         Ok(ExitCode::SUCCESS)

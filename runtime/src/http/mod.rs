@@ -97,10 +97,15 @@ impl Server {
 
     /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
-        Ok(Server {
-            listener: TcpListener::bind(addr).await?,
+        Ok(Self::on(TcpListener::bind(addr).await?, state))
+    }
+
+    /// A server on a listener bound already.
+    pub fn on(listener: TcpListener, state: AppState) -> Self {
+        Server {
+            listener,
             state: Arc::new(state),
-        })
+        }
     }
 
     /// The address actually bound.
