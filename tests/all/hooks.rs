@@ -1165,3 +1165,85 @@ async fn a_written_page_swapped_out_between_calls_is_reset_too() {
         );
     }
 }
+
+/// The hostile guest's call count in a successful `counter` invocation.
+fn calls_seen(invocation: &Invocation) -> u64 {
+    let changes = invocation.result.as_ref().expect("counter allows");
+    changes.claims["calls"].as_u64().expect("a count")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_reused_instance_is_discarded_after_a_trap_a_limit_or_invalid_output() {
+    let engine = engine();
+    let mut hook = load(&engine, HOSTILE, hostile_limits());
+    engine.set_instance_reuse(&mut hook, true);
+    let counter = || invoke_bounded(&engine, &hook, event("counter"));
+    assert_eq!(calls_seen(&counter().await), 1);
+    assert_eq!(calls_seen(&counter().await), 2, "the instance is reused");
+    for (audience, ends) in [
+        ("panic", "trap"),
+        ("loop", "out_of_fuel"),
+        ("memory-bomb", "memory_limit"),
+        ("invalid-json", "invalid_output"),
+    ] {
+        let failed = invoke_bounded(&engine, &hook, event(audience)).await;
+        let error = failed.result.expect_err("the call fails");
+        assert_eq!(error.kind(), ends, "{audience}: {error}");
+        assert_eq!(
+            hook.idle_instances(),
+            0,
+            "{audience} left its instance idle"
+        );
+        assert_eq!(
+            calls_seen(&counter().await),
+            1,
+            "after {audience}, the next call starts on a fresh instance"
+        );
+        assert_eq!(calls_seen(&counter().await), 2);
+    }
+
+    // New limits are a new loaded hook: its calls start fresh too.
+    let mut relimited = load(
+        &engine,
+        HOSTILE,
+        HookLimits {
+            fuel: 40_000_000,
+            ..hostile_limits()
+        },
+    );
+    engine.set_instance_reuse(&mut relimited, true);
+    let first = invoke_bounded(&engine, &relimited, event("counter")).await;
+    assert_eq!(calls_seen(&first), 1);
+}
+
+#[test]
+fn claims_in_the_webtask_namespaces_are_dropped_and_reported() {
+    let mut log = hookd::hooks::HookLog::default();
+    let changes = hookd::hooks::answer::check_typed_answer(
+        None,
+        vec![
+            (
+                "https://tenant.webtask.run/role".to_owned(),
+                "\"x\"".to_owned(),
+            ),
+            (
+                "https://sandbox.webtask.io/role".to_owned(),
+                "\"x\"".to_owned(),
+            ),
+            ("https://example.com/kept".to_owned(), "true".to_owned()),
+        ],
+        100_000,
+        &mut log,
+    )
+    .expect("the call succeeds");
+    assert_eq!(
+        changes.claims.keys().collect::<Vec<_>>(),
+        vec!["https://example.com/kept"]
+    );
+    assert_eq!(log.notices.len(), 2, "{:?}", log.notices);
+    assert!(
+        log.notices
+            .iter()
+            .any(|notice| notice.contains("webtask.run"))
+    );
+}

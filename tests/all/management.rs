@@ -1599,3 +1599,78 @@ async fn what_the_api_says_about_hooks_is_what_the_next_token_carries() {
     assert!(!seed_runs(&server, &seeded).await);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_modules_are_bounded_as_documented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let admin = admin_token(&server, dir.path()).await;
+    let created = call(
+        &server,
+        &admin,
+        Method::POST,
+        "/api/v2/hooks",
+        Some(json!({"name": "bounded", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let secrets = format!("/api/v2/hooks/{id}/secrets");
+
+    // A value of 4 KB is taken; one byte more is refused.
+    let at_limit = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets,
+        Some(json!({"BIG": "v".repeat(4096)})),
+    )
+    .await;
+    assert_eq!(at_limit.status, 201, "{}", at_limit.text);
+    let over = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets,
+        Some(json!({"BIGGER": "v".repeat(4097)})),
+    )
+    .await;
+    assert_management_error(&over, 400, Some("invalid_body"), "4096");
+
+    // Fifty secrets in all; the fifty-first is refused and nothing of that call is added.
+    let many: serde_json::Map<String, Value> =
+        (1..50).map(|n| (format!("S{n}"), json!("v"))).collect();
+    let filled = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets,
+        Some(Value::Object(many)),
+    )
+    .await;
+    assert_eq!(filled.status, 201, "{}", filled.text);
+    let one_more = call(
+        &server,
+        &admin,
+        Method::POST,
+        &secrets,
+        Some(json!({"S50": "v"})),
+    )
+    .await;
+    assert_management_error(&one_more, 400, Some("invalid_body"), "50");
+    let listed = call(&server, &admin, Method::GET, &secrets, None).await;
+    assert_eq!(listed.json.as_object().expect("names").len(), 50);
+
+    // A module over 64 MiB is refused before it is read to the end, and nothing is stored.
+    let oversized = upload(&server, &admin, &id, vec![0u8; (64 << 20) + 1]).await;
+    assert_eq!(oversized.status, 413, "{}", oversized.text);
+    let hook = call(
+        &server,
+        &admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(hook.json["versions"], json!([]), "{}", hook.text);
+    server.stop().await;
+}
