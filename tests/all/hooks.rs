@@ -578,7 +578,7 @@ async fn oversized_input_is_refused_before_the_hook_runs() {
 }
 
 #[tokio::test]
-async fn the_sandbox_grants_no_filesystem_network_env_or_args() {
+async fn the_sandbox_grants_no_filesystem_network_env_args_or_stdin() {
     let engine = engine();
     let changes = run(&engine, HOSTILE, HookLimits::default(), "probe-sandbox")
         .await
@@ -590,6 +590,8 @@ async fn the_sandbox_grants_no_filesystem_network_env_or_args() {
     }
     assert_eq!(changes.claims["env"], json!(0));
     assert_eq!(changes.claims["args"], json!(0));
+    let stdin = changes.claims["stdin"].as_str().unwrap_or_default();
+    assert!(stdin.starts_with("closed"), "stdin: {stdin}");
 }
 
 #[tokio::test]

@@ -94,7 +94,14 @@ fn probe_sandbox() -> Vec<Claim> {
         Ok(_) => "connected".to_owned(),
         Err(error) => format!("denied: {error}"),
     };
+    let mut buffer = [0u8; 64];
+    let stdin = match std::io::Read::read(&mut std::io::stdin(), &mut buffer) {
+        Ok(0) => "closed".to_owned(),
+        Ok(n) => format!("read {n} bytes"),
+        Err(error) => format!("closed: {error}"),
+    };
     vec![
+        claim("stdin", json_string(&stdin)),
         claim("fs", json_string(&fs)),
         claim("dir", json_string(&dir)),
         claim("net", json_string(&net)),
