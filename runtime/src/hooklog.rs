@@ -133,6 +133,11 @@ impl HookLogBook {
             .unwrap_or_default()
     }
 
+    /// How many followers are attached (`?follow` streams still open).
+    pub fn followers(&self) -> usize {
+        self.followers.receiver_count()
+    }
+
     /// Every invocation recorded from now on (followers filter by hook id).
     pub fn follow(&self) -> broadcast::Receiver<HookLogEntry> {
         self.followers.subscribe()

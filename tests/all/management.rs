@@ -1031,7 +1031,21 @@ async fn following_a_hooks_log_streams_new_invocations() {
     let entry: Value = serde_json::from_str(line.trim_end()).expect("json line");
     assert_eq!(entry["request_id"], request_id.as_str());
     assert_eq!(entry["outcome"]["result"], "allowed");
+    assert_eq!(server.hook_log.followers(), 1);
+
+    // The client goes away: the stream ends, at the latest when the next entry finds nobody
+    // to write to, and the server lets the follower go.
     drop(body);
+    drop(client);
+    let gone = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while server.hook_log.followers() > 0 {
+            let reply = get_token(&server, &seeded).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the follower outlived its client");
     server.stop().await;
 }
 
