@@ -778,9 +778,14 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         None,
     )
     .await;
-    let management_id = apis.json.as_array().expect("list")[0]["id"]
-        .as_str()
-        .expect("id")
+    let management_id = apis
+        .json
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|api| api["identifier"] == "https://hookd.test/api/v2/")
+        .and_then(|api| api["id"].as_str())
+        .expect("the Management API")
         .to_owned();
     let refused = call(
         &server,
