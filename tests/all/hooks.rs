@@ -642,6 +642,17 @@ async fn no_state_survives_between_invocations() {
 /// after the 32nd run, which cost each call here 170 faults.
 #[tokio::test]
 async fn a_call_that_dirties_many_disjoint_pages_leaves_the_next_instance_fresh_and_resident() {
+    // The in-place reset needs PAGEMAP_SCAN (Linux 6.7); without it wasmtime rewrites and
+    // releases the slot, which is fresh but faults pages back in, so only freshness holds.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|part| part.parse::<u32>().ok());
+    let kernel = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let scans = kernel >= (6, 7);
+    if !scans {
+        eprintln!("kernel {release}: no PAGEMAP_SCAN, so only freshness is checked, not residency");
+    }
     let engine = engine();
     let hook = load(&engine, HOSTILE, HookLimits::default());
     let mut faults = Vec::new();
@@ -664,7 +675,7 @@ async fn a_call_that_dirties_many_disjoint_pages_leaves_the_next_instance_fresh_
     // over the later calls keeps unrelated host faults out of it.
     let steady = faults[2..].iter().min().expect("calls ran");
     assert!(
-        *steady < 32,
+        !scans || *steady < 32,
         "fresh instances fault the slot's pages back in: {faults:?} faults per call"
     );
 }

@@ -138,24 +138,26 @@ async fn a_hook_is_created_uploaded_versioned_rolled_back_and_disabled_live() {
         "read:reports write:reports"
     );
 
+    // The request ids of the token requests that ran the hook, in order.
+    let mut invoked = Vec::new();
     let first = upload(&server, &admin, &id, wasm(SEED)).await;
     assert_eq!(first.status, 201, "{}", first.text);
     let seed_sha = first.json["version"]["sha256"]
         .as_str()
         .expect("sha")
         .to_owned();
+    let (scope, request_id) = scope_and_request_id(&server, &seeded).await;
+    invoked.push(request_id);
     assert_eq!(
-        get_token(&server, &seeded).await.json["scope"],
-        "read:reports write:reports extra",
+        scope, "read:reports write:reports extra",
         "the uploaded seed hook runs at once"
     );
 
     let second = upload(&server, &admin, &id, wasm(DENY_BY_AUDIENCE)).await;
     assert_eq!(second.status, 201, "{}", second.text);
-    assert_eq!(
-        get_token(&server, &seeded).await.json["scope"],
-        "read:reports write:reports"
-    );
+    let (scope, request_id) = scope_and_request_id(&server, &seeded).await;
+    invoked.push(request_id);
+    assert_eq!(scope, "read:reports write:reports");
 
     let versions = call(
         &server,
@@ -180,10 +182,9 @@ async fn a_hook_is_created_uploaded_versioned_rolled_back_and_disabled_live() {
     )
     .await;
     assert_eq!(rolled_back.status, 200, "{}", rolled_back.text);
-    assert_eq!(
-        get_token(&server, &seeded).await.json["scope"],
-        "read:reports write:reports extra"
-    );
+    let (scope, request_id) = scope_and_request_id(&server, &seeded).await;
+    invoked.push(request_id);
+    assert_eq!(scope, "read:reports write:reports extra");
 
     // A module that fails validation is refused and changes nothing.
     let core = wasm_core_module();
@@ -232,8 +233,18 @@ async fn a_hook_is_created_uploaded_versioned_rolled_back_and_disabled_live() {
         None,
     )
     .await;
-    assert_eq!(logs.status, 200);
-    assert!(logs.json.as_array().expect("entries").len() >= 3);
+    assert_eq!(logs.status, 200, "{}", logs.text);
+    let logged: Vec<&str> = logs
+        .json
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| entry["request_id"].as_str().expect("a request id"))
+        .collect();
+    assert_eq!(
+        logged, invoked,
+        "one entry per hook run, under its request's id"
+    );
 
     let disabled = call(
         &server,
@@ -1513,6 +1524,17 @@ async fn an_hs256_token_verifies_with_the_signing_secret_exactly_as_the_api_show
 
 /// Whether the next token carries the seed hook's work, and whether the API says hook `id`
 /// is enabled: the two must always agree.
+/// A token for the seeded client: its scope, and the `x-request-id` the server answered with.
+async fn scope_and_request_id(server: &TestServer, seeded: &Seeded) -> (Value, String) {
+    let reply = get_token(server, seeded).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let request_id = reply.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    (reply.json["scope"].clone(), request_id)
+}
+
 async fn seed_runs(server: &TestServer, seeded: &Seeded) -> bool {
     let reply = get_token(server, seeded).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
