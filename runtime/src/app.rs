@@ -306,9 +306,9 @@ pub struct AdminCredentials {
 }
 
 /// The tenant to serve. A new store takes the configured issuer (or `http://<addr>/`, the
-/// address bound); a
-/// stored one keeps its issuer unless a different one is configured with `change_issuer`,
-/// which moves the Management API's audience and its grants in one transaction.
+/// address bound); a stored one keeps its issuer unless a different one is configured with
+/// `change_issuer`, which moves the Management API's audience and its grants in one
+/// transaction.
 fn settle_tenant(
     store: &Store,
     config: &ServeConfig,
@@ -365,7 +365,7 @@ fn refresh_admin_file(tenant: &Tenant, data_dir: &std::path::Path) -> Result<(),
         return Ok(());
     };
     let audience = crate::http::management_audience(&tenant.issuer);
-    let token_endpoint = format!("{}oauth/token", tenant.issuer);
+    let token_endpoint = crate::http::token_endpoint(&tenant.issuer);
     if credentials.audience == audience && credentials.token_endpoint == token_endpoint {
         return Ok(());
     }
@@ -465,7 +465,7 @@ fn bootstrap_admin(
             client_id,
             client_secret: (!from_env).then_some(secret),
             audience,
-            token_endpoint: format!("{}oauth/token", tenant.issuer),
+            token_endpoint: crate::http::token_endpoint(&tenant.issuer),
         },
     )?;
     store

@@ -675,14 +675,10 @@ impl HookManager {
             Some(loaded) => {
                 self.registry.enable(loaded);
             }
-            // The change was to another hook; the enabled one is (re)loaded as it is, and if
-            // it cannot be, it stays unavailable rather than failing a change that is written.
-            None if enabled.active_version.is_some() => {
-                self.load_or_mark_unavailable(&enabled).await
-            }
-            None => {
-                self.registry.disable(trigger);
-            }
+            // The change was to another hook (or the enabled one has no module yet): the
+            // enabled one is (re)loaded as it is, and if it cannot be, it stays unavailable
+            // rather than failing a change that is written.
+            None => self.load_or_mark_unavailable(&enabled).await,
         }
         Ok(())
     }

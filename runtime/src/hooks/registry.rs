@@ -31,17 +31,7 @@ pub enum RegisteredHook {
     /// A loaded hook, run for every request.
     Ready(Arc<LoadedHook>),
     /// An enabled hook that could not be loaded.
-    Unavailable(Arc<UnavailableHook>),
-}
-
-impl RegisteredHook {
-    /// The stored hook's id.
-    pub fn id(&self) -> &str {
-        match self {
-            RegisteredHook::Ready(hook) => &hook.id,
-            RegisteredHook::Unavailable(hook) => &hook.id,
-        }
-    }
+    Unavailable(UnavailableHook),
 }
 
 /// At most one enabled hook per extensibility point.
@@ -89,8 +79,7 @@ impl HookRegistry {
     /// Puts an enabled hook that could not be loaded in its point's slot.
     pub fn mark_unavailable(&self, hook: UnavailableHook) {
         let point = hook.point;
-        self.enabled[slot(point)]
-            .store(Some(Arc::new(RegisteredHook::Unavailable(Arc::new(hook)))));
+        self.enabled[slot(point)].store(Some(Arc::new(RegisteredHook::Unavailable(hook))));
     }
 
     /// Disables whatever hook is enabled for `point`, returning it when it was loaded.

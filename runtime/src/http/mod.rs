@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use management::audience as management_audience;
+pub use routes::token_endpoint;
 
 /// A request body the handlers can read: any `http_body::Body` of `Bytes` whose error is a
 /// standard error (hyper's `Incoming`, or `Full` in tests that call handlers directly).

@@ -62,6 +62,11 @@ impl Admission {
     }
 }
 
+/// The token endpoint's URL under `issuer` (which ends in `/`).
+pub fn token_endpoint(issuer: &str) -> String {
+    format!("{issuer}oauth/token")
+}
+
 impl AppState {
     /// State over a token service; discovery metadata derives from the tenant's issuer.
     pub fn new(
@@ -76,7 +81,7 @@ impl AppState {
         let issuer = tokens.tenant().issuer.clone();
         let metadata = json!({
             "issuer": issuer,
-            "token_endpoint": format!("{issuer}oauth/token"),
+            "token_endpoint": token_endpoint(&issuer),
             "jwks_uri": format!("{issuer}.well-known/jwks.json"),
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

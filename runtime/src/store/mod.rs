@@ -10,7 +10,6 @@ mod records;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -62,6 +61,23 @@ impl From<TransactionError<StoreError>> for StoreError {
 /// Aborts a transaction with a store error.
 fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
     Err(ConflictableTransactionError::Abort(error))
+}
+
+/// Inside a transaction: adds `api` and its identifier index; the identifier must be new.
+fn insert_api_into(
+    apis: &sled::transaction::TransactionalTree,
+    by_identifier: &sled::transaction::TransactionalTree,
+    api: &Api,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if by_identifier.get(api.identifier.as_bytes())?.is_some() {
+        return abort(StoreError::Conflict(format!(
+            "an API with identifier {} exists",
+            api.identifier
+        )));
+    }
+    apis.insert(api.id.as_bytes(), encode(api))?;
+    by_identifier.insert(api.identifier.as_bytes(), api.id.as_bytes())?;
+    Ok(())
 }
 
 /// Inside a transaction: writes `hook` and, when it is enabled, disables every other enabled
@@ -256,19 +272,9 @@ impl Store {
         Ok(value)
     }
 
-    fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StoreError> {
-        tree.insert(key, encode(value))?;
-        Ok(())
-    }
-
     /// The tenant settings, once initialised.
     pub fn tenant(&self) -> Result<Option<Tenant>, StoreError> {
         Self::get(&self.meta, "meta", TENANT)
-    }
-
-    /// Stores the tenant settings.
-    pub fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        self.durable(Self::put(&self.meta, TENANT, tenant))
     }
 
     /// The installation's key for hashing client secrets (as stored: the caller seals it),
@@ -495,17 +501,8 @@ impl Store {
     /// Adds an API and its identifier index in one transaction; the identifier must be new.
     pub fn insert_api(&self, api: &Api) -> Result<(), StoreError> {
         self.write(|| {
-            (&self.apis, &self.api_by_identifier).transaction(|(apis, by_identifier)| {
-                if by_identifier.get(api.identifier.as_bytes())?.is_some() {
-                    return abort(StoreError::Conflict(format!(
-                        "an API with identifier {} exists",
-                        api.identifier
-                    )));
-                }
-                apis.insert(api.id.as_bytes(), encode(api))?;
-                by_identifier.insert(api.identifier.as_bytes(), api.id.as_bytes())?;
-                Ok(())
-            })?;
+            (&self.apis, &self.api_by_identifier)
+                .transaction(|(apis, by_identifier)| insert_api_into(apis, by_identifier, api))?;
             Ok(())
         })
     }
@@ -566,14 +563,7 @@ impl Store {
                     |(meta, apis, by_identifier, clients, grants, by_pair)| {
                         meta.insert(TENANT, encode(admin.tenant))?;
                         if let Some(api) = admin.api {
-                            if by_identifier.get(api.identifier.as_bytes())?.is_some() {
-                                return abort(StoreError::Conflict(format!(
-                                    "an API with identifier {} exists",
-                                    api.identifier
-                                )));
-                            }
-                            apis.insert(api.id.as_bytes(), encode(api))?;
-                            by_identifier.insert(api.identifier.as_bytes(), api.id.as_bytes())?;
+                            insert_api_into(apis, by_identifier, api)?;
                         }
                         if let Some(client) = admin.client {
                             if clients.get(client.client_id.as_bytes())?.is_some() {
