@@ -622,27 +622,13 @@ async fn an_acknowledged_secret_rotation_survives_a_crash() {
     )
     .await;
     assert_eq!(token.status, 200, "{}", token.text);
-    let bearer = format!(
-        "Bearer {}",
-        token.json["access_token"].as_str().expect("token")
-    );
-    let management = |method: http::Method, path: &str, body: Option<serde_json::Value>| {
-        let (base, bearer) = (base.clone(), bearer.clone());
-        let path = path.to_owned();
-        async move {
-            hookd_tests::send(
-                method,
-                &format!("{base}{path}"),
-                &[
-                    ("authorization", &bearer),
-                    ("content-type", "application/json"),
-                ],
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            )
-            .await
-        }
-    };
-    let created = management(
+    let token = token.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let created = hookd_tests::call_at(
+        &base,
+        &token,
         http::Method::POST,
         "/api/v2/clients",
         Some(serde_json::json!({"name": "worker", "app_type": "non_interactive"})),
@@ -654,7 +640,9 @@ async fn an_acknowledged_secret_rotation_survives_a_crash() {
         .as_str()
         .expect("secret")
         .to_owned();
-    let rotated = management(
+    let rotated = hookd_tests::call_at(
+        &base,
+        &token,
         http::Method::POST,
         &format!("/api/v2/clients/{client_id}/rotate-secret"),
         None,
@@ -1123,21 +1111,14 @@ async fn serve_configured_by_the_environment_logs_json_without_secrets_and_stops
     // The admin from the environment; a client, an API, a grant and a hook with a secret.
     let admin = form_token(&base, "env-admin", admin_secret, &format!("{base}/api/v2/")).await;
     assert_eq!(admin.status, 200, "{}", admin.text);
-    let bearer = format!("Bearer {}", admin.json["access_token"].as_str().expect("t"));
-    let management = |method: http::Method, path: &str, body: Option<serde_json::Value>| {
-        let (base, bearer, path) = (base.clone(), bearer.clone(), path.to_owned());
-        async move {
-            hookd_tests::send(
-                method,
-                &format!("{base}/api/v2/{path}"),
-                &[
-                    ("authorization", &bearer),
-                    ("content-type", "application/json"),
-                ],
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            )
-            .await
-        }
+    let admin_token = admin.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let management = |method, path: &str, body| {
+        let path = format!("/api/v2/{path}");
+        let (base, admin_token) = (base.clone(), admin_token.clone());
+        async move { hookd_tests::call_at(&base, &admin_token, method, &path, body).await }
     };
     let client = management(
         http::Method::POST,
@@ -1179,16 +1160,8 @@ async fn serve_configured_by_the_environment_logs_json_without_secrets_and_stops
     )
     .await;
     assert_eq!(secrets.status, 201, "{}", secrets.text);
-    let uploaded = hookd_tests::send(
-        http::Method::PUT,
-        &format!("{base}/api/v2/hooks/{hook_id}/module"),
-        &[
-            ("authorization", &bearer),
-            ("content-type", "application/wasm"),
-        ],
-        hookd_tests::wasm(SEED),
-    )
-    .await;
+    let uploaded =
+        hookd_tests::upload_at(&base, &admin_token, &hook_id, hookd_tests::wasm(SEED)).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.text);
     let token = form_token(&base, &client_id, &client_secret, audience).await;
     assert_eq!(token.status, 200, "{}", token.text);

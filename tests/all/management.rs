@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hookd_tests::{
     API, DENY_BY_AUDIENCE, SEED, Seeded, TestServer, admin, admin_token, assert_management_error,
-    assert_oauth_error, call, get_token, seed, send, token_form, upload, wasm,
+    assert_oauth_error, call, create_hook, get_token, seed, send, token_form, upload, wasm,
 };
 use http::Method;
 use serde_json::{Value, json};
@@ -315,15 +315,12 @@ async fn swapping_hooks_under_load_fails_no_token_request() {
     let seeded = seed(dir.path(), None);
     let server = Arc::new(TestServer::start(dir.path()).await);
     let admin = admin_token(&server, dir.path()).await;
-    let created = call(
+    let id = create_hook(
         &server,
         &admin,
-        Method::POST,
-        "/api/v2/hooks",
-        Some(json!({"name": "swapped", "triggerId": "credentials-exchange"})),
+        json!({"name": "swapped", "triggerId": "credentials-exchange"}),
     )
     .await;
-    let id = created.json["id"].as_str().expect("id").to_owned();
     let seed_sha = upload(&server, &admin, &id, wasm(SEED)).await.json["version"]["sha256"]
         .as_str()
         .expect("sha")
@@ -852,15 +849,12 @@ async fn hook_secrets_reach_the_hook_and_nowhere_else() {
     let seeded = seed(dir.path(), None);
     let server = TestServer::start(dir.path()).await;
     let admin = admin_token(&server, dir.path()).await;
-    let created = call(
+    let id = create_hook(
         &server,
         &admin,
-        Method::POST,
-        "/api/v2/hooks",
-        Some(json!({"name": "claims from metadata", "triggerId": "credentials-exchange"})),
+        json!({"name": "claims from metadata", "triggerId": "credentials-exchange"}),
     )
     .await;
-    let id = created.json["id"].as_str().expect("id").to_owned();
     assert_eq!(
         upload(&server, &admin, &id, wasm(hookd_tests::METADATA_CLAIMS))
             .await
@@ -1646,15 +1640,12 @@ async fn secrets_and_modules_are_bounded_as_documented() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
     let admin = admin_token(&server, dir.path()).await;
-    let created = call(
+    let id = create_hook(
         &server,
         &admin,
-        Method::POST,
-        "/api/v2/hooks",
-        Some(json!({"name": "bounded", "triggerId": "credentials-exchange"})),
+        json!({"name": "bounded", "triggerId": "credentials-exchange"}),
     )
     .await;
-    let id = created.json["id"].as_str().expect("id").to_owned();
     let secrets = format!("/api/v2/hooks/{id}/secrets");
 
     // A value of 4 KB is taken; one byte more is refused.

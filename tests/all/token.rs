@@ -699,21 +699,17 @@ async fn limits_and_failure_policy_set_through_the_api_govern_the_token_endpoint
     let server = TestServer::start(dir.path()).await;
     add_api(&server, &seeded.client_id, api("loop"));
     let admin = hookd_tests::admin_token(&server, dir.path()).await;
-    let created = hookd_tests::call(
+    let id = hookd_tests::create_hook(
         &server,
         &admin,
-        Method::POST,
-        "/api/v2/hooks",
-        Some(json!({
+        json!({
             "name": "looping",
             "triggerId": "credentials-exchange",
             "limits": {"fuel": 3_000_000, "timeout_ms": 20_000},
             "failure_policy": "fail-open",
-        })),
+        }),
     )
     .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.json["id"].as_str().expect("id").to_owned();
     let uploaded = hookd_tests::upload(&server, &admin, &id, hookd_tests::wasm(HOSTILE)).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.text);
     let loop_token = || {

@@ -344,21 +344,51 @@ pub async fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Reply {
+    call_at(&server.base, token, method, path, body).await
+}
+
+/// [`call`] for a server known by its base URL only (a `hookd serve` process).
+pub async fn call_at(
+    base: &str,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Reply {
     let bearer = format!("Bearer {token}");
     let mut headers = vec![("authorization", bearer.as_str())];
     if body.is_some() {
         headers.push(("content-type", "application/json"));
     }
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    send(method, &format!("{}{path}", server.base), &headers, body).await
+    send(method, &format!("{base}{path}"), &headers, body).await
+}
+
+/// Creates a hook through the Management API with `body` and returns its id.
+pub async fn create_hook(server: &TestServer, token: &str, body: serde_json::Value) -> String {
+    let created = call(
+        server,
+        token,
+        http::Method::POST,
+        "/api/v2/hooks",
+        Some(body),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.json["id"].as_str().expect("a hook id").to_owned()
 }
 
 /// Uploads a module as hook `id`'s new version.
 pub async fn upload(server: &TestServer, token: &str, id: &str, module: Vec<u8>) -> Reply {
+    upload_at(&server.base, token, id, module).await
+}
+
+/// [`upload`] for a server known by its base URL only.
+pub async fn upload_at(base: &str, token: &str, id: &str, module: Vec<u8>) -> Reply {
     let bearer = format!("Bearer {token}");
     send(
         http::Method::PUT,
-        &format!("{}/api/v2/hooks/{id}/module", server.base),
+        &format!("{base}/api/v2/hooks/{id}/module"),
         &[
             ("authorization", &bearer),
             ("content-type", "application/wasm"),
