@@ -6,18 +6,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::clock::unix_now;
 use crate::hooklog::HookLogBook;
-use crate::hooks::{ArtifactCacheSettings, EngineSettings, HookEngine, HookRegistry};
+use crate::hooks::{ArtifactCacheSettings, EngineSettings, HookEngine};
 use crate::http::{AppState, HttpLimits, Server};
-use crate::manage::{self, HookManager, MANAGEMENT_SCOPES, NewApi, unix_now};
+use crate::keys::{self, KeyRing, LiveKeys};
+use crate::management::{self, Management, ManagementParts, NewApi};
+use crate::model::MANAGEMENT_SCOPES;
 use crate::model::Tenant;
+use crate::registry::HookRegistry;
 use crate::secrets::{
     AtRest, SEALED_CLIENT_SECRET_KEY, SEALED_HS256_SECRET, Sealed, SecretBox, SecretHasher,
     random_bytes,
 };
 use crate::store::Store;
 use crate::token::TokenService;
-use crate::token::keys::{self, KeyRing};
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -167,7 +170,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     }
     // Retired keys no live token can have been signed with are dropped at start, as at
     // every rotation.
-    let keep_retired = crate::token::longest_token_lifetime(&store)?;
+    let keep_retired = management::longest_token_lifetime(&store)?;
     let kept = keys::drop_expired_retired(signing_keys.clone(), unix_now(), keep_retired);
     if kept != signing_keys {
         store.put_signing_keys(&kept)?;
@@ -183,40 +186,33 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         cache: Some(artifact_cache(cache_dir, &secret_box)),
     })?;
     let registry = Arc::new(HookRegistry::new());
-    let hooks = HookManager::new(
-        store.clone(),
-        engine.clone(),
-        registry.clone(),
-        secret_box.clone(),
-    );
-    hooks
-        .load_enabled()
+    let keys = LiveKeys::new(key_ring);
+    let hook_log = Arc::new(HookLogBook::new());
+    let management = Arc::new(Management::new(ManagementParts {
+        store: store.clone(),
+        hasher: hasher.clone(),
+        secret_box,
+        keys: keys.clone(),
+        hook_log: hook_log.clone(),
+        engine: engine.clone(),
+        registry: registry.clone(),
+        tenant: tenant.clone(),
+    }));
+    management
+        .load_enabled_hooks()
         .await
         .map_err(|error| StartError::Hooks(error.to_string()))?;
 
-    let hook_log = Arc::new(HookLogBook::new());
-    let hasher_for_admin = hasher.clone();
     let tokens = TokenService::new(
         store.clone(),
         hasher,
-        key_ring,
-        engine.clone(),
-        registry.clone(),
+        keys,
+        engine,
+        registry,
         hook_log.clone(),
         tenant.clone(),
     );
-    let server = Server::on(
-        listener,
-        AppState::new(
-            tokens,
-            hooks,
-            store.clone(),
-            hasher_for_admin,
-            secret_box,
-            hook_log.clone(),
-            config.http,
-        ),
-    );
+    let server = Server::on(listener, AppState::new(tokens, management, config.http));
     Ok(Prepared {
         server,
         addr,
@@ -419,7 +415,7 @@ fn bootstrap_admin(
             let mut management_api =
                 NewApi::new(&audience, "hookd Management API", MANAGEMENT_SCOPES);
             management_api.token_lifetime = MANAGEMENT_TOKEN_LIFETIME;
-            let (api, _) = manage::new_api_record(secret_box, management_api)
+            let (api, _) = management::new_api_record(secret_box, management_api)
                 .map_err(|error| StartError::Bootstrap(error.to_string()))?;
             Some(api)
         }
@@ -435,7 +431,7 @@ fn bootstrap_admin(
     let client = if from_env && store.client(&client_id)?.is_some() {
         None
     } else {
-        let client = manage::new_client_record(
+        let client = management::new_client_record(
             hasher,
             "hookd admin",
             Default::default(),

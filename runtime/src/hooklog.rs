@@ -5,60 +5,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::hooks::{HookLog, Invocation};
+use crate::hooks::Invocation;
 
 /// How many invocations are kept per hook.
 pub const ENTRIES_PER_HOOK: usize = 200;
 
-/// How an invocation ended, as the token endpoint acted on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum LoggedOutcome {
-    /// The hook's changes were applied.
-    Allowed,
-    /// The hook denied; the client got this error.
-    Denied {
-        /// The OAuth error code.
-        code: String,
-        /// The description the client got.
-        description: String,
-    },
-    /// The hook failed; `token_issued` says whether fail-open issued the token anyway.
-    Failed {
-        /// `out_of_fuel`, `timeout`, `trap`, ...
-        kind: String,
-        /// What went wrong (for operators; never sent to the client).
-        message: String,
-        /// Whether the token was issued without the hook's changes (fail-open).
-        token_issued: bool,
-    },
-}
-
-/// One invocation of a hook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HookLogEntry {
-    /// The hook's id.
-    pub hook_id: String,
-    /// When it ran, seconds since the Unix epoch.
-    pub time: u64,
-    /// The token request's id (also in the `x-request-id` response header and server logs).
-    pub request_id: String,
-    /// The client that asked for the token.
-    pub client_id: String,
-    /// The API the token was for.
-    pub audience: String,
-    /// How it ended.
-    pub outcome: LoggedOutcome,
-    /// Wall-clock time of the call, in microseconds.
-    pub duration_us: u64,
-    /// Fuel burned.
-    pub fuel_used: u64,
-    /// The hook's stdout and stderr, and hookd's notices about the call.
-    pub log: HookLog,
-}
+pub use crate::proto::{HookLogEntry, LoggedOutcome};
 
 impl HookLogEntry {
     /// An entry for an invocation whose outcome the caller already decided.
@@ -147,7 +101,7 @@ impl HookLogBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::{HookError, Invocation};
+    use crate::hooks::{HookError, HookLog, Invocation};
 
     fn entry(hook: &str, n: u64) -> HookLogEntry {
         let invocation = Invocation {

@@ -5,8 +5,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::hooks::FailurePolicy;
 use crate::hooks::{ExtensibilityPoint, HookLimits};
+
+/// What the token endpoint does when a hook fails (traps, runs out of fuel, memory or time,
+/// returns invalid output). A denial is not a failure: it is always honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Refuse the token with 500 `server_error` (Auth0's behaviour).
+    #[default]
+    FailClosed,
+    /// Issue the token without the hook's changes (Okta's behaviour).
+    FailOpen,
+}
 
 /// Tenant-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +61,16 @@ pub enum TokenDialect {
     /// RFC 9068 JWT access tokens: `typ: at+jwt`, `client_id`, `jti`.
     #[serde(rename = "rfc9068_profile")]
     Rfc9068,
+}
+
+impl TokenDialect {
+    /// The dialect's name on the wire, e.g. `access_token`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenDialect::Auth0 => "access_token",
+            TokenDialect::Rfc9068 => "rfc9068_profile",
+        }
+    }
 }
 
 /// The algorithm an API's tokens are signed with.
@@ -250,13 +271,40 @@ pub struct SigningKey {
     pub retired_at: Option<u64>,
 }
 
-/// Whether `scope` is an RFC 6749 §3.3 scope token: `1*( %x21 / %x23-5B / %x5D-7E )`.
-pub fn is_scope_token(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+/// The grant type this server issues tokens for.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// The claim a Management API token carries its client's secret generation in (see
+/// [`Client::secret_generation`]).
+pub const MANAGEMENT_SECRET_GENERATION: &str = "secret_generation";
+
+/// The Management API's audience for an issuer: `<issuer>api/v2/`.
+pub fn management_audience(issuer: &str) -> String {
+    format!("{issuer}api/v2/")
 }
+
+/// Every scope of the Management API; the bootstrap admin application is granted them all.
+pub const MANAGEMENT_SCOPES: &[&str] = &[
+    "read:clients",
+    "create:clients",
+    "update:clients",
+    "delete:clients",
+    "read:resource_servers",
+    "create:resource_servers",
+    "update:resource_servers",
+    "delete:resource_servers",
+    "read:client_grants",
+    "create:client_grants",
+    "update:client_grants",
+    "delete:client_grants",
+    "read:hooks",
+    "create:hooks",
+    "update:hooks",
+    "delete:hooks",
+    "read:logs",
+    "read:signing_keys",
+    "update:signing_keys",
+];
 
 #[cfg(test)]
 mod tests {

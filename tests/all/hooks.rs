@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use hookd::hooks::{
     ArtifactCacheSettings, CredentialsExchangeEvent, DenyCode, EngineSettings, ExtensibilityPoint,
-    HookEngine, HookError, HookLimits, HookRegistry, Invocation, LoadSource, LoadedHook,
-    ModuleRejected, OutputViolation, TokenChanges,
+    HookEngine, HookError, HookLimits, Invocation, LoadSource, LoadedHook, ModuleRejected,
+    OutputViolation, TokenChanges,
 };
+use hookd::registry::{ActiveHook, HookRegistry};
 use hookd_tests::{
     DENY_BY_AUDIENCE, FORBIDDEN_IMPORT, FaultsOf, HOSTILE, JSON_ANSWER, METADATA_CLAIMS, SEED,
     WRONG_WORLD, engine, event, load, minor_page_faults, wasm,
@@ -1029,16 +1030,25 @@ async fn the_registry_swaps_hooks_atomically() {
     let point = ExtensibilityPoint::CredentialsExchange;
     assert!(registry.enabled(point).is_none());
 
-    let seed = Arc::new(load(&engine, SEED, HookLimits::default()));
-    let deny = Arc::new(load(&engine, DENY_BY_AUDIENCE, HookLimits::default()));
+    let active = |loaded: LoadedHook| {
+        Arc::new(ActiveHook {
+            id: String::new(),
+            name: String::new(),
+            failure_policy: Default::default(),
+            secrets: Default::default(),
+            loaded,
+        })
+    };
+    let seed = active(load(&engine, SEED, HookLimits::default()));
+    let deny = active(load(&engine, DENY_BY_AUDIENCE, HookLimits::default()));
     assert!(registry.enable(seed.clone()).is_none());
 
     // A request in flight holds the hook it started with.
     let in_flight = registry.enabled(point).expect("enabled");
     let previous = registry.enable(deny.clone()).expect("seed was enabled");
-    assert_eq!(previous.sha256, seed.sha256);
+    assert_eq!(previous.loaded.sha256, seed.loaded.sha256);
     let old = engine
-        .invoke_credentials_exchange(&in_flight, event("https://other.example/"))
+        .invoke_credentials_exchange(&in_flight.loaded, event("https://other.example/"))
         .await;
     assert!(
         old.result.is_ok(),
@@ -1046,15 +1056,15 @@ async fn the_registry_swaps_hooks_atomically() {
     );
 
     let current = registry.enabled(point).expect("enabled");
-    assert_eq!(current.sha256, deny.sha256);
+    assert_eq!(current.loaded.sha256, deny.loaded.sha256);
     let new = engine
-        .invoke_credentials_exchange(&current, event("https://other.example/"))
+        .invoke_credentials_exchange(&current.loaded, event("https://other.example/"))
         .await;
     assert!(matches!(new.result, Err(HookError::Denied(_))));
 
     assert_eq!(
-        registry.disable(point).map(|h| h.sha256.clone()),
-        Some(deny.sha256.clone())
+        registry.disable(point).map(|h| h.loaded.sha256.clone()),
+        Some(deny.loaded.sha256.clone())
     );
     assert!(registry.enabled(point).is_none());
 }

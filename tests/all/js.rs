@@ -9,7 +9,7 @@ use hookd::hooks::{
     DenyCode, EngineSettings, ExtensibilityPoint, HookEngine, HookError, HookLimits, Invocation,
     LoadSource, TokenChanges,
 };
-use hookd::manage::{self, NewApi};
+use hookd::management::{self, NewApi};
 use hookd_tests::{
     API, JS_COUNTER_HOOK, JS_DENY_BY_AUDIENCE, JS_HOSTILE_ACTION, JS_HOSTILE_HOOK, JS_NPM_PACKAGE,
     JS_SECRET_CLAIMS, JS_SEED, JS_SEED_ACTION, Seeded, TestServer, add_api, admin_token,
@@ -238,8 +238,10 @@ async fn a_js_hook_denies_with_auth0_error_classes() {
     // A client without a tier: InvalidScopeError, 400.
     let hasher = hookd_tests::test_hasher(&server.store);
     let (plain, secret) =
-        manage::create_client(&server.store, &hasher, "plain", Default::default()).expect("client");
-    manage::create_grant(&server.store, &plain.client_id, API, &["read:reports"]).expect("grant");
+        management::create_client(&server.store, &hasher, "plain", Default::default())
+            .expect("client");
+    management::create_grant(&server.store, &plain.client_id, API, &["read:reports"])
+        .expect("grant");
     let plain = Seeded {
         client_id: plain.client_id,
         secret,

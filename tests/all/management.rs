@@ -70,7 +70,7 @@ async fn management_calls_need_a_valid_token_for_the_management_audience_with_th
 
     // A token for the Management API with only read:hooks.
     let audience = "https://hookd.test/api/v2/";
-    hookd::manage::create_grant(&server.store, &seeded.client_id, audience, &["read:hooks"])
+    hookd::management::create_grant(&server.store, &seeded.client_id, audience, &["read:hooks"])
         .expect("grant");
     let reply = token_form(
         &server,
@@ -507,7 +507,7 @@ async fn signing_keys_rotate_without_breaking_issued_tokens() {
     // Rotation needs its scope.
     let reader = {
         let audience = "https://hookd.test/api/v2/";
-        hookd::manage::create_grant(
+        hookd::management::create_grant(
             &server.store,
             &seeded.client_id,
             audience,
@@ -839,7 +839,13 @@ async fn clients_apis_and_grants_are_managed_end_to_end() {
         None,
     )
     .await;
-    assert_management_error(&missing, 404, None, "Not found");
+    // Like a missing hook: Auth0's 404 shape with the code and the id that was not found.
+    assert_management_error(
+        &missing,
+        404,
+        Some("inexistent_resource"),
+        &format!("no client {client_id}"),
+    );
     server.stop().await;
 }
 

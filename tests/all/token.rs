@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use hookd::hooks::FailurePolicy;
-use hookd::manage::{self, NewApi};
+use hookd::management::{self, NewApi};
+use hookd::model::FailurePolicy;
 use hookd::model::{HookScopePolicy, SigningAlg, TokenDialect};
 use hookd::store::Store;
 use hookd_tests::{
@@ -261,7 +261,7 @@ async fn every_row_of_the_error_table() {
         "Service not found: https://nowhere.example/"
     );
 
-    manage::create_api(
+    management::create_api(
         &server.store,
         &hookd_tests::test_secret_box(),
         api("https://ungranted.example/"),

@@ -1196,7 +1196,7 @@ async fn an_enabled_hook_that_cannot_load_at_start_follows_its_failure_policy_an
     {
         let store = hookd::store::Store::open(dir.path()).expect("store");
         let mut hook = store.hook(&hook.id).expect("read").expect("hook");
-        hook.failure_policy = hookd::hooks::FailurePolicy::FailOpen;
+        hook.failure_policy = hookd::model::FailurePolicy::FailOpen;
         store.update_hook(&hook).expect("update");
     }
     let server = TestServer::start(dir.path()).await;

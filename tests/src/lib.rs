@@ -110,19 +110,19 @@ pub struct Seeded {
 /// the hook `module` (a guest path), if any, enabled. Done before a server starts, as the
 /// server loads the enabled hook at startup.
 pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
-    use hookd::manage::{self, NewApi};
+    use hookd::management::{self, NewApi};
     let store = hookd::store::Store::open(dir).expect("store");
     let hasher = test_hasher(&store);
     let metadata = [("tier".to_owned(), "gold".to_owned())].into();
     let (client, secret) =
-        manage::create_client(&store, &hasher, "reporting", metadata).expect("client");
-    manage::create_api(
+        management::create_client(&store, &hasher, "reporting", metadata).expect("client");
+    management::create_api(
         &store,
         &test_secret_box(),
         NewApi::new(API, "Reports", &["read:reports", "write:reports", "admin"]),
     )
     .expect("api");
-    manage::create_grant(
+    management::create_grant(
         &store,
         &client.client_id,
         API,
@@ -130,13 +130,14 @@ pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
     )
     .expect("grant");
     if let Some(path) = module {
-        manage::create_hook(
+        management::create_hook(
             &store,
             &cached_engine(),
             "under-test",
             ExtensibilityPoint::CredentialsExchange,
             &wasm(path),
             true,
+            hookd::clock::unix_now(),
         )
         .expect("hook");
     }
@@ -453,7 +454,7 @@ pub async fn verify(
             .expect("store")
             .expect("api");
         // As Auth0's SDKs, PyJWT and jose do: the secret's text, as the API shows it.
-        let secret = hookd::manage::reveal_signing_secret(&test_secret_box(), &api)
+        let secret = hookd::management::reveal_signing_secret(&test_secret_box(), &api)
             .expect("opens")
             .expect("HS256 secret");
         jsonwebtoken::DecodingKey::from_secret(secret.as_bytes())
@@ -475,11 +476,12 @@ pub async fn verify(
 pub fn add_api(
     server: &TestServer,
     client_id: &str,
-    new: hookd::manage::NewApi,
+    new: hookd::management::NewApi,
 ) -> hookd::model::Api {
     let identifier = new.identifier.clone();
-    let (api, _) = hookd::manage::create_api(&server.store, &test_secret_box(), new).expect("api");
-    hookd::manage::create_grant(&server.store, client_id, &identifier, &["read:reports"])
+    let (api, _) =
+        hookd::management::create_api(&server.store, &test_secret_box(), new).expect("api");
+    hookd::management::create_grant(&server.store, client_id, &identifier, &["read:reports"])
         .expect("grant");
     api
 }

@@ -1,12 +1,17 @@
 //! The admin commands (`hookd hooks|clients|apis|grants|keys ...`): each is one or two
-//! Management API calls, printed as a table or, with `--json`, as the API's JSON.
+//! Management API calls with the wire types of [`hookd::proto`], printed as a table or, with
+//! `--json`, as the API's JSON.
 
 use std::process::ExitCode;
 
+use hookd::proto::{
+    ApiBody, ApiScope, ApiView, ClientBody, ClientView, FollowLine, GrantBody, GrantView,
+    HookLogEntry, HookPatch, HookVersionView, HookView, LoggedOutcome, NewHook, RollbackBody,
+    SecretsView, SigningKeyView,
+};
 use http::Method;
-use serde_json::{Value, json};
 
-use super::api::{ManagementClient, pairs, print};
+use super::api::{ManagementClient, Row, or_dash, pairs, print_json, print_one, print_rows};
 use super::{
     AdminArgs, ApisCommand, ClientsCommand, GrantsCommand, HooksCommand, KeysCommand,
     SecretsCommand,
@@ -26,34 +31,146 @@ pub enum Action {
     Keys(KeysCommand),
 }
 
-const HOOK_COLUMNS: &[(&str, &str)] = &[
-    ("ID", "/id"),
-    ("NAME", "/name"),
-    ("TRIGGER", "/triggerId"),
-    ("ENABLED", "/enabled"),
-    ("STATE", "/state"),
-    ("ACTIVE VERSION", "/active_version"),
-];
-const CLIENT_COLUMNS: &[(&str, &str)] = &[
-    ("CLIENT ID", "/client_id"),
-    ("NAME", "/name"),
-    ("APP TYPE", "/app_type"),
-    ("GRANT TYPES", "/grant_types"),
-];
-const API_COLUMNS: &[(&str, &str)] = &[
-    ("ID", "/id"),
-    ("IDENTIFIER", "/identifier"),
-    ("NAME", "/name"),
-    ("ALG", "/signing_alg"),
-    ("DIALECT", "/token_dialect"),
-    ("LIFETIME", "/token_lifetime"),
-];
-const GRANT_COLUMNS: &[(&str, &str)] = &[
-    ("ID", "/id"),
-    ("CLIENT ID", "/client_id"),
-    ("AUDIENCE", "/audience"),
-    ("SCOPE", "/scope"),
-];
+impl Row for HookView {
+    const HEADERS: &'static [&'static str] = &[
+        "ID",
+        "NAME",
+        "TRIGGER",
+        "ENABLED",
+        "STATE",
+        "ACTIVE VERSION",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.trigger_id.clone(),
+            self.enabled.to_string(),
+            self.state.as_str().to_owned(),
+            or_dash(self.active_version.as_deref()),
+        ]
+    }
+}
+
+impl Row for ClientView {
+    const HEADERS: &'static [&'static str] = &["CLIENT ID", "NAME", "APP TYPE", "GRANT TYPES"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.client_id.clone(),
+            self.name.clone(),
+            self.app_type.clone(),
+            self.grant_types.join(" "),
+        ]
+    }
+}
+
+impl Row for ApiView {
+    const HEADERS: &'static [&'static str] =
+        &["ID", "IDENTIFIER", "NAME", "ALG", "DIALECT", "LIFETIME"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.identifier.clone(),
+            self.name.clone(),
+            self.signing_alg.as_str().to_owned(),
+            self.token_dialect.as_str().to_owned(),
+            self.token_lifetime.to_string(),
+        ]
+    }
+}
+
+impl Row for GrantView {
+    const HEADERS: &'static [&'static str] = &["ID", "CLIENT ID", "AUDIENCE", "SCOPE"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.client_id.clone(),
+            self.audience.clone(),
+            self.scope.join(" "),
+        ]
+    }
+}
+
+impl Row for HookVersionView {
+    const HEADERS: &'static [&'static str] = &["SHA256", "SIZE", "UPLOADED AT", "ACTIVE"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.sha256.clone(),
+            self.size.to_string(),
+            self.uploaded_at.to_string(),
+            self.active.to_string(),
+        ]
+    }
+}
+
+impl Row for HookLogEntry {
+    const HEADERS: &'static [&'static str] = &[
+        "TIME",
+        "REQUEST ID",
+        "CLIENT",
+        "RESULT",
+        "µs",
+        "FUEL",
+        "OUTPUT",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let result = match &self.outcome {
+            LoggedOutcome::Allowed => "allowed",
+            LoggedOutcome::Denied { .. } => "denied",
+            LoggedOutcome::Failed { .. } => "failed",
+        };
+        let output = self.log.output.trim_end();
+        vec![
+            self.time.to_string(),
+            self.request_id.clone(),
+            self.client_id.clone(),
+            result.to_owned(),
+            self.duration_us.to_string(),
+            self.fuel_used.to_string(),
+            if output.is_empty() {
+                "-".to_owned()
+            } else {
+                output.replace('\n', " | ")
+            },
+        ]
+    }
+}
+
+impl Row for SigningKeyView {
+    const HEADERS: &'static [&'static str] = &["KID", "ALG", "CURRENT", "NEXT", "PREVIOUS"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.kid.clone(),
+            self.alg.clone(),
+            self.current.to_string(),
+            self.next.to_string(),
+            self.previous.to_string(),
+        ]
+    }
+}
+
+/// A secret's name, as `hookd hooks secrets` lists it.
+#[derive(serde::Serialize)]
+struct SecretName {
+    name: String,
+}
+
+impl Row for SecretName {
+    const HEADERS: &'static [&'static str] = &["SECRET"];
+    fn cells(&self) -> Vec<String> {
+        vec![self.name.clone()]
+    }
+}
+
+/// A command-line value read as the wire enum it names (e.g. `RS256`, `rfc9068_profile`).
+fn wire_value<T: serde::de::DeserializeOwned>(flag: &str, text: &str) -> anyhow::Result<T> {
+    serde_json::from_value(serde_json::Value::from(text))
+        .map_err(|_| anyhow::anyhow!("{flag}: {text:?} is not a value the API accepts"))
+}
+
+fn secret_names(view: SecretsView) -> Vec<SecretName> {
+    view.into_keys().map(|name| SecretName { name }).collect()
+}
 
 /// Runs an admin command against the server.
 pub fn run(admin: AdminArgs, action: Action) -> anyhow::Result<ExitCode> {
@@ -87,36 +204,30 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
             let id = match api.hook_id(&name).await {
                 Ok(id) => id,
                 Err(_) => {
-                    let created = api
-                        .call(
-                            Method::POST,
-                            "hooks",
-                            Some(json!({"name": name, "triggerId": trigger, "enabled": enable})),
-                        )
-                        .await?;
-                    created["id"].as_str().unwrap_or_default().to_owned()
+                    let new = NewHook {
+                        name: name.clone(),
+                        trigger_id: trigger,
+                        enabled: Some(enable),
+                        ..NewHook::default()
+                    };
+                    let created: HookView = api.call(Method::POST, "hooks", Some(&new)).await?;
+                    created.id
                 }
             };
             let uploaded = api.upload(&id, bytes).await?;
-            let mut hook = uploaded["hook"].clone();
-            if enable && hook["enabled"] != true {
-                hook = api
-                    .call(
-                        Method::PATCH,
-                        &format!("hooks/{id}"),
-                        Some(json!({"enabled": true})),
-                    )
-                    .await?;
+            let mut hook = uploaded.hook.clone();
+            if enable && !hook.enabled {
+                hook = enable_hook(api, &id, true).await?;
             }
             if json {
-                print(&uploaded, &[], true);
+                print_json(&uploaded);
             } else {
                 println!(
                     "deployed {} as version {} of hook {:?} ({})",
                     module.display(),
-                    uploaded["version"]["sha256"].as_str().unwrap_or("?"),
+                    uploaded.version.sha256,
                     name,
-                    if hook["enabled"] == true {
+                    if hook.enabled {
                         "enabled: running now"
                     } else {
                         "disabled"
@@ -124,91 +235,58 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                 );
             }
         }
-        HooksCommand::List => print(&api.list("hooks").await?, HOOK_COLUMNS, json),
+        HooksCommand::List => print_rows(&api.list::<HookView>("hooks").await?, json),
         HooksCommand::Versions { hook } => {
             let id = api.hook_id(&hook).await?;
-            let versions = api
-                .call(Method::GET, &format!("hooks/{id}/versions"), None)
+            let versions: Vec<HookVersionView> = api
+                .call(Method::GET, &format!("hooks/{id}/versions"), None::<&()>)
                 .await?;
-            print(
-                &versions,
-                &[
-                    ("SHA256", "/sha256"),
-                    ("SIZE", "/size"),
-                    ("UPLOADED AT", "/uploaded_at"),
-                    ("ACTIVE", "/active"),
-                ],
-                json,
-            );
+            print_rows(&versions, json);
         }
         HooksCommand::Enable { hook } => {
             let id = api.hook_id(&hook).await?;
-            let updated = api
-                .call(
-                    Method::PATCH,
-                    &format!("hooks/{id}"),
-                    Some(json!({"enabled": true})),
-                )
-                .await?;
-            print(&updated, HOOK_COLUMNS, json);
+            print_one(&enable_hook(api, &id, true).await?, json);
         }
         HooksCommand::Disable { hook } => {
             let id = api.hook_id(&hook).await?;
-            let updated = api
-                .call(
-                    Method::PATCH,
-                    &format!("hooks/{id}"),
-                    Some(json!({"enabled": false})),
-                )
-                .await?;
-            print(&updated, HOOK_COLUMNS, json);
+            print_one(&enable_hook(api, &id, false).await?, json);
         }
         HooksCommand::Rollback { hook, version } => {
             let id = api.hook_id(&hook).await?;
-            let updated = api
+            let updated: HookView = api
                 .call(
                     Method::POST,
                     &format!("hooks/{id}/rollback"),
-                    Some(json!({"version": version})),
+                    Some(&RollbackBody { version }),
                 )
                 .await?;
-            print(&updated, HOOK_COLUMNS, json);
+            print_one(&updated, json);
         }
         HooksCommand::Logs { hook, follow } => {
             let id = api.hook_id(&hook).await?;
-            let columns: &[(&str, &str)] = &[
-                ("TIME", "/time"),
-                ("REQUEST ID", "/request_id"),
-                ("CLIENT", "/client_id"),
-                ("RESULT", "/outcome/result"),
-                ("µs", "/duration_us"),
-                ("FUEL", "/fuel_used"),
-                ("OUTPUT", "/log/output"),
-            ];
             if follow {
-                api.follow(&format!("hooks/{id}/logs?follow"), |entry| {
-                    if json {
-                        println!("{entry}");
-                    } else {
-                        let cells: Vec<String> = columns
+                api.follow(&format!("hooks/{id}/logs?follow"), |line| match line {
+                    line if json => {
+                        println!("{}", serde_json::to_string(&line).unwrap_or_default());
+                    }
+                    FollowLine::Entry(entry) => {
+                        let cells: Vec<String> = entry
+                            .cells()
                             .iter()
-                            .map(|(_, field)| match entry.pointer(field) {
-                                Some(Value::String(text)) => {
-                                    super::terminal::safe(&text.trim_end().replace('\n', " | "))
-                                }
-                                Some(Value::Null) | None => "-".to_owned(),
-                                Some(other) => other.to_string(),
-                            })
+                            .map(|cell| super::terminal::safe(cell))
                             .collect();
                         println!("{}", cells.join("  "));
+                    }
+                    FollowLine::Missed { missed } => {
+                        println!("({missed} entries missed: the reader fell behind)");
                     }
                 })
                 .await?;
             } else {
-                let entries = api
-                    .call(Method::GET, &format!("hooks/{id}/logs"), None)
+                let entries: Vec<HookLogEntry> = api
+                    .call(Method::GET, &format!("hooks/{id}/logs"), None::<&()>)
                     .await?;
-                print(&entries, columns, json);
+                print_rows(&entries, json);
             }
         }
         HooksCommand::Secrets(command) => secrets(api, command, json).await?,
@@ -216,71 +294,58 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
     Ok(())
 }
 
+/// Enables or disables hook `id`; returns it as changed.
+async fn enable_hook(api: &ManagementClient, id: &str, enabled: bool) -> anyhow::Result<HookView> {
+    let patch = HookPatch {
+        enabled: Some(enabled),
+        ..HookPatch::default()
+    };
+    api.call(Method::PATCH, &format!("hooks/{id}"), Some(&patch))
+        .await
+}
+
 async fn secrets(
     api: &ManagementClient,
     command: SecretsCommand,
     json: bool,
 ) -> anyhow::Result<()> {
-    let names = |value: &Value| -> Value {
-        Value::Array(
-            value
-                .as_object()
-                .into_iter()
-                .flat_map(|o| o.keys())
-                .map(|name| json!({"name": name}))
-                .collect(),
-        )
-    };
     match command {
         SecretsCommand::Set { hook, values } => {
             let id = api.hook_id(&hook).await?;
             let path = format!("hooks/{id}/secrets");
             let values = pairs(&values)?;
-            let existing = api.call(Method::GET, &path, None).await?;
+            let existing: SecretsView = api.call(Method::GET, &path, None::<&()>).await?;
             // Auth0's API splits add (POST) from change (PATCH): send each its names.
-            let (mut add, mut change) = (serde_json::Map::new(), serde_json::Map::new());
-            for (name, value) in values.as_object().into_iter().flatten() {
-                if existing.get(name).is_some() {
-                    change.insert(name.clone(), value.clone());
-                } else {
-                    add.insert(name.clone(), value.clone());
-                }
-            }
+            let (change, add): (SecretsView, SecretsView) = values
+                .into_iter()
+                .partition(|(name, _)| existing.contains_key(name));
             let mut last = existing;
             if !add.is_empty() {
-                last = api
-                    .call(Method::POST, &path, Some(Value::Object(add)))
-                    .await?;
+                last = api.call(Method::POST, &path, Some(&add)).await?;
             }
             if !change.is_empty() {
-                last = api
-                    .call(Method::PATCH, &path, Some(Value::Object(change)))
-                    .await?;
+                last = api.call(Method::PATCH, &path, Some(&change)).await?;
             }
-            print(&names(&last), &[("SECRET", "/name")], json);
+            print_rows(&secret_names(last), json);
         }
         SecretsCommand::Unset {
             hook,
             names: to_remove,
         } => {
             let id = api.hook_id(&hook).await?;
-            api.call(
-                Method::DELETE,
-                &format!("hooks/{id}/secrets"),
-                Some(json!(to_remove)),
-            )
-            .await?;
-            let left = api
-                .call(Method::GET, &format!("hooks/{id}/secrets"), None)
+            api.delete(&format!("hooks/{id}/secrets"), Some(&to_remove))
                 .await?;
-            print(&names(&left), &[("SECRET", "/name")], json);
+            let left: SecretsView = api
+                .call(Method::GET, &format!("hooks/{id}/secrets"), None::<&()>)
+                .await?;
+            print_rows(&secret_names(left), json);
         }
         SecretsCommand::List { hook } => {
             let id = api.hook_id(&hook).await?;
-            let listed = api
-                .call(Method::GET, &format!("hooks/{id}/secrets"), None)
+            let listed: SecretsView = api
+                .call(Method::GET, &format!("hooks/{id}/secrets"), None::<&()>)
                 .await?;
-            print(&names(&listed), &[("SECRET", "/name")], json);
+            print_rows(&secret_names(listed), json);
         }
     }
     Ok(())
@@ -293,38 +358,42 @@ async fn clients(
 ) -> anyhow::Result<()> {
     match command {
         ClientsCommand::Create { name, metadata } => {
-            let body = json!({"name": name, "client_metadata": pairs(&metadata)?});
-            let created = api.call(Method::POST, "clients", Some(body)).await?;
+            let body = ClientBody {
+                name: Some(name),
+                client_metadata: Some(pairs(&metadata)?),
+                ..ClientBody::default()
+            };
+            let created: ClientView = api.call(Method::POST, "clients", Some(&body)).await?;
             if json {
-                print(&created, &[], true);
+                print_json(&created);
             } else {
-                print(&created, CLIENT_COLUMNS, false);
+                print_one(&created, false);
                 println!(
                     "client_secret: {} (shown once: store it now)",
-                    created["client_secret"].as_str().unwrap_or("?")
+                    created.client_secret.as_deref().unwrap_or("?")
                 );
             }
         }
-        ClientsCommand::List => print(&api.list("clients").await?, CLIENT_COLUMNS, json),
+        ClientsCommand::List => print_rows(&api.list::<ClientView>("clients").await?, json),
         ClientsCommand::Delete { client_id } => {
-            api.call(Method::DELETE, &format!("clients/{client_id}"), None)
+            api.delete(&format!("clients/{client_id}"), None::<&()>)
                 .await?;
             println!("deleted client {client_id} and its grants");
         }
         ClientsCommand::RotateSecret { client_id } => {
-            let rotated = api
+            let rotated: ClientView = api
                 .call(
                     Method::POST,
                     &format!("clients/{client_id}/rotate-secret"),
-                    None,
+                    None::<&()>,
                 )
                 .await?;
             if json {
-                print(&rotated, &[], true);
+                print_json(&rotated);
             } else {
                 println!(
                     "client_secret: {} (shown once; the old secret no longer works)",
-                    rotated["client_secret"].as_str().unwrap_or("?")
+                    rotated.client_secret.as_deref().unwrap_or("?")
                 );
             }
         }
@@ -342,28 +411,35 @@ async fn apis(api: &ManagementClient, command: ApisCommand, json: bool) -> anyho
             dialect,
             token_lifetime,
         } => {
-            let mut body = json!({
-                "identifier": identifier,
-                "scopes": scopes.iter().map(|s| json!({"value": s})).collect::<Vec<_>>(),
-            });
-            for (field, value) in [
-                ("name", name.map(Value::from)),
-                ("signing_alg", signing_alg.map(Value::from)),
-                ("token_dialect", dialect.map(Value::from)),
-                ("token_lifetime", token_lifetime.map(Value::from)),
-            ] {
-                if let (Some(value), Some(object)) = (value, body.as_object_mut()) {
-                    object.insert(field.to_owned(), value);
-                }
-            }
-            let created = api
-                .call(Method::POST, "resource-servers", Some(body))
+            let body = ApiBody {
+                identifier: Some(identifier),
+                name,
+                scopes: Some(
+                    scopes
+                        .into_iter()
+                        .map(|value| ApiScope {
+                            value,
+                            description: String::new(),
+                        })
+                        .collect(),
+                ),
+                token_lifetime,
+                signing_alg: signing_alg
+                    .map(|alg| wire_value("--signing-alg", &alg))
+                    .transpose()?,
+                token_dialect: dialect
+                    .map(|dialect| wire_value("--dialect", &dialect))
+                    .transpose()?,
+                ..ApiBody::default()
+            };
+            let created: ApiView = api
+                .call(Method::POST, "resource-servers", Some(&body))
                 .await?;
-            print(&created, API_COLUMNS, json);
+            print_one(&created, json);
         }
-        ApisCommand::List => print(&api.list("resource-servers").await?, API_COLUMNS, json),
+        ApisCommand::List => print_rows(&api.list::<ApiView>("resource-servers").await?, json),
         ApisCommand::Delete { id } => {
-            api.call(Method::DELETE, &format!("resource-servers/{id}"), None)
+            api.delete(&format!("resource-servers/{id}"), None::<&()>)
                 .await?;
             println!("deleted API {id} and its grants");
         }
@@ -378,13 +454,17 @@ async fn grants(api: &ManagementClient, command: GrantsCommand, json: bool) -> a
             audience,
             scopes,
         } => {
-            let body = json!({"client_id": client_id, "audience": audience, "scope": scopes});
-            let created = api.call(Method::POST, "client-grants", Some(body)).await?;
-            print(&created, GRANT_COLUMNS, json);
+            let body = GrantBody {
+                client_id: Some(client_id),
+                audience: Some(audience),
+                scope: Some(scopes),
+            };
+            let created: GrantView = api.call(Method::POST, "client-grants", Some(&body)).await?;
+            print_one(&created, json);
         }
-        GrantsCommand::List => print(&api.list("client-grants").await?, GRANT_COLUMNS, json),
+        GrantsCommand::List => print_rows(&api.list::<GrantView>("client-grants").await?, json),
         GrantsCommand::Delete { id } => {
-            api.call(Method::DELETE, &format!("client-grants/{id}"), None)
+            api.delete(&format!("client-grants/{id}"), None::<&()>)
                 .await?;
             println!("deleted grant {id}");
         }
@@ -393,17 +473,13 @@ async fn grants(api: &ManagementClient, command: GrantsCommand, json: bool) -> a
 }
 
 async fn keys(api: &ManagementClient, command: KeysCommand, json: bool) -> anyhow::Result<()> {
-    let columns: &[(&str, &str)] = &[
-        ("KID", "/kid"),
-        ("ALG", "/alg"),
-        ("CURRENT", "/current"),
-        ("NEXT", "/next"),
-        ("PREVIOUS", "/previous"),
-    ];
-    let keys = match command {
-        KeysCommand::List => api.call(Method::GET, "keys/signing", None).await?,
-        KeysCommand::Rotate => api.call(Method::POST, "keys/signing/rotate", None).await?,
+    let keys: Vec<SigningKeyView> = match command {
+        KeysCommand::List => api.call(Method::GET, "keys/signing", None::<&()>).await?,
+        KeysCommand::Rotate => {
+            api.call(Method::POST, "keys/signing/rotate", None::<&()>)
+                .await?
+        }
     };
-    print(&keys, columns, json);
+    print_rows(&keys, json);
     Ok(())
 }

@@ -6,7 +6,12 @@ use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
 use http::Method;
 use http_body_util::{BodyExt, Full};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use hookd::proto::{FollowLine, HookView, TokenAnswer, UploadedView};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::AdminArgs;
 
@@ -178,10 +183,7 @@ impl ManagementClient {
         if status != 200 {
             return Err(reason(status, &answer).context("could not log in to the Management API"));
         }
-        let token = answer["access_token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("the token endpoint gave no access_token"))?
-            .to_owned();
+        let token = typed::<TokenAnswer>("the token request", answer)?.access_token;
         Ok(ManagementClient {
             server,
             token,
@@ -189,13 +191,13 @@ impl ManagementClient {
         })
     }
 
-    /// A JSON call; `Err` carries the server's one-line reason.
-    pub async fn call(
+    /// A JSON call answered with a `T`; `Err` carries the server's one-line reason.
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> anyhow::Result<T> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("{}/api/v2/{path}", self.server))
@@ -203,7 +205,7 @@ impl ManagementClient {
         let body = match body {
             Some(body) => {
                 request = request.header("content-type", "application/json");
-                Full::new(Bytes::from(body.to_string()))
+                Full::new(Bytes::from(serde_json::to_vec(body)?))
             }
             None => Full::default(),
         };
@@ -211,11 +213,21 @@ impl ManagementClient {
         if status >= 300 {
             return Err(reason(status, &answer));
         }
-        Ok(answer)
+        typed(path, answer)
+    }
+
+    /// A call answered with no content (a delete).
+    pub async fn delete(
+        &self,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> anyhow::Result<()> {
+        let _: Value = self.call(Method::DELETE, path, body).await?;
+        Ok(())
     }
 
     /// Uploads a module as a hook's new version.
-    pub async fn upload(&self, hook_id: &str, module: Vec<u8>) -> anyhow::Result<Value> {
+    pub async fn upload(&self, hook_id: &str, module: Vec<u8>) -> anyhow::Result<UploadedView> {
         let request = http::Request::put(format!("{}/api/v2/hooks/{hook_id}/module", self.server))
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/wasm")
@@ -224,11 +236,11 @@ impl ManagementClient {
         if status >= 300 {
             return Err(reason(status, &answer));
         }
-        Ok(answer)
+        typed("module upload", answer)
     }
 
     /// Follows an NDJSON stream, calling `each` with every object until the server closes it.
-    pub async fn follow(&self, path: &str, mut each: impl FnMut(Value)) -> anyhow::Result<()> {
+    pub async fn follow(&self, path: &str, mut each: impl FnMut(FollowLine)) -> anyhow::Result<()> {
         let request = http::Request::get(format!("{}/api/v2/{path}", self.server))
             .header("authorization", format!("Bearer {}", self.token))
             .body(Full::default())?;
@@ -246,8 +258,8 @@ impl ManagementClient {
                 pending.extend_from_slice(&data);
                 while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();
-                    if let Ok(value) = serde_json::from_slice(&line) {
-                        each(value);
+                    if let Ok(line) = serde_json::from_slice(&line) {
+                        each(line);
                     }
                 }
             }
@@ -256,78 +268,77 @@ impl ManagementClient {
     }
 
     /// Every item of a paged list endpoint (100 per request).
-    pub async fn list(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn list<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Vec<T>> {
         let mut all = Vec::new();
         // Bounded: 1,000 pages of 100 is far beyond any real tenant.
         for page in 0..1_000 {
             let separator = if path.contains('?') { '&' } else { '?' };
-            let batch = self
+            let batch: Vec<T> = self
                 .call(
                     Method::GET,
                     &format!("{path}{separator}page={page}&per_page=100"),
-                    None,
+                    None::<&()>,
                 )
                 .await?;
-            let items = batch.as_array().cloned().unwrap_or_default();
-            let last = items.len() < 100;
-            all.extend(items);
+            let last = batch.len() < 100;
+            all.extend(batch);
             if last {
                 break;
             }
         }
-        Ok(Value::Array(all))
+        Ok(all)
     }
 
     /// A hook's id from its id or its name.
     pub async fn hook_id(&self, id_or_name: &str) -> anyhow::Result<String> {
-        let hooks = self.list("hooks").await?;
+        let hooks: Vec<HookView> = self.list("hooks").await?;
         hooks
-            .as_array()
             .into_iter()
-            .flatten()
-            .find(|hook| hook["id"] == id_or_name || hook["name"] == id_or_name)
-            .and_then(|hook| hook["id"].as_str().map(str::to_owned))
+            .find(|hook| hook.id == id_or_name || hook.name == id_or_name)
+            .map(|hook| hook.id)
             .ok_or_else(|| anyhow!("no hook named {id_or_name:?}"))
     }
 }
 
-/// Prints `rows` as an aligned table of `columns` (header, field), or as JSON.
-pub fn print(value: &Value, columns: &[(&str, &str)], as_json: bool) {
+/// An answer read as the wire type the server sends for it.
+fn typed<T: DeserializeOwned>(what: &str, answer: Value) -> anyhow::Result<T> {
+    serde_json::from_value(answer)
+        .with_context(|| format!("the server's answer to {what} is not what this hookd expects"))
+}
+
+/// How a wire type shows as a table row.
+pub trait Row {
+    /// The column headers.
+    const HEADERS: &'static [&'static str];
+    /// The row's cells, in header order.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// A cell for an optional value: `-` when absent.
+pub fn or_dash(value: Option<&str>) -> String {
+    value.map_or_else(|| "-".to_owned(), str::to_owned)
+}
+
+/// Prints `rows` as an aligned table or, with `as_json`, as the API's JSON.
+pub fn print_rows<T: Row + Serialize>(rows: &[T], as_json: bool) {
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        print_json(&rows);
         return;
     }
-    let rows: Vec<&Value> = match value {
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
-    };
-    let cell = |row: &Value, field: &str| -> String {
-        super::terminal::safe(&match row.pointer(field) {
-            None | Some(Value::Null) => "-".to_owned(),
-            Some(Value::String(text)) => text.clone(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                .collect::<Vec<_>>()
-                .join(" "),
-            Some(other) => other.to_string(),
-        })
-    };
     let table: Vec<Vec<String>> =
-        std::iter::once(columns.iter().map(|(h, _)| h.to_string()).collect())
-            .chain(
-                rows.iter()
-                    .map(|row| columns.iter().map(|(_, f)| cell(row, f)).collect()),
-            )
+        std::iter::once(T::HEADERS.iter().map(|h| h.to_string()).collect())
+            .chain(rows.iter().map(|row| {
+                row.cells()
+                    .iter()
+                    .map(|cell| super::terminal::safe(cell))
+                    .collect()
+            }))
             .collect();
-    let widths: Vec<usize> = (0..columns.len())
+    let widths: Vec<usize> = (0..T::HEADERS.len())
         .map(|i| {
             table
                 .iter()
-                .map(|row| row[i].chars().count())
+                .map(|row| row.get(i).map_or(0, |cell| cell.chars().count()))
                 .max()
                 .unwrap_or(0)
         })
@@ -342,14 +353,31 @@ pub fn print(value: &Value, columns: &[(&str, &str)], as_json: bool) {
     }
 }
 
-/// `KEY=VALUE` arguments as a JSON object.
-pub fn pairs(items: &[String]) -> anyhow::Result<Value> {
-    let mut object = serde_json::Map::new();
-    for item in items {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| anyhow!("{item:?} is not KEY=VALUE"))?;
-        object.insert(key.to_owned(), json!(value));
+/// Prints one item as a one-row table or, with `as_json`, as the API's JSON.
+pub fn print_one<T: Row + Serialize>(item: &T, as_json: bool) {
+    if as_json {
+        print_json(item);
+    } else {
+        print_rows(std::slice::from_ref(item), false);
     }
-    Ok(Value::Object(object))
+}
+
+/// Prints a value as pretty JSON.
+pub fn print_json(value: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// `KEY=VALUE` arguments as a map.
+pub fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .ok_or_else(|| anyhow!("{item:?} is not KEY=VALUE"))
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use hookd::app::{self, ServeConfig};
 use hookd::hooks::{EngineSettings, ExtensibilityPoint, HookEngine};
-use hookd::manage::{self, NewApi};
+use hookd::management::{self, NewApi};
 use hookd::store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -33,26 +33,27 @@ fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
     let hasher = app::client_secret_hasher(&store, &secret_box)?;
     let mut metadata = BTreeMap::new();
     metadata.insert("tier".to_owned(), "premium".to_owned());
-    let (client, secret) = manage::create_client(&store, &hasher, "demo-service", metadata)?;
-    manage::create_api(
+    let (client, secret) = management::create_client(&store, &hasher, "demo-service", metadata)?;
+    management::create_api(
         &store,
         &secret_box,
         NewApi::new(AUDIENCE, "Demo API", &["read:reports", "write:reports"]),
     )?;
-    manage::create_grant(
+    management::create_grant(
         &store,
         &client.client_id,
         AUDIENCE,
         &["read:reports", "write:reports"],
     )?;
     let engine = HookEngine::new(EngineSettings::default())?;
-    manage::create_hook(
+    management::create_hook(
         &store,
         &engine,
         "seed",
         ExtensibilityPoint::CredentialsExchange,
         hook,
         true,
+        hookd::clock::unix_now(),
     )
     .context("the demo hook was refused")?;
     store.flush()?;

@@ -23,9 +23,9 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A JSON response with `Cache-Control: no-store` (token endpoint responses must not be
 /// cached, RFC 6749 §5.1).
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
     // Straight into bytes: `Value`'s `Display` goes through the formatter a fragment at a time.
-    // Serializing a `Value` cannot fail (its keys are strings, the writer is a Vec).
+    // Serializing hookd's answers cannot fail (their map keys are strings, the writer is a Vec).
     let mut response = Response::new(full(serde_json::to_vec(body).unwrap_or_default()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -135,30 +135,38 @@ pub fn management_error(
     response
 }
 
-/// Renders a failed management operation: 400 naming the field, 404, 409, or 500.
-pub fn manage_error(error: &crate::manage::ManageError) -> Response<Body> {
-    use crate::manage::ManageError;
-    use crate::store::StoreError;
+/// Renders a failed management operation: the one place a [`ManagementError`] becomes HTTP
+/// (401, 403 `insufficient_scope`, 400 naming the field, 404, 409, or 500 with the detail only
+/// in the server's log).
+pub fn management_failure(error: &crate::management::ManagementError) -> Response<Body> {
+    use crate::management::ManagementError;
     match error {
-        ManageError::Invalid(message) => {
+        ManagementError::Unauthenticated(message) => {
+            management_error(StatusCode::UNAUTHORIZED, message, None)
+        }
+        ManagementError::Forbidden(message) => {
+            management_error(StatusCode::FORBIDDEN, message, Some("insufficient_scope"))
+        }
+        ManagementError::Invalid(message) => {
             management_error(StatusCode::BAD_REQUEST, message, Some("invalid_body"))
         }
-        ManageError::Module(rejected) => management_error(
+        ManagementError::NotSupported(message) => management_error(
+            StatusCode::BAD_REQUEST,
+            message,
+            Some("operation_not_supported"),
+        ),
+        ManagementError::Module(rejected) => management_error(
             StatusCode::BAD_REQUEST,
             &format!("module: {rejected}"),
             Some("invalid_module"),
         ),
-        ManageError::Store(StoreError::NotFound(message)) => {
+        ManagementError::NotFound(message) => {
             management_error(StatusCode::NOT_FOUND, message, Some("inexistent_resource"))
         }
-        ManageError::Store(StoreError::Conflict(message)) => {
+        ManagementError::Conflict(message) => {
             management_error(StatusCode::CONFLICT, message, Some("conflict"))
         }
-        ManageError::Store(other) => {
-            tracing::error!(error = %other, "store error in the Management API");
-            management_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None)
-        }
-        ManageError::Internal(detail) => {
+        ManagementError::Internal(detail) => {
             tracing::error!(%detail, "internal failure in the Management API");
             management_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None)
         }

@@ -26,7 +26,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use management::audience as management_audience;
+pub use crate::model::management_audience;
 pub use routes::token_endpoint;
 
 /// A request body the handlers can read: any `http_body::Body` of `Bytes` whose error is a

@@ -2,7 +2,6 @@
 //! a form or JSON body and the Authorization header, discovery documents and the JWKS.
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -15,9 +14,8 @@ use serde_json::{Value, json};
 use super::HttpLimits;
 use super::RequestBody;
 use super::error::{Body, json_response, oauth_error, saturated, token_error};
-use crate::hooklog::HookLogBook;
 use crate::hooks::RequestInfo;
-use crate::manage::HookManager;
+use crate::management::Management;
 use crate::token::{ClientAuth, TokenRequest, TokenService};
 
 /// What every request handler shares.
@@ -25,16 +23,8 @@ use crate::token::{ClientAuth, TokenRequest, TokenService};
 pub struct AppState {
     /// Issues tokens.
     pub tokens: TokenService,
-    /// The Management API's hook operations.
-    pub hooks: HookManager,
-    /// The store, for the Management API's other operations.
-    pub store: crate::store::Store,
-    /// Hashes new client secrets.
-    pub hasher: crate::secrets::SecretHasher,
-    /// Seals new HS256 secrets.
-    pub secret_box: std::sync::Arc<crate::secrets::SecretBox>,
-    /// Every hook's recent invocations.
-    pub hook_log: std::sync::Arc<HookLogBook>,
+    /// The Management API's operations and rules.
+    pub management: std::sync::Arc<Management>,
     /// The authorization server metadata (RFC 8414), built once.
     pub metadata: Value,
     /// Body size and timing limits.
@@ -68,14 +58,11 @@ pub fn token_endpoint(issuer: &str) -> String {
 }
 
 impl AppState {
-    /// State over a token service; discovery metadata derives from the tenant's issuer.
+    /// State over the token and management services; discovery metadata derives from the
+    /// tenant's issuer.
     pub fn new(
         tokens: TokenService,
-        hooks: HookManager,
-        store: crate::store::Store,
-        hasher: crate::secrets::SecretHasher,
-        secret_box: std::sync::Arc<crate::secrets::SecretBox>,
-        hook_log: std::sync::Arc<HookLogBook>,
+        management: std::sync::Arc<Management>,
         limits: HttpLimits,
     ) -> Self {
         let issuer = tokens.tenant().issuer.clone();
@@ -91,11 +78,7 @@ impl AppState {
         });
         AppState {
             tokens,
-            hooks,
-            store,
-            hasher,
-            secret_box,
-            hook_log,
+            management,
             metadata,
             admission: Admission::new(&limits),
             limits,
@@ -103,21 +86,92 @@ impl AppState {
     }
 }
 
+/// The wall clock, read once per request.
 pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    crate::clock::unix_now()
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
+/// What a top-level path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `POST /oauth/token`, which takes its slot from the token pool once the body is in.
+    Token,
+    /// Everything else, served from the reserved pool.
+    Reserved(Reserved),
+}
+
+/// An endpoint served from the reserved pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reserved {
+    /// The JWKS.
+    Jwks,
+    /// RFC 8414 / OpenID discovery.
+    Discovery,
+    /// Liveness.
+    Health,
+    /// `/api/v2/...`, routed by the Management API's own table.
+    Management,
+}
+
+const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
+
+/// The server's top-level route table: path, endpoint, and the methods it answers to (the
+/// Management API's methods are in its own table).
+const ENDPOINTS: &[(&str, Endpoint, &[Method])] = &[
+    ("/oauth/token", Endpoint::Token, &[Method::POST]),
+    (
+        "/.well-known/jwks.json",
+        Endpoint::Reserved(Reserved::Jwks),
+        GET_HEAD,
+    ),
+    (
+        "/.well-known/openid-configuration",
+        Endpoint::Reserved(Reserved::Discovery),
+        GET_HEAD,
+    ),
+    (
+        "/.well-known/oauth-authorization-server",
+        Endpoint::Reserved(Reserved::Discovery),
+        GET_HEAD,
+    ),
+    ("/healthz", Endpoint::Reserved(Reserved::Health), GET_HEAD),
+    ("/api/v2/", Endpoint::Reserved(Reserved::Management), &[]),
+    (
+        "/api/v2/{*rest}",
+        Endpoint::Reserved(Reserved::Management),
+        &[],
+    ),
+];
+
+type Route = (Endpoint, &'static [Method]);
+
+/// The top-level route table compiled into a matcher, built once.
+static ROUTER: std::sync::LazyLock<matchit::Router<Route>> = std::sync::LazyLock::new(|| {
+    let mut router = matchit::Router::new();
+    for (path, endpoint, methods) in ENDPOINTS {
+        // The table is a constant: a malformed or duplicate route fails every test at once.
+        if let Err(error) = router.insert(*path, (*endpoint, *methods)) {
+            unreachable!("route {path}: {error}");
+        }
+    }
+    router
+});
+
+/// 405 with the `Allow` header RFC 9110 §15.5.6 asks for, listing the route's methods.
+fn method_not_allowed(methods: &[Method]) -> Response<Body> {
+    let allow = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut response = oauth_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
         &format!("Method not allowed; use {allow}"),
     );
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, value);
+    }
     response
 }
 
@@ -129,21 +183,30 @@ pub async fn handle<B: RequestBody>(
     request_id: &str,
     request: Request<B>,
 ) -> Response<Body> {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    if (path.as_str(), &method) == ("/oauth/token", &Method::POST) {
-        // Takes its slot from the token pool once the body is in.
-        return token(state, peer, request_id, request).await;
+    let Ok(matched) = ROUTER.at(request.uri().path()) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not_found", "error_description": "No such endpoint"}),
+        );
+    };
+    let (endpoint, methods) = *matched.value;
+    let management = endpoint == Endpoint::Reserved(Reserved::Management);
+    if !management && !methods.contains(request.method()) {
+        return method_not_allowed(methods);
     }
+    let reserved = match endpoint {
+        Endpoint::Token => return token(state, peer, request_id, request).await,
+        Endpoint::Reserved(reserved) => reserved,
+    };
     let Ok(_slot) = state.admission.reserved.try_acquire() else {
         return saturated();
     };
-    if path.starts_with("/api/v2/") {
-        return super::management::handle(state, &path, request).await;
-    }
-    match (path.as_str(), method) {
-        ("/oauth/token", _) => method_not_allowed("POST"),
-        ("/.well-known/jwks.json", Method::GET | Method::HEAD) => {
+    match reserved {
+        Reserved::Management => {
+            let path = request.uri().path().to_owned();
+            super::management::handle(state, &path, request).await
+        }
+        Reserved::Jwks => {
             let mut response = json_response(StatusCode::OK, &state.tokens.jwks());
             response.headers_mut().insert(
                 http::header::CACHE_CONTROL,
@@ -151,24 +214,8 @@ pub async fn handle<B: RequestBody>(
             );
             response
         }
-        (
-            "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server",
-            Method::GET | Method::HEAD,
-        ) => json_response(StatusCode::OK, &state.metadata),
-        ("/healthz", Method::GET | Method::HEAD) => {
-            json_response(StatusCode::OK, &json!({"status": "ok"}))
-        }
-        (
-            "/.well-known/jwks.json"
-            | "/.well-known/openid-configuration"
-            | "/.well-known/oauth-authorization-server"
-            | "/healthz",
-            _,
-        ) => method_not_allowed("GET, HEAD"),
-        _ => json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"error": "not_found", "error_description": "No such endpoint"}),
-        ),
+        Reserved::Discovery => json_response(StatusCode::OK, &state.metadata),
+        Reserved::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
     }
 }
 

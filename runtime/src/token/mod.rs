@@ -2,37 +2,29 @@
 //! compute scopes, run the enabled hook, apply its changes, sign. Orchestration only: no
 //! HTTP or storage types, and time is a parameter (`now`, seconds since the Unix epoch).
 
-pub mod keys;
-
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::hooklog::{HookLogBook, HookLogEntry, LoggedOutcome};
-use crate::hooks::FailurePolicy;
 use crate::hooks::{
     ClientInfo, CredentialsExchangeEvent, Denial, ExtensibilityPoint, HookContext, HookEngine,
-    HookError, HookRegistry, Invocation, RegisteredHook, RequestInfo, ResourceServerInfo,
+    HookError, Invocation, RequestInfo, ResourceServerInfo,
 };
-use crate::manage;
-use crate::model::{Api, HookScopePolicy, Tenant, TokenDialect};
+use crate::keys::LiveKeys;
+use crate::model::{
+    Api, CLIENT_CREDENTIALS, FailurePolicy, HookScopePolicy, MANAGEMENT_SECRET_GENERATION, Tenant,
+    TokenDialect,
+};
+use crate::registry::{HookRegistry, RegisteredHook};
 use crate::secrets::{SecretHasher, random_bytes};
 use crate::store::{Store, StoreError};
-use keys::KeyRing;
-
-/// The claim a Management API token carries its client's secret generation in (see
-/// [`crate::model::Client::secret_generation`]).
-pub const MANAGEMENT_SECRET_GENERATION: &str = "secret_generation";
 
 /// The stored hash an unknown client's secret is compared with: the same HMAC and comparison
 /// as for a known client, and it matches no secret.
 const NO_CLIENT_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The grant type this server issues tokens for.
-pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// How the client authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,8 +121,7 @@ impl From<StoreError> for TokenError {
 pub struct TokenService {
     store: Store,
     hasher: SecretHasher,
-    keys: Arc<ArcSwap<KeyRing>>,
-    rotation: Arc<std::sync::Mutex<()>>,
+    keys: LiveKeys,
     engine: HookEngine,
     registry: Arc<HookRegistry>,
     hook_log: Arc<HookLogBook>,
@@ -152,7 +143,7 @@ impl TokenService {
     pub fn new(
         store: Store,
         hasher: SecretHasher,
-        keys: KeyRing,
+        keys: LiveKeys,
         engine: HookEngine,
         registry: Arc<HookRegistry>,
         hook_log: Arc<HookLogBook>,
@@ -161,12 +152,11 @@ impl TokenService {
         TokenService {
             store,
             hasher,
-            keys: Arc::new(ArcSwap::from_pointee(keys)),
-            rotation: Arc::default(),
+            keys,
             engine,
             registry,
             hook_log,
-            management_audience: manage::management_audience(&tenant.issuer),
+            management_audience: crate::model::management_audience(&tenant.issuer),
             tenant,
         }
     }
@@ -174,33 +164,6 @@ impl TokenService {
     /// The tenant this service issues for.
     pub fn tenant(&self) -> &Tenant {
         &self.tenant
-    }
-
-    /// Verifies an access token this server issued for `audience`, at time `now`.
-    pub fn verify_access_token(
-        &self,
-        token: &str,
-        audience: &str,
-        now: u64,
-    ) -> Result<Map<String, Value>, keys::VerifyError> {
-        self.keys
-            .load()
-            .verify(token, &self.tenant.issuer, audience, now)
-    }
-
-    /// The signing keys' public view (kid, algorithm, state).
-    pub fn signing_keys(&self) -> Vec<Value> {
-        self.keys.load().summary()
-    }
-
-    /// A handle that rotates this service's signing keys; `'static`, so it can run on a
-    /// blocking thread (RSA key generation takes ~100 ms per key).
-    pub fn key_rotator(&self) -> KeyRotator {
-        KeyRotator {
-            store: self.store.clone(),
-            keys: self.keys.clone(),
-            rotation: self.rotation.clone(),
-        }
     }
 
     /// The published keys as a JWKS document.
@@ -329,7 +292,10 @@ impl TokenService {
                             tenant: self.tenant.name.clone(),
                         },
                     };
-                    let invocation = self.engine.invoke_credentials_exchange(hook, event).await;
+                    let invocation = self
+                        .engine
+                        .invoke_credentials_exchange(&hook.loaded, event)
+                        .await;
                     (&hook.id, &hook.name, hook.failure_policy, invocation)
                 }
                 RegisteredHook::Unavailable(hook) => (
@@ -471,49 +437,5 @@ impl TokenService {
             tracing::error!(%error, api = %api.identifier, "signing failed");
             TokenError::Internal
         })
-    }
-}
-
-/// The longest token lifetime of any API: how long a retired signing key stays published.
-pub fn longest_token_lifetime(store: &Store) -> Result<u64, StoreError> {
-    Ok(store
-        .apis()?
-        .iter()
-        .map(|api| api.token_lifetime)
-        .max()
-        .unwrap_or(0))
-}
-
-/// Rotates the signing keys of a [`TokenService`] (see [`TokenService::key_rotator`]).
-#[derive(Debug, Clone)]
-pub struct KeyRotator {
-    store: Store,
-    keys: Arc<ArcSwap<KeyRing>>,
-    rotation: Arc<std::sync::Mutex<()>>,
-}
-
-impl KeyRotator {
-    /// Rotates every algorithm's keys (see [`keys::rotate`]), persists the new set and swaps
-    /// it in: tokens signed from now on use the promoted keys, and tokens signed before still
-    /// verify. Returns the new keys' public view.
-    pub fn rotate(&self, now: u64) -> Result<Vec<Value>, TokenError> {
-        // One rotation at a time: each reads the set the previous one wrote.
-        let _one_at_a_time = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
-        let stored = self.store.signing_keys()?;
-        let secret_box = self.keys.load().secret_box().clone();
-        let keep_retired = longest_token_lifetime(&self.store)?;
-        let rotated = keys::rotate(&stored, now, keep_retired, &secret_box).map_err(|error| {
-            tracing::error!(%error, "key rotation failed");
-            TokenError::Internal
-        })?;
-        let ring = KeyRing::from_keys(&rotated, secret_box).map_err(|error| {
-            tracing::error!(%error, "rotated keys are unusable");
-            TokenError::Internal
-        })?;
-        self.store.put_signing_keys(&rotated)?;
-        let summary = ring.summary();
-        self.keys.store(Arc::new(ring));
-        tracing::info!("signing keys rotated");
-        Ok(summary)
     }
 }

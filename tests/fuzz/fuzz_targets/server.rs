@@ -95,13 +95,13 @@ pub fn fixture() -> &'static Fixture {
 }
 
 fn make_fixture() -> Fixture {
-    use hookd::manage::{self, NewApi};
+    use hookd::management::{self, NewApi};
     let dir = tempfile::tempdir().expect("tempdir");
     let secret_box = hookd::secrets::SecretBox::from_encoded(SECRETS_KEY).expect("key");
     {
         let store = hookd::store::Store::open(dir.path()).expect("store");
         let hasher = hookd::app::client_secret_hasher(&store, &secret_box).expect("hasher");
-        manage::create_client_with(
+        management::create_client_with(
             &store,
             &hasher,
             "fuzzed",
@@ -110,13 +110,13 @@ fn make_fixture() -> Fixture {
             CLIENT_SECRET,
         )
         .expect("client");
-        manage::create_api(
+        management::create_api(
             &store,
             &secret_box,
             NewApi::new(API, "Fuzzed", &["read:things", "write:things"]),
         )
         .expect("api");
-        manage::create_grant(&store, CLIENT_ID, API, &["read:things"]).expect("grant");
+        management::create_grant(&store, CLIENT_ID, API, &["read:things"]).expect("grant");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,7 +5,6 @@ use serde_json::{Map, Value};
 
 use super::outcome::{MAX_QUOTED_BYTES, bounded};
 use super::{HookLog, OutputViolation, TokenChanges};
-use crate::model::is_scope_token;
 
 /// Claims a hook may not set. Auth0's restricted list (they are ignored, not an error) plus
 /// the claims hookd itself sets on every token (`scope`, `client_id`, `iss`, ...).
@@ -166,6 +165,14 @@ pub(crate) fn validate(
         claims.insert(name, value);
     }
     Ok(TokenChanges { scope, claims })
+}
+
+/// Whether `scope` is an RFC 6749 §3.3 scope token: `1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 #[cfg(test)]

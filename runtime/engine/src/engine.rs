@@ -17,7 +17,7 @@ use super::cache::{ArtifactCache, ArtifactCacheSettings};
 use super::invoke::HookState;
 use super::module;
 use super::reuse::WarmInstances;
-use super::{EngineError, ExtensibilityPoint, FailurePolicy, HookLimits, ModuleRejected};
+use super::{EngineError, ExtensibilityPoint, HookLimits, ModuleRejected};
 
 /// How often the epoch advances. A running hook yields to the async runtime at every tick, so
 /// no hook holds a runtime thread for longer than this.
@@ -107,15 +107,6 @@ pub struct LoadedHook {
     pub limits: HookLimits,
     /// Whether it was compiled or came from the cache.
     pub source: LoadSource,
-    /// What callers do when it fails; the engine itself only reports the failure.
-    pub failure_policy: FailurePolicy,
-    /// The stored hook's id, for its log; empty unless the caller sets it.
-    pub id: String,
-    /// The stored hook's name, for server logs; empty unless the caller sets it.
-    pub name: String,
-    /// The hook's secrets in clear, passed in each call's context. Never printed (not even by
-    /// `Debug`).
-    pub secrets: std::collections::BTreeMap<String, String>,
     pub(crate) prepared: Prepared,
     /// Idle live instances, when instance reuse is on (see [`HookEngine::set_instance_reuse`]).
     pub(crate) warm: Option<Arc<WarmInstances>>,
@@ -141,10 +132,6 @@ impl std::fmt::Debug for LoadedHook {
             .field("point", &self.point)
             .field("limits", &self.limits)
             .field("source", &self.source)
-            .field("failure_policy", &self.failure_policy)
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("reuses_instances", &self.reuses_instances())
             .finish_non_exhaustive()
     }
@@ -285,10 +272,6 @@ impl HookEngine {
             point,
             limits,
             source,
-            failure_policy: FailurePolicy::default(),
-            id: String::new(),
-            name: String::new(),
-            secrets: Default::default(),
             prepared,
             warm: None,
         })

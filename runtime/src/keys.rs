@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
@@ -369,19 +371,11 @@ impl KeyRing {
             .collect()
     }
 
-    /// The stored keys' public view: kid, algorithm, state, creation time.
-    pub fn summary(&self) -> Vec<Value> {
+    /// The published keys' public view: kid, algorithm and state of each.
+    pub fn summary(&self) -> Vec<(String, SigningAlg, KeyState)> {
         self.published
             .iter()
-            .map(|key| {
-                json!({
-                    "kid": key.kid,
-                    "alg": key.alg.as_str(),
-                    "current": key.state == KeyState::Current,
-                    "next": key.state == KeyState::Next,
-                    "previous": key.state == KeyState::Previous,
-                })
-            })
+            .map(|key| (key.kid.clone(), key.alg, key.state))
             .collect()
     }
 
@@ -603,5 +597,32 @@ mod tests {
         let sealed = sealed_if_clear(&clear, &secret_box).expect("sealed now");
         assert!(sealed_if_clear(&sealed, &secret_box).is_none());
         assert!(KeyRing::from_keys(&[sealed], secret_box.clone()).is_ok());
+    }
+}
+
+/// The key ring in use, shared by the token path (which signs with it) and the management
+/// service (which verifies its own tokens with it and rotates it): a rotation swaps the whole
+/// ring at once, and requests in flight finish on the ring they loaded.
+#[derive(Debug, Clone)]
+pub struct LiveKeys {
+    ring: Arc<ArcSwap<KeyRing>>,
+}
+
+impl LiveKeys {
+    /// Live keys starting from `ring`.
+    pub fn new(ring: KeyRing) -> Self {
+        LiveKeys {
+            ring: Arc::new(ArcSwap::from_pointee(ring)),
+        }
+    }
+
+    /// The ring in use now.
+    pub fn load(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.ring.load()
+    }
+
+    /// Makes `ring` the one in use.
+    pub fn swap(&self, ring: KeyRing) {
+        self.ring.store(Arc::new(ring));
     }
 }

@@ -29,7 +29,7 @@ fn failure(message: String) -> HookError {
 
 mod generated {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "hookd:hooks/credentials-exchange",
         exports: { default: async },
     });
@@ -37,7 +37,7 @@ mod generated {
 
 mod generated_json {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "hookd:hooks/credentials-exchange-json",
         exports: { default: async },
     });

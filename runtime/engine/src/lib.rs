@@ -1,12 +1,14 @@
-//! The hook engine: loading hook components and running them in a sandbox.
+//! hookd's hook engine: validating, compiling, caching and running hook components in a
+//! wasmtime sandbox. It depends on wasmtime and nothing of the server: no store, no HTTP, no
+//! policy about what a failure means for a token.
 //!
 //! - [`HookEngine`] owns the one wasmtime `Engine`, the WASI linker and the compiled-artifact
 //!   cache, and runs invocations (a fresh `Store` per call, bounded concurrency).
-//! - [`LoadedHook`] is a validated, compiled hook ready to run, with its [`HookLimits`].
-//! - [`HookRegistry`] holds the enabled hook of each [`ExtensibilityPoint`] and swaps it
-//!   atomically.
+//! - [`LoadedHook`] is a validated, compiled module ready to run, with its [`HookLimits`]:
+//!   only what the engine uses. The server wraps it with the stored hook's settings.
 //! - Inputs and outputs are hookd's own types ([`CredentialsExchangeEvent`], [`TokenChanges`]);
 //!   the WIT-generated types never leave the private `bindings` module.
+#![deny(missing_docs)]
 
 pub mod answer;
 mod bindings;
@@ -15,15 +17,16 @@ mod claims;
 mod engine;
 mod error;
 mod event;
+pub mod files;
 mod invoke;
 mod limits;
 mod log;
 mod module;
 mod outcome;
-mod registry;
 mod reuse;
 
 pub use cache::ArtifactCacheSettings;
+pub use claims::is_scope_token;
 pub use engine::{EngineSettings, HookEngine, LoadSource, LoadedHook};
 pub use error::{EngineError, HookError, ModuleRejected, OutputViolation};
 pub use event::{
@@ -31,19 +34,6 @@ pub use event::{
 };
 pub use limits::HookLimits;
 pub use outcome::{Denial, DenyCode, HookLog, Invocation, TokenChanges};
-pub use registry::{HookRegistry, RegisteredHook, UnavailableHook};
-
-/// What the token endpoint does when a hook fails (traps, runs out of fuel, memory or time,
-/// returns invalid output). A denial is not a failure: it is always honoured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailurePolicy {
-    /// Refuse the token with 500 `server_error` (Auth0's behaviour).
-    #[default]
-    FailClosed,
-    /// Issue the token without the hook's changes (Okta's behaviour).
-    FailOpen,
-}
 
 /// A point in the token flow where a hook can run. Each has its own WIT world; hookd runs at
 /// most one enabled hook per point.

@@ -1,14 +1,51 @@
-//! The enabled hook of each extensibility point. Swapping is atomic: a request holds the
-//! `Arc` of the hook it started with, so in-flight calls finish on the old hook while new
-//! ones get the new one, and no request sees a half-replaced hook. An enabled hook that could
-//! not be loaded holds its slot as [`UnavailableHook`], so its requests fail (or pass) by its
-//! failure policy instead of running nothing.
+//! The enabled hook of each extensibility point, as the token path runs it. Swapping is
+//! atomic: a request holds the `Arc` of the hook it started with, so in-flight calls finish on
+//! the old hook while new ones get the new one, and no request sees a half-replaced hook. An
+//! enabled hook that could not be loaded holds its slot as [`UnavailableHook`], so its
+//! requests fail (or pass) by its failure policy instead of running nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use super::{ExtensibilityPoint, FailurePolicy, LoadedHook};
+use crate::hooks::{ExtensibilityPoint, LoadedHook};
+use crate::model::FailurePolicy;
+
+/// A stored hook ready to run: the engine's loaded module with the hook's own settings.
+#[derive(Clone)]
+pub struct ActiveHook {
+    /// The stored hook's id, for its log.
+    pub id: String,
+    /// The stored hook's name, for server logs.
+    pub name: String,
+    /// What the token endpoint does when it fails; the engine only reports the failure.
+    pub failure_policy: FailurePolicy,
+    /// The hook's secrets in clear, passed in each call's context. Never printed (not even
+    /// by `Debug`).
+    pub secrets: BTreeMap<String, String>,
+    /// The compiled module.
+    pub loaded: LoadedHook,
+}
+
+impl ActiveHook {
+    /// The extensibility point it runs at.
+    pub fn point(&self) -> ExtensibilityPoint {
+        self.loaded.point
+    }
+}
+
+impl std::fmt::Debug for ActiveHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveHook")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("failure_policy", &self.failure_policy)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("loaded", &self.loaded)
+            .finish()
+    }
+}
 
 /// An enabled hook that could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +66,7 @@ pub struct UnavailableHook {
 #[derive(Debug, Clone)]
 pub enum RegisteredHook {
     /// A loaded hook, run for every request.
-    Ready(Arc<LoadedHook>),
+    Ready(Arc<ActiveHook>),
     /// An enabled hook that could not be loaded.
     Unavailable(UnavailableHook),
 }
@@ -46,7 +83,7 @@ fn slot(point: ExtensibilityPoint) -> usize {
     }
 }
 
-fn ready(entry: Option<Arc<RegisteredHook>>) -> Option<Arc<LoadedHook>> {
+fn ready(entry: Option<Arc<RegisteredHook>>) -> Option<Arc<ActiveHook>> {
     match entry.as_deref()? {
         RegisteredHook::Ready(hook) => Some(hook.clone()),
         RegisteredHook::Unavailable(_) => None,
@@ -65,14 +102,14 @@ impl HookRegistry {
     }
 
     /// The loaded hook currently enabled for `point`, if any.
-    pub fn enabled(&self, point: ExtensibilityPoint) -> Option<Arc<LoadedHook>> {
+    pub fn enabled(&self, point: ExtensibilityPoint) -> Option<Arc<ActiveHook>> {
         ready(self.current(point))
     }
 
     /// Enables `hook` for the point it was loaded for, replacing (and returning, when it was
     /// loaded) the hook that was there.
-    pub fn enable(&self, hook: Arc<LoadedHook>) -> Option<Arc<LoadedHook>> {
-        let point = hook.point;
+    pub fn enable(&self, hook: Arc<ActiveHook>) -> Option<Arc<ActiveHook>> {
+        let point = hook.point();
         ready(self.enabled[slot(point)].swap(Some(Arc::new(RegisteredHook::Ready(hook)))))
     }
 
@@ -83,7 +120,7 @@ impl HookRegistry {
     }
 
     /// Disables whatever hook is enabled for `point`, returning it when it was loaded.
-    pub fn disable(&self, point: ExtensibilityPoint) -> Option<Arc<LoadedHook>> {
+    pub fn disable(&self, point: ExtensibilityPoint) -> Option<Arc<ActiveHook>> {
         ready(self.enabled[slot(point)].swap(None))
     }
 }

@@ -1,0 +1,409 @@
+//! The Management API's wire types (Auth0 v2 shapes): the bodies the server accepts (unknown
+//! fields are refused) and the answers it sends. The server serializes them and the CLI
+//! deserializes the same structs, so a renamed field fails to compile on both sides.
+//!
+//! They depend only on [`crate::model`] and the hook engine's public settings types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hooks::{HookLimits, HookLog};
+pub use crate::model::{
+    ApiScope, FailurePolicy, HookScopePolicy, HookVersion, SigningAlg, TokenDialect,
+};
+
+/// `POST`/`PATCH /api/v2/clients` bodies (Auth0 field names).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientBody {
+    /// Display name (required on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free text (accepted, not stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Auth0 application type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_type: Option<String>,
+    /// Auth0 `client_metadata`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_metadata: Option<BTreeMap<String, String>>,
+    /// Grant types the application may use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_types: Option<Vec<String>>,
+}
+
+/// `POST`/`PATCH /api/v2/resource-servers` bodies.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiBody {
+    /// The audience (required on create; cannot change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The scopes it defines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<ApiScope>>,
+    /// Token lifetime in seconds (default 86400).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_lifetime: Option<u64>,
+    /// Signing algorithm (default RS256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_alg: Option<SigningAlg>,
+    /// `access_token` (Auth0) or `rfc9068_profile`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_dialect: Option<TokenDialect>,
+    /// `replace` or `intersect_with_grant`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_scope_policy: Option<HookScopePolicy>,
+}
+
+/// `POST`/`PATCH /api/v2/client-grants` bodies.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// The client (required on create; cannot change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The API identifier (required on create; cannot change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The scopes granted (required on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<String>>,
+}
+
+/// `POST /api/v2/hooks`: what a hook is created with (its module is uploaded separately).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewHook {
+    /// Unique name (Auth0's pattern).
+    pub name: String,
+    /// The extensibility point, e.g. `credentials-exchange`.
+    #[serde(rename = "triggerId")]
+    pub trigger_id: String,
+    /// Whether it is enabled; when absent, the first hook of a trigger is and later ones
+    /// are not. An explicit value is always honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Auth0's npm `dependencies` map; accepted for compatibility, unused by Wasm hooks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependencies: BTreeMap<String, String>,
+    /// Per-hook limits; omitted fields keep their defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<HookLimits>,
+    /// What happens when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+    /// Reuse live instances between calls (default false: a fresh instance per call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_instances: Option<bool>,
+}
+
+/// `PATCH /api/v2/hooks/{id}`. `triggerId` cannot be changed (Auth0 refuses it the same way).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookPatch {
+    /// New name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Enable (pinning the active version) or disable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Accepted for compatibility, unused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<BTreeMap<String, String>>,
+    /// New limits (whole object; omitted fields take their defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<HookLimits>,
+    /// New failure policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+    /// Turn instance reuse on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse_instances: Option<bool>,
+}
+
+/// `POST /api/v2/hooks/{id}/rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// The sha256 of the version to make active.
+    pub version: String,
+}
+
+/// `POST`/`PATCH /api/v2/hooks/{id}/secrets`: secret values by name.
+pub type SecretValues = BTreeMap<String, String>;
+
+/// `DELETE /api/v2/hooks/{id}/secrets`: the names to delete.
+pub type SecretNames = Vec<String>;
+
+/// What the Management API shows instead of a secret's value (as Auth0 does).
+pub const REDACTED: &str = "_VALUE_NOT_SHOWN_";
+
+/// A hook's secrets as the Management API shows them: every name, never a value
+/// (each is [`REDACTED`]).
+pub type SecretsView = BTreeMap<String, String>;
+
+/// An application. Never its secret's hash; the secret itself only in the answers that create
+/// or rotate it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientView {
+    /// Its id.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// Auth0 application type.
+    pub app_type: String,
+    /// Auth0 `client_metadata`.
+    pub client_metadata: BTreeMap<String, String>,
+    /// Grant types it may use.
+    pub grant_types: Vec<String>,
+    /// How it authenticates at the token endpoint (Auth0's field).
+    pub token_endpoint_auth_method: String,
+    /// The secret, in the answers that create or rotate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// An API (resource server). Its HS256 secret only in the answers that create or rotate it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiView {
+    /// hookd's id for it.
+    pub id: String,
+    /// The audience.
+    pub identifier: String,
+    /// Display name.
+    pub name: String,
+    /// The scopes it defines.
+    pub scopes: Vec<ApiScope>,
+    /// Token lifetime in seconds.
+    pub token_lifetime: u64,
+    /// Signing algorithm.
+    pub signing_alg: SigningAlg,
+    /// Token layout.
+    pub token_dialect: TokenDialect,
+    /// How a hook's scopes apply.
+    pub hook_scope_policy: HookScopePolicy,
+    /// The HS256 secret, in the answers that create or rotate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+/// A client grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    /// hookd's id for it.
+    pub id: String,
+    /// The client.
+    pub client_id: String,
+    /// The API identifier.
+    pub audience: String,
+    /// The scopes granted.
+    pub scope: Vec<String>,
+}
+
+/// Whether a hook is what its trigger runs (`state` of a hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookState {
+    /// Enabled and running its active version.
+    Running,
+    /// Disabled.
+    Disabled,
+    /// Enabled, but no module has been uploaded: the trigger runs nothing.
+    NoModule,
+    /// Enabled, but it could not be loaded; its requests follow its failure policy
+    /// (`state_reason` says why).
+    Unavailable,
+    /// Enabled, and being switched to (a change is in progress).
+    Pending,
+}
+
+impl HookState {
+    /// The state's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookState::Running => "running",
+            HookState::Disabled => "disabled",
+            HookState::NoModule => "no_module",
+            HookState::Unavailable => "unavailable",
+            HookState::Pending => "pending",
+        }
+    }
+}
+
+/// A hook, with whether it is what its trigger runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookView {
+    /// hookd's id for it.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The extensibility point (Auth0 trigger id).
+    #[serde(rename = "triggerId")]
+    pub trigger_id: String,
+    /// Whether it is its trigger's enabled hook.
+    pub enabled: bool,
+    /// Auth0's npm dependencies: always empty for Wasm hooks.
+    pub dependencies: BTreeMap<String, String>,
+    /// The sha256 of the version that runs when enabled.
+    pub active_version: Option<String>,
+    /// Every uploaded version, oldest first.
+    pub versions: Vec<HookVersion>,
+    /// The limits every call runs under.
+    pub limits: HookLimits,
+    /// What the token endpoint does when it fails.
+    pub failure_policy: FailurePolicy,
+    /// Whether calls reuse live instances.
+    pub reuse_instances: bool,
+    /// Whether it runs right now.
+    pub state: HookState,
+    /// Why it is unavailable, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+}
+
+/// One version in `GET /api/v2/hooks/{id}/versions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookVersionView {
+    /// The module's sha256, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was uploaded, seconds since the Unix epoch.
+    pub uploaded_at: u64,
+    /// Whether it is the hook's active version.
+    pub active: bool,
+}
+
+/// The answer to `PUT /api/v2/hooks/{id}/module`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedView {
+    /// The version the upload stored.
+    pub version: HookVersion,
+    /// The hook after the upload.
+    pub hook: HookView,
+}
+
+/// A signing key's public view (`GET /api/v2/keys/signing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyView {
+    /// Its key id.
+    pub kid: String,
+    /// Its JWS algorithm.
+    pub alg: String,
+    /// Whether it signs new tokens.
+    pub current: bool,
+    /// Whether it is published ahead of its turn.
+    pub next: bool,
+    /// Whether it is retired but still published for tokens it signed.
+    pub previous: bool,
+}
+
+/// How an invocation ended, as the token endpoint acted on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum LoggedOutcome {
+    /// The hook's changes were applied.
+    Allowed,
+    /// The hook denied; the client got this error.
+    Denied {
+        /// The OAuth error code.
+        code: String,
+        /// The description the client got.
+        description: String,
+    },
+    /// The hook failed; `token_issued` says whether fail-open issued the token anyway.
+    Failed {
+        /// `out_of_fuel`, `timeout`, `trap`, ...
+        kind: String,
+        /// What went wrong (for operators; never sent to the client).
+        message: String,
+        /// Whether the token was issued without the hook's changes (fail-open).
+        token_issued: bool,
+    },
+}
+
+/// One invocation of a hook (`GET /api/v2/hooks/{id}/logs`, one line of `?follow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookLogEntry {
+    /// The hook's id.
+    pub hook_id: String,
+    /// When it ran, seconds since the Unix epoch.
+    pub time: u64,
+    /// The token request's id (also in the `x-request-id` response header and server logs).
+    pub request_id: String,
+    /// The client that asked for the token.
+    pub client_id: String,
+    /// The API the token was for.
+    pub audience: String,
+    /// How it ended.
+    pub outcome: LoggedOutcome,
+    /// Wall-clock time of the call, in microseconds.
+    pub duration_us: u64,
+    /// Fuel burned.
+    pub fuel_used: u64,
+    /// The hook's stdout and stderr, and hookd's notices about the call.
+    pub log: HookLog,
+}
+
+/// A line of a `?follow` stream: an entry, or how many entries a slow reader missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FollowLine {
+    /// The next invocation.
+    Entry(Box<HookLogEntry>),
+    /// Entries dropped because the reader fell behind.
+    Missed {
+        /// How many.
+        missed: u64,
+    },
+}
+
+/// A paged list with `include_totals=true`: `{start, limit, total, <key>: [...]}` (the key
+/// names the resource, e.g. `clients`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals<T> {
+    /// Index of the first item.
+    pub start: usize,
+    /// Items per page.
+    pub limit: usize,
+    /// Items in the whole list.
+    pub total: usize,
+    /// The page, under the resource's key.
+    #[serde(flatten)]
+    pub items: BTreeMap<String, Vec<T>>,
+}
+
+/// A Management API error in Auth0's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The HTTP status.
+    #[serde(rename = "statusCode")]
+    pub status_code: u16,
+    /// The status's reason phrase.
+    pub error: String,
+    /// What went wrong, naming the field where there is one.
+    pub message: String,
+    /// Auth0's machine-readable code, e.g. `insufficient_scope`.
+    #[serde(rename = "errorCode", default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+/// The token endpoint's success answer (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAnswer {
+    /// The signed JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// The scopes it carries, space-separated, when it carries any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
