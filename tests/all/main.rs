@@ -10,6 +10,7 @@
 mod cli;
 mod hooks;
 mod js;
+mod layers;
 mod management;
 mod token;
 mod trust;
