@@ -1,6 +1,7 @@
-//! Signing keys: generated on first start and persisted, parsed once and kept in memory, and
-//! published as a JWKS. Signing uses aws-lc-rs directly with the parsed key (parsing a key
-//! per token, as `jsonwebtoken::encode` does, costs about 2.8x for RS256).
+//! Signing keys: generated on first start and persisted, parsed once and kept in memory as the
+//! [`LiveKeys`] ring that the token path signs with and the management service verifies with
+//! and rotates, and published as a JWKS. Signing uses aws-lc-rs directly with the parsed key
+//! (parsing a key per token, as `jsonwebtoken::encode` does, costs about 2.8x for RS256).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! The one place OAuth errors become HTTP responses: status codes, the RFC 6749 §5.2 JSON
-//! body, `WWW-Authenticate` for Basic clients, and no-store caching.
+//! The one place errors become HTTP responses: OAuth errors (status codes, the RFC 6749 §5.2
+//! JSON body, `WWW-Authenticate` for Basic clients) and Management API errors (Auth0's
+//! `{statusCode, error, message, errorCode}`), all with no-store caching.
 
 use bytes::Bytes;
 use http::header::{
