@@ -12,5 +12,6 @@ mod hooks;
 mod js;
 mod layers;
 mod management;
+mod postgres;
 mod token;
 mod trust;

@@ -8,6 +8,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+pub mod postgres;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

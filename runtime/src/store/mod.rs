@@ -1,10 +1,12 @@
-//! The only module that knows sled. One tree per entity plus index trees; every persisted
+//! The only module that knows the databases: sled, embedded, for one machine, and
+//! PostgreSQL ([`postgres`]), shared by several nodes. In sled, one tree per entity plus index trees; every persisted
 //! record is wrapped in a versioned envelope (`{"version": "1", ...}`), and writes that belong
 //! together (a record and its index, a hook and its module, enabling one hook and disabling
 //! the others) are single transactions, so a crash leaves the store consistent. The records
 //! the token endpoint reads are also kept decoded in memory (`cache`).
 
 mod cache;
+pub mod postgres;
 mod records;
 
 use std::path::Path;

@@ -1,0 +1,202 @@
+//! PostgreSQL, the store several nodes share: the schema is made once however many nodes
+//! start together, holds the rules the Management API answers 409 for as constraints, and a
+//! node refuses a schema newer than it knows. Each test starts a PostgreSQL of its own.
+
+use hookd::store::postgres::{Migrated, PostgresError, SCHEMA_VERSION, migrate};
+use hookd_tests::postgres::TestPostgres;
+
+/// A client of `url`, driven on this runtime.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh database on `postgres`; returns its URL.
+async fn database(postgres: &TestPostgres, name: &str) -> String {
+    connect(&postgres.url("postgres"))
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    postgres.url(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_starting_together_make_the_schema_once() {
+    let postgres = TestPostgres::start();
+    let url = database(&postgres, "hookd").await;
+    let (a, b, c) = tokio::join!(migrate(&url), migrate(&url), migrate(&url));
+    let mut outcomes: Vec<Migrated> = [a, b, c]
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|e| panic!("{e}\n{}", postgres.log())))
+        .collect();
+    outcomes.sort_by_key(|migrated| migrated.from);
+    assert_eq!(
+        outcomes,
+        vec![
+            Migrated {
+                from: 0,
+                to: SCHEMA_VERSION
+            },
+            Migrated {
+                from: SCHEMA_VERSION,
+                to: SCHEMA_VERSION
+            },
+            Migrated {
+                from: SCHEMA_VERSION,
+                to: SCHEMA_VERSION
+            },
+        ],
+        "one node migrates, the others find the schema made"
+    );
+    let client = connect(&url).await;
+    let applied: i64 = client
+        .query_one("SELECT count(*) FROM hookd_schema", &[])
+        .await
+        .expect("schema rows")
+        .get(0);
+    assert_eq!(applied, i64::from(SCHEMA_VERSION));
+    let revision: i64 = client
+        .query_one("SELECT value FROM revision", &[])
+        .await
+        .expect("revision")
+        .get(0);
+    assert_eq!(revision, 0, "the change feed starts at revision 0");
+    // A restart later finds nothing to do.
+    assert_eq!(
+        migrate(&url).await.expect("again"),
+        Migrated {
+            from: SCHEMA_VERSION,
+            to: SCHEMA_VERSION
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_schema_refuses_what_the_management_api_answers_409_for() {
+    let postgres = TestPostgres::start();
+    let url = database(&postgres, "hookd").await;
+    migrate(&url).await.expect("migrate");
+    let client = connect(&url).await;
+    let refused = |result: Result<u64, tokio_postgres::Error>, code: &str, what: &str| {
+        let error = result.expect_err(what);
+        let db = error.as_db_error().expect("a database error");
+        assert_eq!(db.code().code(), code, "{what}: {}", db.message());
+    };
+    const UNIQUE: &str = "23505";
+    const FOREIGN_KEY: &str = "23503";
+    const CHECK: &str = "23514";
+
+    client
+        .batch_execute(
+            "INSERT INTO clients VALUES ('c1', '{}'), ('c2', '{}');
+             INSERT INTO apis VALUES ('a1', 'https://api.example/', '{}');
+             INSERT INTO grants VALUES ('g1', 'c1', 'https://api.example/', '{}');
+             INSERT INTO hooks VALUES ('h1', 'first', 'credentials-exchange', true, NULL, '{}');",
+        )
+        .await
+        .expect("valid records");
+
+    let insert = |sql: &'static str| client.execute(sql, &[]);
+    refused(
+        insert("INSERT INTO clients VALUES ('c1', '{}')").await,
+        UNIQUE,
+        "a client id twice",
+    );
+    refused(
+        insert("INSERT INTO apis VALUES ('a2', 'https://api.example/', '{}')").await,
+        UNIQUE,
+        "an API identifier twice",
+    );
+    refused(
+        insert("INSERT INTO grants VALUES ('g2', 'c1', 'https://api.example/', '{}')").await,
+        UNIQUE,
+        "a second grant for one client and API",
+    );
+    refused(
+        insert("INSERT INTO grants VALUES ('g3', 'nobody', 'https://api.example/', '{}')").await,
+        FOREIGN_KEY,
+        "a grant for a client that does not exist",
+    );
+    refused(
+        insert(
+            "INSERT INTO hooks VALUES ('h2', 'first', 'credentials-exchange', false, NULL, '{}')",
+        )
+        .await,
+        UNIQUE,
+        "a hook name twice",
+    );
+    refused(
+        insert(
+            "INSERT INTO hooks VALUES ('h3', 'second', 'credentials-exchange', true, NULL, '{}')",
+        )
+        .await,
+        UNIQUE,
+        "a second enabled hook for one trigger",
+    );
+    refused(
+        insert("INSERT INTO modules VALUES ('not-a-sha256', '')").await,
+        CHECK,
+        "a module whose key is not a sha256",
+    );
+    // A disabled second hook is fine, and deleting a client takes its grants with it.
+    insert("INSERT INTO hooks VALUES ('h4', 'second', 'credentials-exchange', false, NULL, '{}')")
+        .await
+        .expect("a disabled hook beside the enabled one");
+    insert("DELETE FROM clients WHERE client_id = 'c1'")
+        .await
+        .expect("delete client");
+    let grants: i64 = client
+        .query_one("SELECT count(*) FROM grants", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(grants, 0, "a client's grants go with it");
+}
+
+#[tokio::test]
+async fn a_node_refuses_a_schema_newer_than_it_knows() {
+    let postgres = TestPostgres::start();
+    let url = database(&postgres, "hookd").await;
+    migrate(&url).await.expect("migrate");
+    let newer = SCHEMA_VERSION + 1;
+    connect(&url)
+        .await
+        .execute("INSERT INTO hookd_schema (version) VALUES ($1)", &[&newer])
+        .await
+        .expect("a newer hookd's mark");
+    let error = migrate(&url).await.expect_err("a newer schema is refused");
+    assert!(
+        matches!(error, PostgresError::NewerSchema { found, known }
+            if found == newer && known == SCHEMA_VERSION),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("newer than this hookd knows"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error_without_the_password() {
+    // A port nothing listens on (taken and let go).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("port")
+        .port();
+    let error = migrate(&format!(
+        "postgres://hookd:s3cret-password@127.0.0.1:{port}/hookd?connect_timeout=2"
+    ))
+    .await
+    .expect_err("nothing listens");
+    assert!(matches!(error, PostgresError::Connect(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("could not connect to PostgreSQL"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret-password"), "{text}");
+}

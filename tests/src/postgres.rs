@@ -1,0 +1,146 @@
+//! A throwaway PostgreSQL for a test: `initdb` into a temporary directory (as the `postgres`
+//! user when the tests run as root, which `initdb` refuses), `pg_ctl` on a free port of
+//! 127.0.0.1 with its socket in that directory, stopped and removed when dropped.
+//! PostgreSQL comes from Debian's packages (`/usr/lib/postgresql/<version>/bin`), or from
+//! the directory `HOOKD_PG_BIN` names.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A running PostgreSQL cluster of its own.
+#[derive(Debug)]
+pub struct TestPostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// Holds the cluster's files; removed after the server stops.
+    dir: tempfile::TempDir,
+}
+
+/// The directory holding `initdb` and `pg_ctl`: `HOOKD_PG_BIN`, else the newest Debian
+/// installation.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HOOKD_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: `apt-get install postgresql` (.ci/run does this)")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("no /usr/lib/postgresql/<version>/bin/initdb")
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid() == 0
+    }
+}
+
+/// `program args...`, as the `postgres` user when running as root.
+fn command(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+impl TestPostgres {
+    /// Creates and starts a cluster whose superuser `hookd` logs in without a password from
+    /// 127.0.0.1 (trust authentication: the cluster listens on loopback only and lives as long
+    /// as the test).
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        if is_root() {
+            run(
+                {
+                    let mut chown = Command::new("chown");
+                    chown.arg("postgres:").arg(dir.path());
+                    chown
+                },
+                "chown the cluster directory",
+            );
+        }
+        let data = dir.path().join("data");
+        let mut initdb = command(&bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "hookd", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        run(initdb, "initdb");
+        let port = free_port();
+        let mut pg_ctl = command(&bin.join("pg_ctl"));
+        pg_ctl
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            ))
+            .args(["-w", "-t", "30", "start"]);
+        run(pg_ctl, "pg_ctl start");
+        TestPostgres {
+            bin,
+            data,
+            port,
+            dir,
+        }
+    }
+
+    /// The URL of database `name` (the cluster starts with `postgres`).
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://hookd@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The server's log, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let mut pg_ctl = command(&self.bin.join("pg_ctl"));
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        // Best effort: a cluster that will not stop still goes with its directory.
+        let _ = pg_ctl.output();
+    }
+}
