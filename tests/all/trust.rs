@@ -1224,3 +1224,53 @@ async fn an_enabled_hook_that_cannot_load_at_start_follows_its_failure_policy_an
     assert_eq!(issued.status, 200, "{}", issued.text);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_unsupported_grant_type_is_quoted_only_when_short_and_printable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seeded = seed(dir.path(), None);
+    let server = TestServer::start(dir.path()).await;
+    let basic = Some((seeded.client_id.as_str(), seeded.secret.as_str()));
+    let description = |reply: &hookd_tests::Reply| {
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        assert_eq!(
+            reply.json["error"], "unsupported_grant_type",
+            "{}",
+            reply.text
+        );
+        reply.json["error_description"]
+            .as_str()
+            .expect("a description")
+            .to_owned()
+    };
+
+    let short = token_form(
+        &server,
+        basic,
+        &[("grant_type", "password"), ("audience", API)],
+    )
+    .await;
+    assert_eq!(description(&short), "Unsupported grant type: password");
+
+    // A 40 KB value, and one with a quote and a control character: RFC 6749 §5.2 allows
+    // neither in error_description, and nobody needs their input echoed back at that length.
+    let long = "g".repeat(40_000);
+    for sent in [long.as_str(), "pass\"word\u{7}"] {
+        let reply = token_form(&server, basic, &[("grant_type", sent), ("audience", API)]).await;
+        let text = description(&reply);
+        assert!(
+            text.len() <= 200,
+            "{} bytes: {}",
+            text.len(),
+            &text[..200.min(text.len())]
+        );
+        assert!(
+            text.bytes().all(|b| b == 0x20
+                || b == 0x21
+                || (0x23..=0x5B).contains(&b)
+                || (0x5D..=0x7E).contains(&b)),
+            "{text:?}"
+        );
+    }
+    server.stop().await;
+}

@@ -130,6 +130,26 @@ pub struct TokenService {
     management_audience: String,
 }
 
+/// Longest grant type an error quotes back.
+const MAX_QUOTED_GRANT_TYPE: usize = 64;
+
+/// A grant type as an error may quote it: as sent when it is short and within RFC 6749
+/// §5.2's `error_description` characters, else a note that it is not shown.
+fn shown_grant_type(sent: &str) -> String {
+    let quotable = sent.len() <= MAX_QUOTED_GRANT_TYPE
+        && sent.bytes().all(|b| {
+            b == 0x20 || b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+        });
+    if quotable {
+        sent.to_owned()
+    } else {
+        format!(
+            "(not shown: over {MAX_QUOTED_GRANT_TYPE} characters or outside the characters an \
+             error description may hold)"
+        )
+    }
+}
+
 fn split_scopes(scope: &str) -> Vec<String> {
     scope
         .split(' ')
@@ -184,7 +204,7 @@ impl TokenService {
                 ));
             }
             Some(CLIENT_CREDENTIALS) => {}
-            Some(other) => return Err(TokenError::UnsupportedGrantType(other.to_owned())),
+            Some(other) => return Err(TokenError::UnsupportedGrantType(shown_grant_type(other))),
         }
 
         let (client_id, secret, used_basic) = match &request.auth {
