@@ -12,6 +12,7 @@ use crate::hooks::{ArtifactCacheSettings, EngineSettings, HookEngine};
 use crate::http::{AppState, HttpLimits, Server};
 use crate::keys::{self, KeyRing, LiveKeys};
 use crate::management::{self, Management, ManagementParts, NewApi};
+use crate::metrics::Metrics;
 use crate::model::MANAGEMENT_SCOPES;
 use crate::model::Tenant;
 use crate::registry::HookRegistry;
@@ -20,7 +21,7 @@ use crate::secrets::{
     random_bytes,
 };
 use crate::store::Store;
-use crate::token::TokenService;
+use crate::token::{TokenParts, TokenService};
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct ServeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address to serve `GET /metrics` on (Prometheus); `None`, the default, serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Issuer URL. A new data directory takes it (default `http://<address bound>/`); an existing
     /// one keeps the issuer it has, and a different one here refuses to start unless
     /// `change_issuer` says to move. A trailing `/` is added when missing.
@@ -61,6 +64,7 @@ impl ServeConfig {
             data_dir,
             cache_dir: None,
             listen,
+            metrics_listen: None,
             issuer: None,
             change_issuer: false,
             tenant_name: "hookd".to_owned(),
@@ -121,6 +125,8 @@ pub struct Prepared {
     pub server: Server,
     /// The address it is bound to.
     pub addr: SocketAddr,
+    /// The metrics listener's address, when there is one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The store (also used by the demo to seed data).
     pub store: Store,
     /// The tenant.
@@ -140,6 +146,20 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         .await
         .map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
+    let metrics_listener = match config.metrics_listen {
+        Some(metrics_addr) => Some(tokio::net::TcpListener::bind(metrics_addr).await.map_err(
+            |source| StartError::Bind {
+                addr: metrics_addr,
+                source,
+            },
+        )?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()
+        .map_err(bind_error)?;
     let store = Store::open(&config.data_dir)?;
     let secret_box = Arc::new(load_secret_box(
         config.secrets_key.as_deref(),
@@ -203,19 +223,28 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         .await
         .map_err(|error| StartError::Hooks(error.to_string()))?;
 
-    let tokens = TokenService::new(
-        store.clone(),
+    let metrics = Arc::new(Metrics::new());
+    let tokens = TokenService::new(TokenParts {
+        store: store.clone(),
         hasher,
         keys,
         engine,
         registry,
-        hook_log.clone(),
-        tenant.clone(),
+        hook_log: hook_log.clone(),
+        metrics: metrics.clone(),
+        tenant: tenant.clone(),
+    });
+    let mut server = Server::on(
+        listener,
+        AppState::new(tokens, management, metrics, config.http),
     );
-    let server = Server::on(listener, AppState::new(tokens, management, config.http));
+    if let Some(listener) = metrics_listener {
+        server = server.with_metrics(listener);
+    }
     Ok(Prepared {
         server,
         addr,
+        metrics_addr,
         store,
         tenant,
         hook_log,

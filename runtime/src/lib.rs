@@ -20,6 +20,7 @@
 //! - [`store`] (the embedded sled database; the only module that knows sled), [`keys`]
 //!   (signing keys and the live key ring), [`secrets`] (sealing and hashing).
 //! - [`model`]: the domain records and the constants both sides of the server share.
+//! - [`metrics`]: what the server counts and measures, for Prometheus.
 //! - [`clock`]: the one place the wall clock is read.
 //! - [`hooks`]: the hook engine, the `hookd-engine` crate: components, limits, sandbox.
 #![deny(missing_docs)]
@@ -33,6 +34,7 @@ pub mod hooklog;
 pub mod http;
 pub mod keys;
 pub mod management;
+pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod registry;

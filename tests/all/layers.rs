@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "http",
             "keys",
             "management",
+            "metrics",
             "model",
             "registry",
             "secrets",
@@ -25,11 +26,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "http",
-        &["clock", "management", "model", "proto", "secrets", "token"],
+        &[
+            "clock",
+            "management",
+            "metrics",
+            "model",
+            "proto",
+            "secrets",
+            "token",
+        ],
     ),
     (
         "token",
-        &["hooklog", "keys", "model", "registry", "secrets", "store"],
+        &[
+            "hooklog", "keys", "metrics", "model", "registry", "secrets", "store",
+        ],
     ),
     (
         "management",
@@ -45,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &["secrets"]),
     ("secrets", &[]),
     ("clock", &[]),
+    ("metrics", &[]),
 ];
 
 /// The top-level modules of `hookd` each module of `runtime/src` names in `crate::` paths

@@ -12,6 +12,7 @@ mod hooks;
 mod js;
 mod layers;
 mod management;
+mod metrics;
 mod postgres;
 mod token;
 mod trust;

@@ -160,6 +160,8 @@ pub struct TestServer {
     pub tenant: hookd::model::Tenant,
     /// Every hook's recent invocations.
     pub hook_log: std::sync::Arc<hookd::hooklog::HookLogBook>,
+    /// `http://127.0.0.1:<port>` of the metrics listener, when the config asked for one.
+    pub metrics: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -185,6 +187,7 @@ impl TestServer {
 
     fn run_prepared(prepared: hookd::app::Prepared) -> Self {
         let addr = prepared.addr;
+        let metrics = prepared.metrics_addr.map(|addr| format!("http://{addr}"));
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = prepared.server;
         let (store, tenant, hook_log) = (prepared.store, prepared.tenant, prepared.hook_log);
@@ -200,6 +203,7 @@ impl TestServer {
             store,
             tenant,
             hook_log,
+            metrics,
             shutdown: Some(shutdown),
             task,
         }

@@ -91,6 +91,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let mut config = ServeConfig::new(args.data_dir.clone(), args.server.listen);
         config.issuer = args.server.issuer;
+        config.metrics_listen = args.server.metrics_listen;
         let prepared = app::prepare(config).await?;
         let base = format!("http://{}", prepared.addr);
         // The server must outlive its stdout (`hookd demo | head -3`): write errors are ignored.

@@ -95,6 +95,10 @@ pub struct ServerArgs {
     /// --change-issuer.
     #[arg(long, env = "HOOKD_ISSUER")]
     pub issuer: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g. 127.0.0.1:9090. Off
+    /// unless given; keep it private.
+    #[arg(long, env = "HOOKD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Arguments of `hookd serve`.

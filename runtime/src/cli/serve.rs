@@ -60,6 +60,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut config = ServeConfig::new(args.data_dir, args.server.listen);
         config.cache_dir = args.cache_dir;
         config.issuer = args.server.issuer;
+        config.metrics_listen = args.server.metrics_listen;
         config.change_issuer = args.change_issuer;
         config.admin_credentials = admin_credentials_from_env()?;
         config.secrets_key = std::env::var("HOOKD_SECRETS_KEY")
@@ -67,6 +68,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .filter(|v| !v.is_empty());
         let prepared = app::prepare(config).await?;
         tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
+        if let Some(metrics) = prepared.metrics_addr {
+            tracing::info!(addr = %metrics, "metrics at /metrics");
+        }
         if !super::json_logs() {
             eprintln!(
                 "hookd listening on http://{} (issuer {})",

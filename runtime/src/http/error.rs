@@ -37,12 +37,18 @@ pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T)
 }
 
 /// `{"error": code, "error_description": description}` with `status`.
-pub fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
-    json_response(
+pub fn oauth_error(status: StatusCode, code: &'static str, description: &str) -> Response<Body> {
+    let mut response = json_response(
         status,
         &json!({"error": code, "error_description": description}),
-    )
+    );
+    response.extensions_mut().insert(OAuthErrorCode(code));
+    response
 }
+
+/// The OAuth error code an answer carries, kept beside it for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthErrorCode(pub &'static str);
 
 /// Keeps a hook-supplied description printable and short; the hook is not trusted to format
 /// what goes on the wire.

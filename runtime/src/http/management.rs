@@ -64,6 +64,45 @@ enum Op {
     RotateSigningKeys,
 }
 
+impl Op {
+    /// The operation's name, for metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Op::ListHooks => "list_hooks",
+            Op::CreateHook => "create_hook",
+            Op::GetHook => "get_hook",
+            Op::UpdateHook => "update_hook",
+            Op::DeleteHook => "delete_hook",
+            Op::UploadModule => "upload_module",
+            Op::HookVersions => "hook_versions",
+            Op::RollbackHook => "rollback_hook",
+            Op::HookLogs => "hook_logs",
+            Op::ListSecrets => "list_secrets",
+            Op::AddSecrets => "add_secrets",
+            Op::UpdateSecrets => "update_secrets",
+            Op::DeleteSecrets => "delete_secrets",
+            Op::ListClients => "list_clients",
+            Op::CreateClient => "create_client",
+            Op::GetClient => "get_client",
+            Op::UpdateClient => "update_client",
+            Op::DeleteClient => "delete_client",
+            Op::RotateClientSecret => "rotate_client_secret",
+            Op::ListApis => "list_apis",
+            Op::CreateApi => "create_api",
+            Op::GetApi => "get_api",
+            Op::UpdateApi => "update_api",
+            Op::DeleteApi => "delete_api",
+            Op::RotateApiSecret => "rotate_api_secret",
+            Op::ListGrants => "list_grants",
+            Op::CreateGrant => "create_grant",
+            Op::UpdateGrant => "update_grant",
+            Op::DeleteGrant => "delete_grant",
+            Op::SigningKeys => "signing_keys",
+            Op::RotateSigningKeys => "rotate_signing_keys",
+        }
+    }
+}
+
 /// A path's operations by method, and the scope each needs (as Auth0's API reference lists
 /// them per endpoint).
 type Methods = &'static [(Method, Op, &'static str)];
@@ -212,9 +251,16 @@ pub async fn handle<B: RequestBody>(
         Err(error) => return management_failure(&error),
     };
     let id = id.unwrap_or_default();
-    operate(state, *op, &caller, &id, request, now)
+    let write = request.method() != Method::GET;
+    let response = operate(state, *op, &caller, &id, request, now)
         .await
-        .unwrap_or_else(|response| response)
+        .unwrap_or_else(|response| response);
+    if write {
+        state
+            .metrics
+            .management_write(op.name(), response.status().as_u16());
+    }
+    response
 }
 
 /// 405 with the `Allow` header RFC 9110 §15.5.6 asks for, listing the path's methods.

@@ -78,11 +78,13 @@ impl Default for HttpLimits {
     }
 }
 
-/// A bound listener with the state to serve it.
+/// A bound listener with the state to serve it, and optionally a second listener for the
+/// metrics.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     state: Arc<AppState>,
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -106,7 +108,15 @@ impl Server {
         Server {
             listener,
             state: Arc::new(state),
+            metrics: None,
         }
+    }
+
+    /// Also serves `GET /metrics` (OpenMetrics text) on `listener`, a separate address so
+    /// that it can stay private while the token endpoint is public.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Self {
+        self.metrics = Some(listener);
+        self
     }
 
     /// The address actually bound.
@@ -117,8 +127,14 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight
     /// finish (up to the grace period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { listener, state } = self;
+        let Server {
+            listener,
+            state,
+            metrics,
+        } = self;
         let limits = state.limits;
+        let metrics_task =
+            metrics.map(|listener| tokio::spawn(serve_metrics(listener, state.clone())));
         let connections = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -162,6 +178,9 @@ impl Server {
             });
         }
         drop(listener);
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
             .await
             .is_err()
@@ -169,6 +188,73 @@ impl Server {
             tracing::warn!("shutdown grace period over with requests still in flight");
         }
     }
+}
+
+/// Connections to the metrics listener at once; a scraper needs one.
+const METRICS_CONNECTIONS: usize = 8;
+
+/// Serves `GET /metrics` on `listener` until the task is aborted.
+async fn serve_metrics(listener: TcpListener, state: Arc<AppState>) {
+    let connections = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
+    loop {
+        let Ok(slot) = connections.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let state = state.clone();
+        let header_timeout = state.limits.header_timeout;
+        let service = service_fn(move |request: http::Request<Incoming>| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(metrics_answer(&state, &request)) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+}
+
+/// The metrics listener's one endpoint.
+fn metrics_answer<B>(state: &AppState, request: &http::Request<B>) -> http::Response<error::Body> {
+    use http::{Method, StatusCode};
+    let mut response = match (request.uri().path(), request.method()) {
+        ("/metrics", &Method::GET | &Method::HEAD) => {
+            let mut response =
+                http::Response::new(error::full(bytes::Bytes::from(state.metrics.render())));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        ("/metrics", _) => {
+            let mut response = http::Response::new(error::full(bytes::Bytes::new()));
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
+        _ => {
+            let mut response = http::Response::new(error::full(bytes::Bytes::new()));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+    };
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 async fn serve_one<B: RequestBody>(

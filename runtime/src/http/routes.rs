@@ -16,6 +16,7 @@ use super::RequestBody;
 use super::error::{Body, json_response, oauth_error, saturated, token_error};
 use crate::hooks::RequestInfo;
 use crate::management::Management;
+use crate::metrics::Metrics;
 use crate::token::{ClientAuth, TokenRequest, TokenService};
 
 /// What every request handler shares.
@@ -25,6 +26,8 @@ pub struct AppState {
     pub tokens: TokenService,
     /// The Management API's operations and rules.
     pub management: std::sync::Arc<Management>,
+    /// What the server counts and measures.
+    pub metrics: std::sync::Arc<Metrics>,
     /// The authorization server metadata (RFC 8414), built once.
     pub metadata: Value,
     /// Body size and timing limits.
@@ -63,6 +66,7 @@ impl AppState {
     pub fn new(
         tokens: TokenService,
         management: std::sync::Arc<Management>,
+        metrics: std::sync::Arc<Metrics>,
         limits: HttpLimits,
     ) -> Self {
         let issuer = tokens.tenant().issuer.clone();
@@ -79,6 +83,7 @@ impl AppState {
         AppState {
             tokens,
             management,
+            metrics,
             metadata,
             admission: Admission::new(&limits),
             limits,
@@ -175,9 +180,57 @@ fn method_not_allowed(methods: &[Method]) -> Response<Body> {
     response
 }
 
-/// Routes one request. The body is any `http_body::Body`, so tests can call this without a
-/// socket.
+impl Endpoint {
+    /// The endpoint's name in metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Reserved(Reserved::Jwks) => "jwks",
+            Endpoint::Reserved(Reserved::Discovery) => "discovery",
+            Endpoint::Reserved(Reserved::Health) => "health",
+            Endpoint::Reserved(Reserved::Management) => "management",
+        }
+    }
+}
+
+/// Routes one request, counting it in the metrics. The body is any `http_body::Body`, so
+/// tests can call this without a socket.
 pub async fn handle<B: RequestBody>(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &str,
+    request: Request<B>,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let endpoint = ROUTER
+        .at(request.uri().path())
+        .map_or("unknown", |matched| matched.value.0.name());
+    let in_flight = state.metrics.request_started(endpoint);
+    let response = route(state, peer, request_id, request).await;
+    drop(in_flight);
+    let error = response
+        .extensions()
+        .get::<super::error::OAuthErrorCode>()
+        .map_or("", |code| code.0);
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE && error == "temporarily_unavailable" {
+        let pool = if endpoint == "token" {
+            "token"
+        } else {
+            "reserved"
+        };
+        state.metrics.refused(pool);
+    }
+    state.metrics.request_done(
+        endpoint,
+        response.status().as_u16(),
+        error,
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Finds the request's endpoint and answers it.
+async fn route<B: RequestBody>(
     state: &AppState,
     peer: SocketAddr,
     request_id: &str,

@@ -14,6 +14,7 @@ use crate::hooks::{
     HookError, Invocation, RequestInfo, ResourceServerInfo,
 };
 use crate::keys::LiveKeys;
+use crate::metrics::{Metrics, hook_outcome};
 use crate::model::{
     Api, CLIENT_CREDENTIALS, FailurePolicy, HookScopePolicy, MANAGEMENT_SECRET_GENERATION, Tenant,
     TokenDialect,
@@ -125,6 +126,7 @@ pub struct TokenService {
     engine: HookEngine,
     registry: Arc<HookRegistry>,
     hook_log: Arc<HookLogBook>,
+    metrics: Arc<Metrics>,
     tenant: Tenant,
     /// The Management API's audience, whose tokens never run hooks.
     management_audience: String,
@@ -158,26 +160,40 @@ fn split_scopes(scope: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the token service is built from.
+#[derive(Debug)]
+pub struct TokenParts {
+    /// The store (its in-memory records serve the token path).
+    pub store: Store,
+    /// Checks client secrets.
+    pub hasher: SecretHasher,
+    /// The signing keys in use (shared with the management service).
+    pub keys: LiveKeys,
+    /// Runs hooks.
+    pub engine: HookEngine,
+    /// What each trigger runs (shared with the management service).
+    pub registry: Arc<HookRegistry>,
+    /// Every hook's recent invocations.
+    pub hook_log: Arc<HookLogBook>,
+    /// What the server counts and measures.
+    pub metrics: Arc<Metrics>,
+    /// The tenant.
+    pub tenant: Tenant,
+}
+
 impl TokenService {
     /// A service over these parts.
-    pub fn new(
-        store: Store,
-        hasher: SecretHasher,
-        keys: LiveKeys,
-        engine: HookEngine,
-        registry: Arc<HookRegistry>,
-        hook_log: Arc<HookLogBook>,
-        tenant: Tenant,
-    ) -> Self {
+    pub fn new(parts: TokenParts) -> Self {
         TokenService {
-            store,
-            hasher,
-            keys,
-            engine,
-            registry,
-            hook_log,
-            management_audience: crate::model::management_audience(&tenant.issuer),
-            tenant,
+            management_audience: crate::model::management_audience(&parts.tenant.issuer),
+            store: parts.store,
+            hasher: parts.hasher,
+            keys: parts.keys,
+            engine: parts.engine,
+            registry: parts.registry,
+            hook_log: parts.hook_log,
+            metrics: parts.metrics,
+            tenant: parts.tenant,
         }
     }
 
@@ -289,7 +305,7 @@ impl TokenService {
             .current(ExtensibilityPoint::CredentialsExchange)
             .filter(|_| !for_management);
         if let Some(registered) = hook {
-            let (hook_id, hook_name, failure_policy, invocation) = match &*registered {
+            let (hook_id, hook_name, version, failure_policy, invocation) = match &*registered {
                 RegisteredHook::Ready(hook) => {
                     // What the token needs later is copied; the rest moves into the event.
                     let event = CredentialsExchangeEvent {
@@ -316,11 +332,18 @@ impl TokenService {
                         .engine
                         .invoke_credentials_exchange(&hook.loaded, event)
                         .await;
-                    (&hook.id, &hook.name, hook.failure_policy, invocation)
+                    (
+                        &hook.id,
+                        &hook.name,
+                        hook.loaded.sha256.as_str(),
+                        hook.failure_policy,
+                        invocation,
+                    )
                 }
                 RegisteredHook::Unavailable(hook) => (
                     &hook.id,
                     &hook.name,
+                    "",
                     hook.failure_policy,
                     Invocation {
                         result: Err(HookError::Unavailable(hook.reason.clone())),
@@ -343,6 +366,13 @@ impl TokenService {
                     token_issued: fail_open,
                 },
             };
+            self.metrics.hook_call(
+                hook_id,
+                version,
+                hook_outcome(invocation.result.as_ref().err().map(HookError::kind)),
+                invocation.elapsed.as_secs_f64(),
+                invocation.fuel_used,
+            );
             self.hook_log.record(HookLogEntry::new(
                 hook_id,
                 now,
@@ -447,15 +477,18 @@ impl TokenService {
             tracing::error!(%error, api = %api.identifier, "the HS256 secret is unusable");
             TokenError::Internal
         })?;
-        ring.sign_jwt(
-            api.signing_alg,
-            secret.as_deref(),
-            typ,
-            &Value::Object(claims),
-        )
-        .map_err(|error| {
-            tracing::error!(%error, api = %api.identifier, "signing failed");
-            TokenError::Internal
-        })
+        let token = ring
+            .sign_jwt(
+                api.signing_alg,
+                secret.as_deref(),
+                typ,
+                &Value::Object(claims),
+            )
+            .map_err(|error| {
+                tracing::error!(%error, api = %api.identifier, "signing failed");
+                TokenError::Internal
+            })?;
+        self.metrics.signed(api.signing_alg.as_str());
+        Ok(token)
     }
 }
