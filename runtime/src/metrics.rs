@@ -195,15 +195,12 @@ impl Metrics {
     }
 
     /// A request to `endpoint` began; the guard counts it in flight until dropped.
-    pub fn request_started(&self, endpoint: &'static str) -> InFlight<'_> {
+    pub fn request_started(&self, endpoint: &'static str) -> InFlight {
         let gauge = self
             .in_flight
             .get_or_create_owned(&EndpointLabels { endpoint });
         gauge.inc();
-        InFlight {
-            gauge,
-            _metrics: self,
-        }
+        InFlight { gauge }
     }
 
     /// A request to `endpoint` was answered with `status` (and OAuth `error`, or "") after
@@ -281,12 +278,11 @@ impl Metrics {
 
 /// A request counted in flight until this is dropped.
 #[derive(Debug)]
-pub struct InFlight<'a> {
+pub struct InFlight {
     gauge: Gauge,
-    _metrics: &'a Metrics,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.dec();
     }

@@ -124,14 +124,12 @@ pub fn management_error(
     message: &str,
     error_code: Option<&str>,
 ) -> Response<Body> {
-    let mut body = json!({
-        "statusCode": status.as_u16(),
-        "error": status.canonical_reason().unwrap_or("Error"),
-        "message": message,
-    });
-    if let (Some(code), Some(object)) = (error_code, body.as_object_mut()) {
-        object.insert("errorCode".into(), code.into());
-    }
+    let body = crate::proto::ErrorBody {
+        status_code: status.as_u16(),
+        error: status.canonical_reason().unwrap_or("Error").to_owned(),
+        message: message.to_owned(),
+        error_code: error_code.map(str::to_owned),
+    };
     let mut response = json_response(status, &body);
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(

@@ -202,24 +202,18 @@ pub async fn handle<B: RequestBody>(
     request: Request<B>,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
-    let endpoint = ROUTER
+    let found = ROUTER
         .at(request.uri().path())
-        .map_or("unknown", |matched| matched.value.0.name());
+        .ok()
+        .map(|matched| *matched.value);
+    let endpoint = found.map_or("unknown", |(endpoint, _)| endpoint.name());
     let in_flight = state.metrics.request_started(endpoint);
-    let response = route(state, peer, request_id, request).await;
+    let response = route(state, found, peer, request_id, request).await;
     drop(in_flight);
     let error = response
         .extensions()
         .get::<super::error::OAuthErrorCode>()
         .map_or("", |code| code.0);
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE && error == "temporarily_unavailable" {
-        let pool = if endpoint == "token" {
-            "token"
-        } else {
-            "reserved"
-        };
-        state.metrics.refused(pool);
-    }
     state.metrics.request_done(
         endpoint,
         response.status().as_u16(),
@@ -229,20 +223,20 @@ pub async fn handle<B: RequestBody>(
     response
 }
 
-/// Finds the request's endpoint and answers it.
+/// Answers a request whose path the route table matched to `found` (`None`: no endpoint).
 async fn route<B: RequestBody>(
     state: &AppState,
+    found: Option<Route>,
     peer: SocketAddr,
     request_id: &str,
     request: Request<B>,
 ) -> Response<Body> {
-    let Ok(matched) = ROUTER.at(request.uri().path()) else {
+    let Some((endpoint, methods)) = found else {
         return json_response(
             StatusCode::NOT_FOUND,
             &json!({"error": "not_found", "error_description": "No such endpoint"}),
         );
     };
-    let (endpoint, methods) = *matched.value;
     let management = endpoint == Endpoint::Reserved(Reserved::Management);
     if !management && !methods.contains(request.method()) {
         return method_not_allowed(methods);
@@ -252,6 +246,7 @@ async fn route<B: RequestBody>(
         Endpoint::Reserved(reserved) => reserved,
     };
     let Ok(_slot) = state.admission.reserved.try_acquire() else {
+        state.metrics.refused("reserved");
         return saturated();
     };
     match reserved {
@@ -451,6 +446,7 @@ async fn token<B: RequestBody>(
         Err(response) => return response,
     };
     let Ok(_slot) = state.admission.token.try_acquire() else {
+        state.metrics.refused("token");
         return saturated();
     };
     let params = match parameters(format, &bytes) {
@@ -502,15 +498,13 @@ async fn token<B: RequestBody>(
     };
     match state.tokens.issue(token_request, now()).await {
         Ok(issued) => {
-            let mut body = json!({
-                "access_token": issued.access_token,
-                "token_type": "Bearer",
-                "expires_in": issued.expires_in,
-            });
-            if let (Some(scope), Some(object)) = (issued.scope, body.as_object_mut()) {
-                object.insert("scope".into(), scope.into());
-            }
-            json_response(StatusCode::OK, &body)
+            let answer = crate::proto::TokenAnswer {
+                access_token: issued.access_token,
+                token_type: "Bearer".to_owned(),
+                expires_in: issued.expires_in,
+                scope: issued.scope,
+            };
+            json_response(StatusCode::OK, &answer)
         }
         Err(error) => token_error(&error),
     }
