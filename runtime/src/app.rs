@@ -208,6 +208,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     let registry = Arc::new(HookRegistry::new());
     let keys = LiveKeys::new(key_ring);
     let hook_log = Arc::new(HookLogBook::new());
+    let metrics = Arc::new(Metrics::new());
     let management = Arc::new(Management::new(ManagementParts {
         store: store.clone(),
         hasher: hasher.clone(),
@@ -216,6 +217,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         hook_log: hook_log.clone(),
         engine: engine.clone(),
         registry: registry.clone(),
+        metrics: metrics.clone(),
         tenant: tenant.clone(),
     }));
     management
@@ -223,7 +225,6 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         .await
         .map_err(|error| StartError::Hooks(error.to_string()))?;
 
-    let metrics = Arc::new(Metrics::new());
     let tokens = TokenService::new(TokenParts {
         store: store.clone(),
         hasher,

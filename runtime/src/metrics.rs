@@ -229,30 +229,28 @@ impl Metrics {
         self.refused.get_or_create(&PoolLabels { pool }).inc();
     }
 
-    /// A hook call of `hook_id` at version `sha256` ended with `outcome` (see
-    /// [`hook_outcome`]) after `seconds`, burning `fuel`.
-    pub fn hook_call(
-        &self,
-        hook_id: &str,
-        sha256: &str,
-        outcome: &'static str,
-        seconds: f64,
-        fuel: u64,
-    ) {
-        let version = short_version(sha256);
-        self.hook_calls
-            .get_or_create(&HookOutcomeLabels {
-                hook_id: hook_id.to_owned(),
-                version: version.clone(),
-                outcome,
-            })
-            .inc();
+    /// The metrics of hook `hook_id` at version `sha256`, resolved once so that recording a
+    /// call builds no labels.
+    pub fn hook(&self, hook_id: &str, sha256: &str) -> HookMetrics {
         let labels = HookLabels {
             hook_id: hook_id.to_owned(),
-            version,
+            version: short_version(sha256),
         };
-        self.hook_seconds.get_or_create(&labels).observe(seconds);
-        self.hook_fuel.get_or_create(&labels).observe(fuel as f64);
+        let outcome = |outcome| {
+            self.hook_calls.get_or_create_owned(&HookOutcomeLabels {
+                hook_id: labels.hook_id.clone(),
+                version: labels.version.clone(),
+                outcome,
+            })
+        };
+        HookMetrics {
+            ok: outcome("ok"),
+            denied: outcome("denied"),
+            seconds: self.hook_seconds.get_or_create_owned(&labels),
+            fuel: self.hook_fuel.get_or_create_owned(&labels),
+            calls: self.hook_calls.clone(),
+            labels,
+        }
     }
 
     /// A token was signed with `alg`.
@@ -273,6 +271,38 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// One hook version's metrics (see [`Metrics::hook`]).
+#[derive(Debug, Clone)]
+pub struct HookMetrics {
+    labels: HookLabels,
+    ok: Counter,
+    denied: Counter,
+    seconds: Histogram,
+    fuel: Histogram,
+    /// For the failure outcomes, which are rare enough to be looked up when they happen.
+    calls: Family<HookOutcomeLabels, Counter>,
+}
+
+impl HookMetrics {
+    /// A call ended with `outcome` (see [`hook_outcome`]) after `seconds`, burning `fuel`.
+    pub fn record(&self, outcome: &'static str, seconds: f64, fuel: u64) {
+        match outcome {
+            "ok" => self.ok.inc(),
+            "denied" => self.denied.inc(),
+            failed => self
+                .calls
+                .get_or_create(&HookOutcomeLabels {
+                    hook_id: self.labels.hook_id.clone(),
+                    version: self.labels.version.clone(),
+                    outcome: failed,
+                })
+                .inc(),
+        };
+        self.seconds.observe(seconds);
+        self.fuel.observe(fuel as f64);
     }
 }
 

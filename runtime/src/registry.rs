@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use crate::hooks::{ExtensibilityPoint, LoadedHook};
+use crate::metrics::HookMetrics;
 use crate::model::FailurePolicy;
 
 /// A stored hook ready to run: the engine's loaded module with the hook's own settings.
@@ -26,6 +27,8 @@ pub struct ActiveHook {
     pub secrets: BTreeMap<String, String>,
     /// The compiled module.
     pub loaded: LoadedHook,
+    /// Its metrics, resolved for this hook and version.
+    pub metrics: HookMetrics,
 }
 
 impl ActiveHook {

@@ -1030,12 +1030,14 @@ async fn the_registry_swaps_hooks_atomically() {
     let point = ExtensibilityPoint::CredentialsExchange;
     assert!(registry.enabled(point).is_none());
 
+    let metrics = hookd::metrics::Metrics::new();
     let active = |loaded: LoadedHook| {
         Arc::new(ActiveHook {
             id: String::new(),
             name: String::new(),
             failure_policy: Default::default(),
             secrets: Default::default(),
+            metrics: metrics.hook("", &loaded.sha256),
             loaded,
         })
     };

@@ -45,10 +45,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "management",
         &[
-            "hooklog", "keys", "model", "proto", "registry", "secrets", "store",
+            "hooklog", "keys", "metrics", "model", "proto", "registry", "secrets", "store",
         ],
     ),
-    ("registry", &["model"]),
+    ("registry", &["metrics", "model"]),
     ("hooklog", &["proto"]),
     ("store", &["model"]),
     ("keys", &["model", "secrets"]),

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Caller, Management, ManagementError};
 use crate::hooks::{ExtensibilityPoint, HookEngine, HookLimits, LoadedHook};
+use crate::metrics::Metrics;
 use crate::model::{FailurePolicy, Hook, HookVersion};
 use crate::proto::{
     HookLogEntry, HookPatch, HookState, HookVersionView, HookView, NewHook, UploadedView,
@@ -110,6 +111,7 @@ pub(super) struct HookChanges {
     pub(super) engine: HookEngine,
     pub(super) registry: Arc<HookRegistry>,
     pub(super) secret_box: Arc<SecretBox>,
+    pub(super) metrics: Arc<Metrics>,
     pub(super) changes: tokio::sync::Mutex<()>,
 }
 
@@ -120,12 +122,14 @@ impl HookChanges {
         engine: HookEngine,
         registry: Arc<HookRegistry>,
         secret_box: Arc<SecretBox>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         HookChanges {
             store,
             engine,
             registry,
             secret_box,
+            metrics,
             changes: tokio::sync::Mutex::new(()),
         }
     }
@@ -276,6 +280,7 @@ impl HookChanges {
             name: hook.name.clone(),
             failure_policy: hook.failure_policy,
             secrets: self.open_secrets(hook)?,
+            metrics: self.metrics.hook(&hook.id, &loaded.sha256),
             loaded,
         }))
     }

@@ -28,6 +28,7 @@ pub use secrets::{MAX_SECRET_BYTES, MAX_SECRETS_PER_HOOK, SecretsChange};
 use crate::hooklog::HookLogBook;
 use crate::hooks::{HookEngine, ModuleRejected};
 use crate::keys::LiveKeys;
+use crate::metrics::Metrics;
 use crate::model::Tenant;
 use crate::registry::HookRegistry;
 use crate::secrets::{SecretBox, SecretHasher};
@@ -113,6 +114,8 @@ pub struct ManagementParts {
     pub engine: HookEngine,
     /// What each trigger runs (shared with the token path).
     pub registry: Arc<HookRegistry>,
+    /// What the server counts and measures (hook metrics are resolved per hook version).
+    pub metrics: Arc<Metrics>,
     /// The tenant.
     pub tenant: Tenant,
 }
@@ -125,6 +128,7 @@ impl Management {
             parts.engine,
             parts.registry,
             parts.secret_box.clone(),
+            parts.metrics,
         );
         Management {
             audience: crate::model::management_audience(&parts.tenant.issuer),

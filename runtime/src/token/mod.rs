@@ -305,7 +305,8 @@ impl TokenService {
             .current(ExtensibilityPoint::CredentialsExchange)
             .filter(|_| !for_management);
         if let Some(registered) = hook {
-            let (hook_id, hook_name, version, failure_policy, invocation) = match &*registered {
+            let (hook_id, hook_name, hook_metrics, failure_policy, invocation) = match &*registered
+            {
                 RegisteredHook::Ready(hook) => {
                     // What the token needs later is copied; the rest moves into the event.
                     let event = CredentialsExchangeEvent {
@@ -335,7 +336,7 @@ impl TokenService {
                     (
                         &hook.id,
                         &hook.name,
-                        hook.loaded.sha256.as_str(),
+                        Some(&hook.metrics),
                         hook.failure_policy,
                         invocation,
                     )
@@ -343,7 +344,7 @@ impl TokenService {
                 RegisteredHook::Unavailable(hook) => (
                     &hook.id,
                     &hook.name,
-                    "",
+                    None,
                     hook.failure_policy,
                     Invocation {
                         result: Err(HookError::Unavailable(hook.reason.clone())),
@@ -366,13 +367,17 @@ impl TokenService {
                     token_issued: fail_open,
                 },
             };
-            self.metrics.hook_call(
-                hook_id,
-                version,
-                hook_outcome(invocation.result.as_ref().err().map(HookError::kind)),
-                invocation.elapsed.as_secs_f64(),
-                invocation.fuel_used,
-            );
+            let metric_outcome =
+                hook_outcome(invocation.result.as_ref().err().map(HookError::kind));
+            let (seconds, fuel) = (invocation.elapsed.as_secs_f64(), invocation.fuel_used);
+            match hook_metrics {
+                Some(metrics) => metrics.record(metric_outcome, seconds, fuel),
+                // An unavailable hook has no loaded version.
+                None => self
+                    .metrics
+                    .hook(hook_id, "")
+                    .record(metric_outcome, seconds, fuel),
+            }
             self.hook_log.record(HookLogEntry::new(
                 hook_id,
                 now,
