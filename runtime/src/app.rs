@@ -224,6 +224,12 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         .load_enabled_hooks()
         .await
         .map_err(|error| StartError::Hooks(error.to_string()))?;
+    if let Some(withdrawals) = registry.withdrawals() {
+        tokio::spawn(record_canary_withdrawals(
+            Arc::downgrade(&management),
+            withdrawals,
+        ));
+    }
 
     let tokens = TokenService::new(TokenParts {
         store: store.clone(),
@@ -250,6 +256,26 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         tenant,
         hook_log,
     })
+}
+
+/// Records each canary the token path withdraws, until the server is gone (the task holds
+/// the management service weakly, so it never keeps the store open).
+async fn record_canary_withdrawals(
+    management: std::sync::Weak<Management>,
+    mut withdrawals: tokio::sync::mpsc::UnboundedReceiver<crate::registry::CanaryWithdrawal>,
+) {
+    while let Some(withdrawal) = withdrawals.recv().await {
+        let Some(management) = management.upgrade() else {
+            return;
+        };
+        let hook_id = withdrawal.hook_id.clone();
+        if let Err(error) = management
+            .record_canary_withdrawal(withdrawal, crate::clock::unix_now())
+            .await
+        {
+            tracing::error!(hook = %hook_id, %error, "the withdrawn canary could not be recorded");
+        }
+    }
 }
 
 /// The secrets key: `encoded` (`HOOKD_SECRETS_KEY`) when given, else `DATA_DIR/secrets.key`,

@@ -31,6 +31,8 @@ impl HookLogEntry {
             request_id: request_id.to_owned(),
             client_id: client_id.to_owned(),
             audience: audience.to_owned(),
+            version: String::new(),
+            canary: false,
             outcome,
             duration_us: invocation.elapsed.as_micros() as u64,
             fuel_used: invocation.fuel_used,

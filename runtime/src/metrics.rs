@@ -83,6 +83,7 @@ pub struct Metrics {
     hook_fuel: HistogramFamily<HookLabels>,
     signed: Family<AlgLabels, Counter>,
     management_writes: Family<WriteLabels, Counter>,
+    canary_withdrawals: Family<HookLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -173,6 +174,12 @@ impl Metrics {
             "Management API writes by operation and status",
             management_writes.clone(),
         );
+        let canary_withdrawals = Family::<HookLabels, Counter>::default();
+        registry.register(
+            "hook_canary_withdrawals",
+            "Canary versions withdrawn automatically for failing more than the active version",
+            canary_withdrawals.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -191,6 +198,7 @@ impl Metrics {
             hook_fuel,
             signed,
             management_writes,
+            canary_withdrawals,
         }
     }
 
@@ -262,6 +270,16 @@ impl Metrics {
     pub fn management_write(&self, operation: &'static str, status: u16) {
         self.management_writes
             .get_or_create(&WriteLabels { operation, status })
+            .inc();
+    }
+
+    /// Hook `hook_id`'s canary version `sha256` was withdrawn automatically.
+    pub fn canary_withdrawn(&self, hook_id: &str, sha256: &str) {
+        self.canary_withdrawals
+            .get_or_create(&HookLabels {
+                hook_id: hook_id.to_owned(),
+                version: short_version(sha256),
+            })
             .inc();
     }
 

@@ -236,6 +236,99 @@ pub struct Hook {
     /// The hook's secrets, encrypted (see [`crate::secrets::SecretBox`]), by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, crate::secrets::Sealed>,
+    /// A version running for a share of clients beside the active one, or the last one
+    /// withdrawn.
+    #[serde(default)]
+    pub canary: Option<Canary>,
+}
+
+/// A canary rollout: another version of the hook runs for `percent` of clients (chosen by
+/// client id, so one client always sees the same version), and is withdrawn automatically
+/// when its failure rate exceeds the active version's by more than the rule's margin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// The sha256 of the version under trial (one of the hook's versions, not the active one).
+    pub version: String,
+    /// The share of clients that get it, 1 to 100.
+    pub percent: u8,
+    /// When the automatic rollback steps in.
+    pub rule: CanaryRule,
+    /// When it started, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// Running, or withdrawn (and why).
+    pub state: CanaryState,
+}
+
+/// When a canary is withdrawn: after at least `min_calls` calls of the canary among its last
+/// `window`, its failure rate (failures, not denials) is more than `margin_percent`
+/// percentage points above the active version's over the active version's last `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CanaryRule {
+    /// Calls the canary must have made before it is judged.
+    pub min_calls: u32,
+    /// How many percentage points worse than the active version it may be.
+    pub margin_percent: u8,
+    /// How many recent calls of each version are compared.
+    pub window: u32,
+}
+
+impl Default for CanaryRule {
+    fn default() -> Self {
+        CanaryRule {
+            min_calls: 20,
+            margin_percent: 5,
+            window: 200,
+        }
+    }
+}
+
+impl CanaryRule {
+    /// Largest window: each version keeps one bit per call in it.
+    pub const MAX_WINDOW: u32 = 100_000;
+
+    /// Why the rule cannot work, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.window == 0 || self.window > Self::MAX_WINDOW {
+            return Err(format!("window: must be 1 to {}", Self::MAX_WINDOW));
+        }
+        if self.min_calls == 0 || self.min_calls > self.window {
+            return Err("min_calls: must be 1 to window".to_owned());
+        }
+        if self.margin_percent > 100 {
+            return Err("margin_percent: must be 0 to 100".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// What one node has seen of a running canary and of the active version beside it, over the
+/// rule's window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryObserved {
+    /// The canary's calls in the window.
+    pub canary_calls: u32,
+    /// How many of them failed.
+    pub canary_failures: u32,
+    /// The active version's calls in the window.
+    pub active_calls: u32,
+    /// How many of them failed.
+    pub active_failures: u32,
+}
+
+/// Where a canary is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CanaryState {
+    /// Serving its share of clients.
+    Running,
+    /// Taken out of service: every client runs the active version.
+    Withdrawn {
+        /// When, seconds since the Unix epoch.
+        at: u64,
+        /// Why: the failure rates compared, or that an operator withdrew it.
+        reason: String,
+    },
 }
 
 /// Where a signing key is in its rotation.

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::hooks::{HookLimits, HookLog};
 pub use crate::model::{
-    ApiScope, FailurePolicy, HookScopePolicy, HookVersion, SigningAlg, TokenDialect,
+    ApiScope, CanaryObserved, CanaryRule, CanaryState, FailurePolicy, HookScopePolicy, HookVersion,
+    SigningAlg, TokenDialect,
 };
 
 /// `POST`/`PATCH /api/v2/clients` bodies (Auth0 field names).
@@ -125,6 +126,74 @@ pub struct HookPatch {
     /// Turn instance reuse on or off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse_instances: Option<bool>,
+    /// Start (or replace) a canary rollout; `null` withdraws the one running.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub canary: Option<Option<CanaryBody>>,
+}
+
+/// A field that may be `null`: absent is `None`, `null` is `Some(None)`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// `{"canary": {...}}` in `PATCH /api/v2/hooks/{id}`: run `version` for `percent` of clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryBody {
+    /// The sha256 of one of the hook's versions (not the active one).
+    pub version: String,
+    /// The share of clients that run it, 1 to 100.
+    pub percent: u8,
+    /// Calls the canary makes before it is judged (default in [`CanaryRule`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_calls: Option<u32>,
+    /// How many percentage points worse than the active version it may fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_percent: Option<u8>,
+    /// How many recent calls of each version are compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
+}
+
+impl CanaryBody {
+    /// The rule asked for, defaults filling what was not given.
+    pub fn rule(&self) -> CanaryRule {
+        let default = CanaryRule::default();
+        CanaryRule {
+            min_calls: self.min_calls.unwrap_or(default.min_calls),
+            margin_percent: self.margin_percent.unwrap_or(default.margin_percent),
+            window: self.window.unwrap_or(default.window),
+        }
+    }
+}
+
+/// A hook's canary as the Management API shows it. The call counts are this node's, over the
+/// rule's window, while the canary runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryView {
+    /// The version under trial.
+    pub version: String,
+    /// The share of clients that run it.
+    pub percent: u8,
+    /// When it is withdrawn automatically.
+    #[serde(flatten)]
+    pub rule: CanaryRule,
+    /// When it started, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// `running` or `withdrawn` (with `at` and `reason`).
+    #[serde(flatten)]
+    pub state: CanaryState,
+    /// Its recent calls and failures, and the active version's, on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<CanaryObserved>,
 }
 
 /// `POST /api/v2/hooks/{id}/rollback`.
@@ -265,6 +334,9 @@ pub struct HookView {
     /// Why it is unavailable, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
+    /// Its canary rollout, running or last withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryView>,
 }
 
 /// One version in `GET /api/v2/hooks/{id}/versions`.
@@ -341,6 +413,12 @@ pub struct HookLogEntry {
     pub client_id: String,
     /// The API the token was for.
     pub audience: String,
+    /// The sha256 of the version that ran (empty when the hook could not be loaded).
+    #[serde(default)]
+    pub version: String,
+    /// Whether that version ran as a canary.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
     /// How it ended.
     pub outcome: LoggedOutcome,
     /// Wall-clock time of the call, in microseconds.

@@ -5,25 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use hookd_tests::{HOSTILE, SEED};
-
-/// The `hookd` binary next to this test binary (`cargo test --workspace` builds it for the
-/// runtime crate's own CLI tests).
-fn hookd_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("hookd");
-    assert!(
-        binary.is_file(),
-        "{} is missing: run the whole workspace's tests (`cargo test --workspace`) or \
-         `cargo build -p hookd` first",
-        binary.display()
-    );
-    binary
-}
+use hookd_tests::{HOSTILE, SEED, admin_cli, hookd_binary};
 
 fn sample_event() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/events/credentials-exchange.json")
@@ -221,20 +203,6 @@ async fn the_demo_prints_a_curl_command_that_gets_a_token() {
         check(&dir.path().join("demo"), &mut found);
         assert!(found > 5, "only {found} files were checked");
     }
-}
-
-/// Runs `hookd` against a test server, off the async threads.
-async fn admin_cli(server: &hookd_tests::TestServer, dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(hookd_binary());
-    command
-        .args(args)
-        .args(["--server", &server.base, "--data-dir"])
-        .arg(dir)
-        .env_remove("HOOKD_ADMIN_CLIENT_ID")
-        .env_remove("HOOKD_ADMIN_CLIENT_SECRET");
-    tokio::task::spawn_blocking(move || command.output().expect("run hookd"))
-        .await
-        .expect("join")
 }
 
 fn stdout_json(out: &Output) -> serde_json::Value {

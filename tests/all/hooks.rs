@@ -1039,6 +1039,7 @@ async fn the_registry_swaps_hooks_atomically() {
             secrets: Default::default(),
             metrics: metrics.hook("", &loaded.sha256),
             loaded,
+            canary: None,
         })
     };
     let seed = active(load(&engine, SEED, HookLimits::default()));

@@ -7,6 +7,7 @@
     reason = "test code: a failed step fails the test"
 )]
 
+mod canary;
 mod cli;
 mod hooks;
 mod js;

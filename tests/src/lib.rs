@@ -641,3 +641,39 @@ pub fn assert_oauth_error(reply: &Reply, status: u16, error: &str, description: 
         reply.text
     );
 }
+
+/// The `hookd` binary next to this test binary (`cargo test --workspace` builds it for the
+/// runtime crate's own CLI tests).
+pub fn hookd_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("hookd");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the whole workspace's tests (`cargo test --workspace`) or \
+         `cargo build -p hookd` first",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs `hookd` against a test server, off the async threads.
+pub async fn admin_cli(
+    server: &TestServer,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = std::process::Command::new(hookd_binary());
+    command
+        .args(args)
+        .args(["--server", &server.base, "--data-dir"])
+        .arg(dir)
+        .env_remove("HOOKD_ADMIN_CLIENT_ID")
+        .env_remove("HOOKD_ADMIN_CLIENT_SECRET");
+    tokio::task::spawn_blocking(move || command.output().expect("run hookd"))
+        .await
+        .expect("join")
+}

@@ -98,7 +98,7 @@ pub(crate) fn bounded(mut text: String, max: usize) -> String {
 impl HookLog {
     /// Adds a host notice, bounded in size; past [`MAX_NOTICES`] one last notice says that
     /// more were dropped.
-    pub(crate) fn notice(&mut self, text: String) {
+    pub fn notice(&mut self, text: String) {
         match self.notices.len() {
             n if n + 1 < MAX_NOTICES => self.notices.push(bounded(text, MAX_NOTICE_BYTES)),
             n if n + 1 == MAX_NOTICES => self

@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use hookd::proto::{
-    ApiBody, ApiScope, ApiView, ClientBody, ClientView, FollowLine, GrantBody, GrantView,
-    HookLogEntry, HookPatch, HookVersionView, HookView, LoggedOutcome, NewHook, RollbackBody,
-    SecretsView, SigningKeyView,
+    ApiBody, ApiScope, ApiView, CanaryBody, CanaryState, ClientBody, ClientView, FollowLine,
+    GrantBody, GrantView, HookLogEntry, HookPatch, HookVersionView, HookView, LoggedOutcome,
+    NewHook, RollbackBody, SecretsView, SigningKeyView,
 };
 use http::Method;
 
@@ -31,6 +31,11 @@ pub enum Action {
     Keys(KeysCommand),
 }
 
+/// A version as tables show it: the sha256's first 12 hex digits.
+fn short(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
+}
+
 impl Row for HookView {
     const HEADERS: &'static [&'static str] = &[
         "ID",
@@ -39,8 +44,15 @@ impl Row for HookView {
         "ENABLED",
         "STATE",
         "ACTIVE VERSION",
+        "CANARY",
     ];
     fn cells(&self) -> Vec<String> {
+        let canary = self.canary.as_ref().map(|canary| match &canary.state {
+            CanaryState::Running => format!("{} at {} %", short(&canary.version), canary.percent),
+            CanaryState::Withdrawn { reason, .. } => {
+                format!("{} withdrawn: {reason}", short(&canary.version))
+            }
+        });
         vec![
             self.id.clone(),
             self.name.clone(),
@@ -48,6 +60,7 @@ impl Row for HookView {
             self.enabled.to_string(),
             self.state.as_str().to_owned(),
             or_dash(self.active_version.as_deref()),
+            or_dash(canary.as_deref()),
         ]
     }
 }
@@ -108,6 +121,7 @@ impl Row for HookLogEntry {
         "TIME",
         "REQUEST ID",
         "CLIENT",
+        "VERSION",
         "RESULT",
         "µs",
         "FUEL",
@@ -119,18 +133,36 @@ impl Row for HookLogEntry {
             LoggedOutcome::Denied { .. } => "denied",
             LoggedOutcome::Failed { .. } => "failed",
         };
-        let output = self.log.output.trim_end();
+        let version = match (self.version.is_empty(), self.canary) {
+            (true, _) => "-".to_owned(),
+            (false, false) => short(&self.version).to_owned(),
+            (false, true) => format!("{} (canary)", short(&self.version)),
+        };
+        let lines: Vec<String> = self
+            .log
+            .output
+            .trim_end()
+            .lines()
+            .map(str::to_owned)
+            .chain(
+                self.log
+                    .notices
+                    .iter()
+                    .map(|notice| format!("[hookd] {notice}")),
+            )
+            .collect();
         vec![
             self.time.to_string(),
             self.request_id.clone(),
             self.client_id.clone(),
+            version,
             result.to_owned(),
             self.duration_us.to_string(),
             self.fuel_used.to_string(),
-            if output.is_empty() {
+            if lines.is_empty() {
                 "-".to_owned()
             } else {
-                output.replace('\n', " | ")
+                lines.join(" | ")
             },
         ]
     }
@@ -258,6 +290,53 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                     Method::POST,
                     &format!("hooks/{id}/rollback"),
                     Some(&RollbackBody { version }),
+                )
+                .await?;
+            print_one(&updated, json);
+        }
+        HooksCommand::Get { hook } => {
+            let id = api.hook_id(&hook).await?;
+            let view: HookView = api
+                .call(Method::GET, &format!("hooks/{id}"), None::<&()>)
+                .await?;
+            print_one(&view, json);
+        }
+        HooksCommand::Canary {
+            hook,
+            version,
+            percent,
+            min_calls,
+            margin,
+            window,
+            withdraw,
+        } => {
+            let id = api.hook_id(&hook).await?;
+            let canary = match (version, percent) {
+                (Some(version), Some(percent)) if !withdraw => Some(CanaryBody {
+                    version,
+                    percent,
+                    min_calls,
+                    margin_percent: margin,
+                    window,
+                }),
+                _ => None,
+            };
+            let patch = HookPatch {
+                canary: Some(canary),
+                ..HookPatch::default()
+            };
+            let updated: HookView = api
+                .call(Method::PATCH, &format!("hooks/{id}"), Some(&patch))
+                .await?;
+            print_one(&updated, json);
+        }
+        HooksCommand::Promote { hook } => {
+            let id = api.hook_id(&hook).await?;
+            let updated: HookView = api
+                .call(
+                    Method::POST,
+                    &format!("hooks/{id}/canary/promote"),
+                    None::<&()>,
                 )
                 .await?;
             print_one(&updated, json);

@@ -198,6 +198,49 @@ Examples:
         #[arg(long)]
         version: String,
     },
+    /// Show one hook: its state, versions, settings and canary.
+    #[command(after_help = "Example:\n  hookd hooks get add-claims --json")]
+    Get {
+        /// Hook name or id.
+        hook: String,
+    },
+    /// Run another version for a share of clients beside the active one (chosen by client
+    /// id, so a client keeps its version), withdrawn automatically when it fails more often
+    /// than the active version; or withdraw the running canary.
+    #[command(after_help = "\
+Examples:
+  hookd hooks canary add-claims 15a2961503f9... --percent 10
+  hookd hooks canary add-claims 15a2961503f9... --percent 25 --min-calls 50 --margin 2
+  hookd hooks canary add-claims --withdraw")]
+    Canary {
+        /// Hook name or id.
+        hook: String,
+        /// The version's sha256 (see `hookd hooks versions`).
+        #[arg(required_unless_present = "withdraw")]
+        version: Option<String>,
+        /// The share of clients that run it, 1 to 100.
+        #[arg(long, required_unless_present = "withdraw")]
+        percent: Option<u8>,
+        /// Calls the canary makes before it is judged (default 20).
+        #[arg(long)]
+        min_calls: Option<u32>,
+        /// How many percentage points more often than the active version it may fail
+        /// (default 5).
+        #[arg(long)]
+        margin: Option<u8>,
+        /// How many recent calls of each version are compared (default 200).
+        #[arg(long)]
+        window: Option<u32>,
+        /// Withdraw the running canary: every client runs the active version.
+        #[arg(long, conflicts_with_all = ["version", "percent", "min_calls", "margin", "window"])]
+        withdraw: bool,
+    },
+    /// Make the running canary's version the active one, for every client.
+    #[command(after_help = "Example:\n  hookd hooks promote add-claims")]
+    Promote {
+        /// Hook name or id.
+        hook: String,
+    },
     /// Show a hook's recent invocations, or follow new ones as they happen.
     #[command(
         after_help = "Examples:\n  hookd hooks logs add-claims\n  hookd hooks logs add-claims --follow --json"

@@ -39,6 +39,7 @@ enum Op {
     UploadModule,
     HookVersions,
     RollbackHook,
+    PromoteCanary,
     HookLogs,
     ListSecrets,
     AddSecrets,
@@ -76,6 +77,7 @@ impl Op {
             Op::UploadModule => "upload_module",
             Op::HookVersions => "hook_versions",
             Op::RollbackHook => "rollback_hook",
+            Op::PromoteCanary => "promote_canary",
             Op::HookLogs => "hook_logs",
             Op::ListSecrets => "list_secrets",
             Op::AddSecrets => "add_secrets",
@@ -135,6 +137,10 @@ const ROUTES: &[(&str, Methods)] = &[
     (
         "hooks/{id}/rollback",
         &[(Method::POST, Op::RollbackHook, "update:hooks")],
+    ),
+    (
+        "hooks/{id}/canary/promote",
+        &[(Method::POST, Op::PromoteCanary, "update:hooks")],
     ),
     (
         "hooks/{id}/logs",
@@ -321,7 +327,10 @@ async fn operate<B: RequestBody>(
         Op::UpdateHook => {
             let patch: HookPatch = json_body(state, request).await?;
             // Auth0 answers a hook PATCH with 201.
-            answer(StatusCode::CREATED, m.update_hook(caller, id, patch).await)
+            answer(
+                StatusCode::CREATED,
+                m.update_hook(caller, id, patch, now).await,
+            )
         }
         Op::DeleteHook => deleted(m.delete_hook(caller, id).await),
         Op::UploadModule => {
@@ -351,6 +360,7 @@ async fn operate<B: RequestBody>(
                 m.rollback_hook(caller, id, &body.version).await,
             )
         }
+        Op::PromoteCanary => answer(StatusCode::OK, m.promote_canary(caller, id).await),
         Op::HookLogs => {
             if query(&request).iter().any(|(name, _)| name == "follow") {
                 let receiver = done(m.follow_hook_logs(caller, id))?;

@@ -10,11 +10,15 @@ use sha2::{Digest, Sha256};
 use super::{Caller, Management, ManagementError};
 use crate::hooks::{ExtensibilityPoint, HookEngine, HookLimits, LoadedHook};
 use crate::metrics::Metrics;
-use crate::model::{FailurePolicy, Hook, HookVersion};
+use crate::model::{Canary, CanaryState, FailurePolicy, Hook, HookVersion};
 use crate::proto::{
-    HookLogEntry, HookPatch, HookState, HookVersionView, HookView, NewHook, UploadedView,
+    CanaryBody, CanaryView, HookLogEntry, HookPatch, HookState, HookVersionView, HookView, NewHook,
+    UploadedView,
 };
-use crate::registry::{ActiveHook, HookRegistry, RegisteredHook, UnavailableHook};
+use crate::registry::{
+    ActiveHook, CanaryJudge, CanaryRun, CanaryWithdrawal, HookRegistry, RegisteredHook,
+    UnavailableHook,
+};
 use crate::secrets::{SecretBox, random_alphanumeric};
 use crate::store::Store;
 
@@ -66,6 +70,7 @@ fn new_hook_record(
         failure_policy,
         reuse_instances: false,
         secrets: BTreeMap::new(),
+        canary: None,
     })
 }
 
@@ -99,6 +104,41 @@ pub fn create_hook(
     hook.active_version = Some(sha256);
     store.insert_hook(&hook, module)?;
     Ok(hook)
+}
+
+/// A canary of `hook` as `body` asks, validated: one of its versions other than the active
+/// one, a share of 1 to 100 %, and a usable rule.
+fn new_canary(hook: &Hook, body: CanaryBody, now: u64) -> Result<Canary, ManagementError> {
+    let invalid = |message: String| Err(ManagementError::Invalid(message));
+    if hook.active_version.is_none() {
+        return invalid("canary: the hook has no active version to compare with".to_owned());
+    }
+    if hook.active_version.as_deref() == Some(body.version.as_str()) {
+        return invalid(format!(
+            "canary.version: {} is already the active version",
+            body.version
+        ));
+    }
+    if !hook.versions.iter().any(|v| v.sha256 == body.version) {
+        return invalid(format!(
+            "canary.version: {} is not a version of this hook",
+            body.version
+        ));
+    }
+    if !(1..=100).contains(&body.percent) {
+        return invalid("canary.percent: must be 1 to 100".to_owned());
+    }
+    let rule = body.rule();
+    if let Err(error) = rule.validate() {
+        return invalid(format!("canary.{error}"));
+    }
+    Ok(Canary {
+        version: body.version,
+        percent: body.percent,
+        rule,
+        started_at: now,
+        state: CanaryState::Running,
+    })
 }
 
 /// Changes to hooks, written to the store first (one transaction) and then applied to the live
@@ -249,29 +289,79 @@ impl HookChanges {
             .registry
             .enabled(hook.trigger)
             .filter(|running| running.id == hook.id && running.loaded.sha256 == sha);
-        let loaded = match running.filter(|running| running.loaded.limits == hook.limits) {
+        let loaded = match running
+            .as_ref()
+            .filter(|running| running.loaded.limits == hook.limits)
+        {
             // Same code and limits: no need to load again, only the settings change.
             Some(running) => running.loaded.clone(),
-            None => {
-                let module = self
-                    .store
-                    .module(&sha)?
-                    .ok_or_else(|| ManagementError::Internal(format!("module {sha} is missing")))?;
-                let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
-                tokio::task::spawn_blocking(move || engine.load(trigger, &module, limits))
-                    .await
-                    .map_err(|error| ManagementError::Internal(error.to_string()))??
-            }
+            None => self.load_version(hook, &sha).await?,
         };
-        self.with_settings(hook, loaded).map(Some)
+        let canary = self.prepare_canary(hook).await?;
+        self.with_settings(hook, loaded, canary).map(Some)
     }
 
-    /// `loaded` (a module of `hook`) with the hook's id, name, failure policy, instance reuse
-    /// and secrets, ready for the registry.
+    /// Compiles version `sha` of `hook` from the store, off the async threads.
+    async fn load_version(&self, hook: &Hook, sha: &str) -> Result<LoadedHook, ManagementError> {
+        let module = self
+            .store
+            .module(sha)?
+            .ok_or_else(|| ManagementError::Internal(format!("module {sha} is missing")))?;
+        let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
+        tokio::task::spawn_blocking(move || engine.load(trigger, &module, limits))
+            .await
+            .map_err(|error| ManagementError::Internal(error.to_string()))?
+            .map_err(ManagementError::from)
+    }
+
+    /// The canary `hook` runs beside its active version, if one is running: the one the
+    /// registry runs when nothing about it changed (so its judge keeps what it has seen),
+    /// else its version loaded afresh.
+    async fn prepare_canary(&self, hook: &Hook) -> Result<Option<Arc<CanaryRun>>, ManagementError> {
+        let Some(canary) = hook
+            .canary
+            .as_ref()
+            .filter(|canary| hook.enabled && canary.state == CanaryState::Running)
+        else {
+            return Ok(None);
+        };
+        let running = self
+            .registry
+            .enabled(hook.trigger)
+            .filter(|running| running.id == hook.id)
+            .and_then(|running| running.canary.clone())
+            .filter(|run| run.loaded.sha256 == canary.version);
+        if let Some(run) = running {
+            if run.judge.withdrawn() {
+                // The token path withdrew it a moment ago; recording that is on its way.
+                return Ok(None);
+            }
+            if run.percent == canary.percent
+                && run.judge.rule() == canary.rule
+                && run.loaded.limits == hook.limits
+                && run.loaded.reuses_instances() == hook.reuse_instances
+            {
+                return Ok(Some(run));
+            }
+        }
+        let mut loaded = self.load_version(hook, &canary.version).await?;
+        self.engine
+            .set_instance_reuse(&mut loaded, hook.reuse_instances);
+        Ok(Some(Arc::new(CanaryRun {
+            metrics: self.metrics.hook(&hook.id, &canary.version),
+            loaded,
+            percent: canary.percent,
+            judge: CanaryJudge::new(canary.rule),
+        })))
+    }
+
+    /// `loaded` (a module of `hook`) with the hook's id, name, failure policy, instance reuse,
+    /// secrets and canary, ready for the registry.
     fn with_settings(
         &self,
         hook: &Hook,
         mut loaded: LoadedHook,
+        canary: Option<Arc<CanaryRun>>,
     ) -> Result<Arc<ActiveHook>, ManagementError> {
         self.engine
             .set_instance_reuse(&mut loaded, hook.reuse_instances);
@@ -282,6 +372,7 @@ impl HookChanges {
             secrets: self.open_secrets(hook)?,
             metrics: self.metrics.hook(&hook.id, &loaded.sha256),
             loaded,
+            canary,
         }))
     }
 
@@ -362,9 +453,18 @@ impl HookChanges {
         };
         hook.versions.retain(|existing| existing.sha256 != sha256);
         hook.versions.push(version.clone());
+        if hook
+            .canary
+            .as_ref()
+            .is_some_and(|canary| canary.version == sha256)
+        {
+            // The canary's version becomes the active one: the rollout is over.
+            hook.canary = None;
+        }
         hook.active_version = Some(sha256);
         let prepared = if hook.enabled {
-            Some(self.with_settings(&hook, loaded)?)
+            let canary = self.prepare_canary(&hook).await?;
+            Some(self.with_settings(&hook, loaded, canary)?)
         } else {
             None
         };
@@ -374,7 +474,12 @@ impl HookChanges {
     }
 
     /// Applies a patch. Enabling disables the trigger's other hooks in the same transaction.
-    pub(super) async fn update(&self, id: &str, patch: HookPatch) -> Result<Hook, ManagementError> {
+    pub(super) async fn update(
+        &self,
+        id: &str,
+        patch: HookPatch,
+        now: u64,
+    ) -> Result<Hook, ManagementError> {
         let _serialised = self.changes.lock().await;
         let mut hook = self.get(id)?;
         if let Some(name) = patch.name {
@@ -396,6 +501,22 @@ impl HookChanges {
         if let Some(enabled) = patch.enabled {
             hook.enabled = enabled;
         }
+        match patch.canary {
+            None => {}
+            Some(Some(body)) => hook.canary = Some(new_canary(&hook, body, now)?),
+            Some(None) => {
+                if let Some(canary) = hook
+                    .canary
+                    .as_mut()
+                    .filter(|canary| canary.state == CanaryState::Running)
+                {
+                    canary.state = CanaryState::Withdrawn {
+                        at: now,
+                        reason: "withdrawn by an operator".to_owned(),
+                    };
+                }
+            }
+        }
         let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
         self.registry_follows_store(hook.trigger, prepared).await?;
@@ -411,11 +532,72 @@ impl HookChanges {
                 "version: {sha256} is not a version of this hook"
             )));
         }
+        if hook
+            .canary
+            .as_ref()
+            .is_some_and(|canary| canary.version == sha256)
+        {
+            // The canary's version becomes the active one: the rollout is over.
+            hook.canary = None;
+        }
         hook.active_version = Some(sha256.to_owned());
         let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
         self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook)
+    }
+
+    /// Makes the running canary's version the active one, for every client.
+    pub(super) async fn promote_canary(&self, id: &str) -> Result<Hook, ManagementError> {
+        let _serialised = self.changes.lock().await;
+        let mut hook = self.get(id)?;
+        let canary = match hook.canary.take() {
+            Some(canary) if canary.state == CanaryState::Running => canary,
+            Some(_) => {
+                return Err(ManagementError::Invalid(
+                    "canary: it was withdrawn; start it again or roll back to its version"
+                        .to_owned(),
+                ));
+            }
+            None => {
+                return Err(ManagementError::Invalid(
+                    "canary: the hook has no canary to promote".to_owned(),
+                ));
+            }
+        };
+        hook.active_version = Some(canary.version);
+        let prepared = self.prepare(&hook).await?;
+        self.store.update_hook(&hook)?;
+        self.registry_follows_store(hook.trigger, prepared).await?;
+        Ok(hook)
+    }
+
+    /// Records a canary the token path withdrew (it serves no one already), unless the hook
+    /// has moved on since (deleted, or another canary started).
+    pub(super) async fn record_withdrawal(
+        &self,
+        withdrawal: CanaryWithdrawal,
+        now: u64,
+    ) -> Result<(), ManagementError> {
+        let _serialised = self.changes.lock().await;
+        let Some(mut hook) = self.store.hook(&withdrawal.hook_id)? else {
+            return Ok(());
+        };
+        let Some(canary) = hook.canary.as_mut().filter(|canary| {
+            canary.version == withdrawal.version && canary.state == CanaryState::Running
+        }) else {
+            return Ok(());
+        };
+        canary.state = CanaryState::Withdrawn {
+            at: now,
+            reason: withdrawal.reason,
+        };
+        self.metrics
+            .canary_withdrawn(&withdrawal.hook_id, &withdrawal.version);
+        let prepared = self.prepare(&hook).await?;
+        self.store.update_hook(&hook)?;
+        self.registry_follows_store(hook.trigger, prepared).await?;
+        Ok(())
     }
 
     /// Deletes a hook (stopping it if it runs).
@@ -430,6 +612,10 @@ impl Management {
     /// A hook as the Management API shows it, with whether it is what its trigger runs.
     fn hook_view(&self, hook: Hook) -> HookView {
         let (state, state_reason) = self.hooks.run_state(&hook);
+        let canary = hook
+            .canary
+            .clone()
+            .map(|canary| self.canary_view(&hook, canary));
         HookView {
             trigger_id: hook.trigger.trigger_id().to_owned(),
             id: hook.id,
@@ -443,6 +629,29 @@ impl Management {
             reuse_instances: hook.reuse_instances,
             state,
             state_reason,
+            canary,
+        }
+    }
+
+    /// `canary` of `hook` as the API shows it, with this node's counts while it runs.
+    fn canary_view(&self, hook: &Hook, canary: Canary) -> CanaryView {
+        let observed = self
+            .hooks
+            .registry
+            .enabled(hook.trigger)
+            .filter(|running| running.id == hook.id)
+            .and_then(|running| running.canary.clone())
+            .filter(|run| {
+                run.loaded.sha256 == canary.version && canary.state == CanaryState::Running
+            })
+            .map(|run| run.judge.observed());
+        CanaryView {
+            version: canary.version,
+            percent: canary.percent,
+            rule: canary.rule,
+            started_at: canary.started_at,
+            state: canary.state,
+            observed,
         }
     }
 
@@ -476,14 +685,35 @@ impl Management {
         Ok(self.hook_view(self.hooks.create(new).await?))
     }
 
-    /// Applies a patch; enabling disables the trigger's other hooks in the same transaction.
+    /// Applies a patch at `now`; enabling disables the trigger's other hooks in the same
+    /// transaction, and a canary starts or is withdrawn.
     pub async fn update_hook(
         &self,
         _caller: &Caller,
         id: &str,
         patch: HookPatch,
+        now: u64,
     ) -> Result<HookView, ManagementError> {
-        Ok(self.hook_view(self.hooks.update(id, patch).await?))
+        Ok(self.hook_view(self.hooks.update(id, patch, now).await?))
+    }
+
+    /// Makes the running canary's version the active one, for every client.
+    pub async fn promote_canary(
+        &self,
+        _caller: &Caller,
+        id: &str,
+    ) -> Result<HookView, ManagementError> {
+        Ok(self.hook_view(self.hooks.promote_canary(id).await?))
+    }
+
+    /// Records a canary the token path withdrew at `now` (see
+    /// [`HookRegistry::withdrawals`]).
+    pub async fn record_canary_withdrawal(
+        &self,
+        withdrawal: CanaryWithdrawal,
+        now: u64,
+    ) -> Result<(), ManagementError> {
+        self.hooks.record_withdrawal(withdrawal, now).await
     }
 
     /// Deletes a hook (stopping it if it runs).

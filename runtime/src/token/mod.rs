@@ -14,12 +14,12 @@ use crate::hooks::{
     HookError, Invocation, RequestInfo, ResourceServerInfo,
 };
 use crate::keys::LiveKeys;
-use crate::metrics::{Metrics, hook_outcome};
+use crate::metrics::{HookMetrics, Metrics, hook_outcome};
 use crate::model::{
     Api, CLIENT_CREDENTIALS, FailurePolicy, HookScopePolicy, MANAGEMENT_SECRET_GENERATION, Tenant,
     TokenDialect,
 };
-use crate::registry::{HookRegistry, RegisteredHook};
+use crate::registry::{CanaryJudge, CanaryWithdrawal, HookRegistry, RegisteredHook};
 use crate::secrets::{SecretHasher, random_bytes};
 use crate::store::{Store, StoreError};
 
@@ -150,6 +150,15 @@ fn shown_grant_type(sent: &str) -> String {
              error description may hold)"
         )
     }
+}
+
+/// Which version of a loaded hook a request ran, and the canary judge to tell, if a canary
+/// rollout runs.
+struct RanVersion<'a> {
+    sha256: &'a str,
+    metrics: &'a HookMetrics,
+    canary: bool,
+    judge: Option<&'a CanaryJudge>,
 }
 
 fn split_scopes(scope: &str) -> Vec<String> {
@@ -305,9 +314,16 @@ impl TokenService {
             .current(ExtensibilityPoint::CredentialsExchange)
             .filter(|_| !for_management);
         if let Some(registered) = hook {
-            let (hook_id, hook_name, hook_metrics, failure_policy, invocation) = match &*registered
-            {
+            let (hook_id, hook_name, ran, failure_policy, mut invocation) = match &*registered {
                 RegisteredHook::Ready(hook) => {
+                    let canary = hook
+                        .canary
+                        .as_ref()
+                        .filter(|canary| canary.serves(&hook.id, &client.client_id));
+                    let (loaded, metrics) = match canary {
+                        Some(canary) => (&canary.loaded, &canary.metrics),
+                        None => (&hook.loaded, &hook.metrics),
+                    };
                     // What the token needs later is copied; the rest moves into the event.
                     let event = CredentialsExchangeEvent {
                         client: ClientInfo {
@@ -329,14 +345,17 @@ impl TokenService {
                             tenant: self.tenant.name.clone(),
                         },
                     };
-                    let invocation = self
-                        .engine
-                        .invoke_credentials_exchange(&hook.loaded, event)
-                        .await;
+                    let invocation = self.engine.invoke_credentials_exchange(loaded, event).await;
+                    let ran = RanVersion {
+                        sha256: &loaded.sha256,
+                        metrics,
+                        canary: canary.is_some(),
+                        judge: hook.canary.as_deref().map(|canary| &canary.judge),
+                    };
                     (
                         &hook.id,
                         &hook.name,
-                        Some(&hook.metrics),
+                        Some(ran),
                         hook.failure_policy,
                         invocation,
                     )
@@ -370,15 +389,29 @@ impl TokenService {
             let metric_outcome =
                 hook_outcome(invocation.result.as_ref().err().map(HookError::kind));
             let (seconds, fuel) = (invocation.elapsed.as_secs_f64(), invocation.fuel_used);
-            match hook_metrics {
-                Some(metrics) => metrics.record(metric_outcome, seconds, fuel),
+            match &ran {
+                Some(ran) => ran.metrics.record(metric_outcome, seconds, fuel),
                 // An unavailable hook has no loaded version.
                 None => self
                     .metrics
                     .hook(hook_id, "")
                     .record(metric_outcome, seconds, fuel),
             }
-            self.hook_log.record(HookLogEntry::new(
+            if let Some(ran) = &ran
+                && let Some(judge) = ran.judge
+            {
+                let failed = matches!(&invocation.result, Err(error) if error.kind() != "denied");
+                if let Some(reason) = judge.record(ran.canary, failed) {
+                    tracing::warn!(hook = %hook_name, version = %ran.sha256, %reason, "canary withdrawn");
+                    invocation.log.notice(reason.clone());
+                    self.registry.canary_withdrawn(CanaryWithdrawal {
+                        hook_id: hook_id.clone(),
+                        version: ran.sha256.to_owned(),
+                        reason,
+                    });
+                }
+            }
+            let mut entry = HookLogEntry::new(
                 hook_id,
                 now,
                 &request.request_id,
@@ -386,7 +419,12 @@ impl TokenService {
                 &api.identifier,
                 outcome,
                 &invocation,
-            ));
+            );
+            if let Some(ran) = &ran {
+                entry.version = ran.sha256.to_owned();
+                entry.canary = ran.canary;
+            }
+            self.hook_log.record(entry);
             match invocation.result {
                 Ok(changes) => {
                     if let Some(replacement) = changes.scope {

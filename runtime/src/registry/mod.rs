@@ -2,12 +2,19 @@
 //! atomic: a request holds the `Arc` of the hook it started with, so in-flight calls finish on
 //! the old hook while new ones get the new one, and no request sees a half-replaced hook. An
 //! enabled hook that could not be loaded holds its slot as [`UnavailableHook`], so its
-//! requests fail (or pass) by its failure policy instead of running nothing.
+//! requests fail (or pass) by its failure policy instead of running nothing. A hook may run
+//! a canary version beside its active one ([`canary`]); a canary the token path withdraws is
+//! reported on [`HookRegistry::withdrawals`] for management to record.
+
+pub mod canary;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
+use tokio::sync::mpsc;
+
+pub use canary::{CanaryJudge, CanaryRun};
 
 use crate::hooks::{ExtensibilityPoint, LoadedHook};
 use crate::metrics::HookMetrics;
@@ -29,6 +36,8 @@ pub struct ActiveHook {
     pub loaded: LoadedHook,
     /// Its metrics, resolved for this hook and version.
     pub metrics: HookMetrics,
+    /// Another version serving a share of clients, if a canary rollout runs.
+    pub canary: Option<Arc<CanaryRun>>,
 }
 
 impl ActiveHook {
@@ -46,6 +55,7 @@ impl std::fmt::Debug for ActiveHook {
             .field("failure_policy", &self.failure_policy)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("loaded", &self.loaded)
+            .field("canary", &self.canary)
             .finish()
     }
 }
@@ -74,10 +84,35 @@ pub enum RegisteredHook {
     Unavailable(UnavailableHook),
 }
 
+/// A canary the token path took out of service, for management to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryWithdrawal {
+    /// The hook.
+    pub hook_id: String,
+    /// The canary version's sha256.
+    pub version: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// At most one enabled hook per extensibility point.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HookRegistry {
     enabled: [ArcSwapOption<RegisteredHook>; ExtensibilityPoint::ALL.len()],
+    withdrawn: mpsc::UnboundedSender<CanaryWithdrawal>,
+    withdrawals: Mutex<Option<mpsc::UnboundedReceiver<CanaryWithdrawal>>>,
+}
+
+impl Default for HookRegistry {
+    fn default() -> Self {
+        // Unbounded, yet bounded by the canaries: each is withdrawn at most once per load.
+        let (withdrawn, withdrawals) = mpsc::unbounded_channel();
+        HookRegistry {
+            enabled: Default::default(),
+            withdrawn,
+            withdrawals: Mutex::new(Some(withdrawals)),
+        }
+    }
 }
 
 fn slot(point: ExtensibilityPoint) -> usize {
@@ -125,5 +160,20 @@ impl HookRegistry {
     /// Disables whatever hook is enabled for `point`, returning it when it was loaded.
     pub fn disable(&self, point: ExtensibilityPoint) -> Option<Arc<ActiveHook>> {
         ready(self.enabled[slot(point)].swap(None))
+    }
+
+    /// Reports a canary the token path withdrew (it already serves no one).
+    pub fn canary_withdrawn(&self, withdrawal: CanaryWithdrawal) {
+        // The receiver lives as long as the server; after it, there is no one to tell.
+        let _ = self.withdrawn.send(withdrawal);
+    }
+
+    /// The canaries withdrawn by the token path, in order; taken once, by whoever records
+    /// them.
+    pub fn withdrawals(&self) -> Option<mpsc::UnboundedReceiver<CanaryWithdrawal>> {
+        self.withdrawals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }

@@ -1,0 +1,453 @@
+//! Canary rollouts through the real server and CLI: a version for a share of clients chosen by
+//! client id, withdrawn automatically when it fails more often than the active version, shown
+//! by the API, and promoted in one call.
+
+use std::time::Duration;
+
+use hookd::registry::canary::client_bucket;
+use hookd_tests::{
+    API, HOSTILE, SEED, Seeded, TestServer, admin_cli, admin_token, assert_management_error, call,
+    payload, seed, send, token_form, upload, wasm,
+};
+use http::Method;
+use serde_json::{Value, json};
+
+/// The audience for which the hostile guest reports a failure (it echoes on any other).
+const FAILING_AUDIENCE: &str = "fail";
+const SEED_CLAIM: &str = "https://foo.com/claim";
+/// A claim only the hostile guest's echo sets.
+const HOSTILE_CLAIM: &str = "audience_seen";
+
+/// A server whose enabled hook runs the seed as its active version and has the hostile guest
+/// as a second version, with `clients` clients granted on [`API`] and [`FAILING_AUDIENCE`].
+struct Rollout {
+    dir: tempfile::TempDir,
+    server: TestServer,
+    admin: String,
+    hook_id: String,
+    seed_sha: String,
+    hostile_sha: String,
+    clients: Vec<Seeded>,
+}
+
+impl Rollout {
+    async fn start(clients: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        seed(dir.path(), Some(SEED));
+        let server = TestServer::start_configured(dir.path(), |config| {
+            config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
+        })
+        .await;
+        let admin = admin_token(&server, dir.path()).await;
+        let hook = server.store.hooks().expect("hooks").remove(0);
+        let seed_sha = hook.active_version.clone().expect("a version");
+        let uploaded = upload(&server, &admin, &hook.id, wasm(HOSTILE)).await;
+        assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+        let hostile_sha = uploaded.json["version"]["sha256"]
+            .as_str()
+            .expect("sha")
+            .to_owned();
+        let rolled_back = call(
+            &server,
+            &admin,
+            Method::POST,
+            &format!("/api/v2/hooks/{}/rollback", hook.id),
+            Some(json!({"version": seed_sha})),
+        )
+        .await;
+        assert_eq!(rolled_back.status, 200, "{}", rolled_back.text);
+        let api = call(
+            &server,
+            &admin,
+            Method::POST,
+            "/api/v2/resource-servers",
+            Some(json!({"identifier": FAILING_AUDIENCE, "name": "Failing"})),
+        )
+        .await;
+        assert_eq!(api.status, 201, "{}", api.text);
+        let mut made = Vec::new();
+        for n in 0..clients {
+            let created = call(
+                &server,
+                &admin,
+                Method::POST,
+                "/api/v2/clients",
+                Some(json!({"name": format!("worker-{n}"), "app_type": "non_interactive"})),
+            )
+            .await;
+            assert_eq!(created.status, 201, "{}", created.text);
+            let client = Seeded {
+                client_id: created.json["client_id"].as_str().expect("id").to_owned(),
+                secret: created.json["client_secret"]
+                    .as_str()
+                    .expect("secret")
+                    .to_owned(),
+            };
+            for audience in [API, FAILING_AUDIENCE] {
+                let grant = call(
+                    &server,
+                    &admin,
+                    Method::POST,
+                    "/api/v2/client-grants",
+                    Some(json!({"client_id": client.client_id, "audience": audience, "scope": []})),
+                )
+                .await;
+                assert_eq!(grant.status, 201, "{}", grant.text);
+            }
+            made.push(client);
+        }
+        Rollout {
+            dir,
+            server,
+            admin,
+            hook_id: hook.id,
+            seed_sha,
+            hostile_sha,
+            clients: made,
+        }
+    }
+
+    async fn patch(&self, body: Value) -> hookd_tests::Reply {
+        call(
+            &self.server,
+            &self.admin,
+            Method::PATCH,
+            &format!("/api/v2/hooks/{}", self.hook_id),
+            Some(body),
+        )
+        .await
+    }
+
+    async fn hook(&self) -> Value {
+        let hook = call(
+            &self.server,
+            &self.admin,
+            Method::GET,
+            &format!("/api/v2/hooks/{}", self.hook_id),
+            None,
+        )
+        .await;
+        assert_eq!(hook.status, 200, "{}", hook.text);
+        hook.json
+    }
+
+    async fn token(&self, client: &Seeded, audience: &str) -> hookd_tests::Reply {
+        token_form(
+            &self.server,
+            Some((&client.client_id, &client.secret)),
+            &[("grant_type", "client_credentials"), ("audience", audience)],
+        )
+        .await
+    }
+
+    /// Whether `client` is in the canary's share at `percent`.
+    fn in_canary(&self, client: &Seeded, percent: u8) -> bool {
+        client_bucket(&self.hook_id, &client.client_id) < percent
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        let url = format!(
+            "{}/metrics",
+            self.server.metrics.as_deref().expect("metrics")
+        );
+        let text = send(Method::GET, &url, &[], "").await.text;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
+    }
+}
+
+/// Which version issued `reply`'s token.
+fn version_of(reply: &hookd_tests::Reply) -> &'static str {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let claims = payload(reply.json["access_token"].as_str().expect("token"));
+    match (
+        claims.get(SEED_CLAIM).is_some(),
+        claims.get(HOSTILE_CLAIM).is_some(),
+    ) {
+        (true, false) => "seed",
+        (false, true) => "hostile",
+        other => panic!("a token from neither version ({other:?}): {claims}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_is_withdrawn_automatically_and_the_log_the_api_and_metrics_say_why() {
+    let rollout = Rollout::start(24).await;
+    let started = rollout
+        .patch(json!({"canary": {"version": rollout.hostile_sha, "percent": 50, "min_calls": 5, "margin_percent": 10}}))
+        .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    assert_eq!(
+        started.json["canary"]["state"], "running",
+        "{}",
+        started.text
+    );
+    let canary_clients: Vec<&Seeded> = rollout
+        .clients
+        .iter()
+        .filter(|client| rollout.in_canary(client, 50))
+        .collect();
+    assert!(
+        canary_clients.len() >= 2 && canary_clients.len() < rollout.clients.len(),
+        "{} of {} clients in a 50 % canary",
+        canary_clients.len(),
+        rollout.clients.len()
+    );
+
+    // Every client asks three times, one after another: the canary's clients fail (the hook
+    // is fail-closed) until its fifth call, which withdraws it; then they run the seed too.
+    let mut refused = Vec::new();
+    for round in 0..3 {
+        for client in &rollout.clients {
+            let reply = rollout.token(client, FAILING_AUDIENCE).await;
+            if reply.status == 200 {
+                assert_eq!(version_of(&reply), "seed", "round {round}");
+            } else {
+                assert!(rollout.in_canary(client, 50), "{}", reply.text);
+                refused.push(
+                    reply.headers["x-request-id"]
+                        .to_str()
+                        .expect("id")
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    assert_eq!(
+        refused.len(),
+        5,
+        "the canary failed exactly min_calls times"
+    );
+
+    // The withdrawal is recorded: the API shows why.
+    let hook = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let hook = rollout.hook().await;
+            if hook["canary"]["state"] == "withdrawn" {
+                return hook;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the withdrawal is recorded");
+    let reason = hook["canary"]["reason"].as_str().expect("a reason");
+    assert!(
+        reason.contains("100.0 % of its last 5 calls failed against 0.0 %"),
+        "{reason}"
+    );
+    assert_eq!(hook["active_version"], rollout.seed_sha.as_str());
+    assert_eq!(hook["canary"]["version"], rollout.hostile_sha.as_str());
+
+    // The hook log marks the canary's calls, and the call that withdrew it says why.
+    let logs = call(
+        &rollout.server,
+        &rollout.admin,
+        Method::GET,
+        &format!("/api/v2/hooks/{}/logs", rollout.hook_id),
+        None,
+    )
+    .await;
+    let entries = logs.json.as_array().expect("entries");
+    let last_refused = refused.last().expect("a refused request");
+    let tipping = entries
+        .iter()
+        .find(|entry| entry["request_id"] == last_refused.as_str())
+        .expect("the withdrawing call is logged");
+    assert_eq!(tipping["canary"], true);
+    assert_eq!(tipping["version"], rollout.hostile_sha.as_str());
+    assert!(
+        tipping["log"]["notices"].to_string().contains(reason),
+        "{tipping}"
+    );
+    let canary_calls = entries.iter().filter(|e| e["canary"] == true).count();
+    assert_eq!(canary_calls, 5);
+
+    // Metrics count the withdrawal and each version's calls apart.
+    let short = |sha: &str| sha.chars().take(12).collect::<String>();
+    let labels = format!(
+        "hook_id=\"{}\",version=\"{}\"",
+        rollout.hook_id,
+        short(&rollout.hostile_sha)
+    );
+    assert_eq!(
+        rollout
+            .metric(&format!("hookd_hook_canary_withdrawals_total{{{labels}}}"))
+            .await,
+        1.0
+    );
+    assert_eq!(
+        rollout
+            .metric(&format!(
+                "hookd_hook_invocations_total{{{labels},outcome=\"failed_reported\"}}"
+            ))
+            .await,
+        5.0
+    );
+
+    // After the withdrawal every client runs the active version, even once the store is read
+    // back (the withdrawal is persisted, not only in memory).
+    for client in canary_clients {
+        assert_eq!(
+            version_of(&rollout.token(client, FAILING_AUDIENCE).await),
+            "seed"
+        );
+    }
+    let stored = rollout
+        .server
+        .store
+        .hook(&rollout.hook_id)
+        .expect("read")
+        .expect("hook");
+    assert!(matches!(
+        stored.canary.map(|canary| canary.state),
+        Some(hookd::model::CanaryState::Withdrawn { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_serves_its_share_consistently_and_is_promoted_with_one_command() {
+    let rollout = Rollout::start(24).await;
+    let base = format!("/api/v2/hooks/{}", rollout.hook_id);
+
+    // What cannot be a canary is refused and changes nothing.
+    for (body, field) in [
+        (
+            json!({"version": rollout.seed_sha, "percent": 10}),
+            "canary.version",
+        ),
+        (
+            json!({"version": "ab".repeat(32), "percent": 10}),
+            "canary.version",
+        ),
+        (
+            json!({"version": rollout.hostile_sha, "percent": 0}),
+            "canary.percent",
+        ),
+        (
+            json!({"version": rollout.hostile_sha, "percent": 10, "window": 5, "min_calls": 6}),
+            "canary.min_calls",
+        ),
+    ] {
+        let refused = rollout.patch(json!({ "canary": body })).await;
+        assert_management_error(&refused, 400, Some("invalid_body"), field);
+    }
+    let promote = call(
+        &rollout.server,
+        &rollout.admin,
+        Method::POST,
+        &format!("{base}/canary/promote"),
+        None,
+    )
+    .await;
+    assert_management_error(&promote, 400, Some("invalid_body"), "no canary");
+    assert!(rollout.hook().await.get("canary").is_none());
+
+    // Started with the CLI, for 50 % of clients.
+    let dir = rollout.dir.path();
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &[
+            "hooks",
+            "canary",
+            &rollout.hook_id,
+            &rollout.hostile_sha,
+            "--percent",
+            "50",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["canary"]["percent"], 50);
+    assert_eq!(shown["canary"]["min_calls"], 20, "defaults fill the rule");
+
+    // Each client sees one version, every time; the share follows the client's bucket.
+    let mut by_version = std::collections::BTreeMap::<&str, usize>::new();
+    for client in &rollout.clients {
+        let expected = if rollout.in_canary(client, 50) {
+            "hostile"
+        } else {
+            "seed"
+        };
+        for _ in 0..3 {
+            assert_eq!(version_of(&rollout.token(client, API).await), expected);
+        }
+        *by_version.entry(expected).or_default() += 1;
+    }
+    assert!(
+        by_version.len() == 2,
+        "both versions served clients: {by_version:?}"
+    );
+    let hook = rollout.hook().await;
+    assert_eq!(hook["canary"]["state"], "running");
+    assert_eq!(
+        hook["canary"]["observed"],
+        json!({
+            "canary_calls": 3 * by_version["hostile"],
+            "canary_failures": 0,
+            "active_calls": 3 * by_version["seed"],
+            "active_failures": 0,
+        })
+    );
+    let listed = admin_cli(&rollout.server, dir, &["hooks", "get", &rollout.hook_id]).await;
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&format!("{} at 50 %", &rollout.hostile_sha[..12])),
+        "{listed}"
+    );
+
+    // Promoted with one command: every client runs the canary's version, which is now the
+    // active one, and the canary is gone.
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &["hooks", "promote", &rollout.hook_id, "--json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let promoted: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(promoted["active_version"], rollout.hostile_sha.as_str());
+    assert!(promoted.get("canary").is_none(), "{promoted}");
+    for client in &rollout.clients {
+        assert_eq!(version_of(&rollout.token(client, API).await), "hostile");
+    }
+
+    // A canary of the old version, withdrawn by an operator (`--withdraw`): every client
+    // goes back to the active version.
+    let started = rollout
+        .patch(json!({"canary": {"version": rollout.seed_sha, "percent": 100}}))
+        .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    for client in &rollout.clients[..3] {
+        assert_eq!(version_of(&rollout.token(client, API).await), "seed");
+    }
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &["hooks", "canary", &rollout.hook_id, "--withdraw", "--json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let withdrawn: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(withdrawn["canary"]["state"], "withdrawn");
+    assert_eq!(withdrawn["canary"]["reason"], "withdrawn by an operator");
+    for client in &rollout.clients[..3] {
+        assert_eq!(version_of(&rollout.token(client, API).await), "hostile");
+    }
+}
