@@ -33,6 +33,7 @@ impl HookLogEntry {
             audience: audience.to_owned(),
             version: String::new(),
             canary: false,
+            shadow: false,
             outcome,
             duration_us: invocation.elapsed.as_micros() as u64,
             fuel_used: invocation.fuel_used,

@@ -42,6 +42,14 @@ struct HookOutcomeLabels {
     outcome: &'static str,
 }
 
+/// A shadow version's runs: `same`, `differed`, or `dropped` (the queue was full).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    hook_id: String,
+    version: String,
+    result: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlgLabels {
     alg: &'static str,
@@ -84,6 +92,7 @@ pub struct Metrics {
     signed: Family<AlgLabels, Counter>,
     management_writes: Family<WriteLabels, Counter>,
     canary_withdrawals: Family<HookLabels, Counter>,
+    shadow_runs: Family<ShadowLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -180,6 +189,12 @@ impl Metrics {
             "Canary versions withdrawn automatically for failing more than the active version",
             canary_withdrawals.clone(),
         );
+        let shadow_runs = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "hook_shadow_runs",
+            "Shadow runs of a candidate version: same or differed from the active version, or dropped",
+            shadow_runs.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -199,6 +214,7 @@ impl Metrics {
             signed,
             management_writes,
             canary_withdrawals,
+            shadow_runs,
         }
     }
 
@@ -283,6 +299,23 @@ impl Metrics {
             .inc();
     }
 
+    /// The metrics of hook `hook_id`'s version `sha256` running in shadow.
+    pub fn shadow(&self, hook_id: &str, sha256: &str) -> ShadowMetrics {
+        let result = |result| {
+            self.shadow_runs.get_or_create_owned(&ShadowLabels {
+                hook_id: hook_id.to_owned(),
+                version: short_version(sha256),
+                result,
+            })
+        };
+        ShadowMetrics {
+            same: result("same"),
+            differed: result("differed"),
+            dropped: result("dropped"),
+            hook: self.hook(hook_id, sha256),
+        }
+    }
+
     /// Every metric in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -321,6 +354,32 @@ impl HookMetrics {
         };
         self.seconds.observe(seconds);
         self.fuel.observe(fuel as f64);
+    }
+}
+
+/// One shadow version's metrics (see [`Metrics::shadow`]).
+#[derive(Debug, Clone)]
+pub struct ShadowMetrics {
+    same: Counter,
+    differed: Counter,
+    dropped: Counter,
+    /// Its calls, as any version's.
+    pub hook: HookMetrics,
+}
+
+impl ShadowMetrics {
+    /// A shadow call was made; `differed` when its decision was not the active version's.
+    pub fn ran(&self, differed: bool) {
+        if differed {
+            self.differed.inc();
+        } else {
+            self.same.inc();
+        }
+    }
+
+    /// A sampled request was dropped because the shadow queue was full.
+    pub fn dropped(&self) {
+        self.dropped.inc();
     }
 }
 

@@ -240,6 +240,33 @@ pub struct Hook {
     /// withdrawn.
     #[serde(default)]
     pub canary: Option<Canary>,
+    /// A candidate version run in shadow for a sampled share of requests.
+    #[serde(default)]
+    pub shadow: Option<Shadow>,
+}
+
+/// A shadow run: a candidate version runs beside the active one for `percent` of token
+/// requests after the token is decided, never changing it; the hook log records where the
+/// two differed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shadow {
+    /// The candidate's sha256 (one of the hook's versions, not the active one).
+    pub version: String,
+    /// The share of requests sampled, 1 to 100.
+    pub percent: u8,
+    /// When it started, seconds since the Unix epoch.
+    pub started_at: u64,
+}
+
+/// What one node's shadow worker has done since the shadow run started there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowObserved {
+    /// Candidate calls made.
+    pub runs: u64,
+    /// Of which decided differently from the active version.
+    pub differed: u64,
+    /// Sampled requests dropped because the worker's queue was full.
+    pub dropped: u64,
 }
 
 /// A canary rollout: another version of the hook runs for `percent` of clients (chosen by

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::hooks::{HookLimits, HookLog};
 pub use crate::model::{
     ApiScope, CanaryObserved, CanaryRule, CanaryState, FailurePolicy, HookScopePolicy, HookVersion,
-    SigningAlg, TokenDialect,
+    ShadowObserved, SigningAlg, TokenDialect,
 };
 
 /// `POST`/`PATCH /api/v2/clients` bodies (Auth0 field names).
@@ -133,6 +133,38 @@ pub struct HookPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub canary: Option<Option<CanaryBody>>,
+    /// Start (or replace) a shadow run; `null` stops it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shadow: Option<Option<ShadowBody>>,
+}
+
+/// `{"shadow": {...}}` in `PATCH /api/v2/hooks/{id}`: run `version` in shadow for `percent`
+/// of requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowBody {
+    /// The sha256 of one of the hook's versions (not the active one).
+    pub version: String,
+    /// The share of requests sampled, 1 to 100.
+    pub percent: u8,
+}
+
+/// A hook's shadow run as the Management API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowView {
+    /// The candidate version.
+    pub version: String,
+    /// The share of requests sampled.
+    pub percent: u8,
+    /// When it started, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// This node's runs, differences and drops, while it runs here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ShadowObserved>,
 }
 
 /// A field that may be `null`: absent is `None`, `null` is `Some(None)`.
@@ -337,6 +369,9 @@ pub struct HookView {
     /// Its canary rollout, running or last withdrawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryView>,
+    /// Its shadow run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowView>,
 }
 
 /// One version in `GET /api/v2/hooks/{id}/versions`.
@@ -419,6 +454,10 @@ pub struct HookLogEntry {
     /// Whether that version ran as a canary.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
+    /// Whether it was a shadow run (its answer never reached the client; its notices say
+    /// where it differed from the active version).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// How it ended.
     pub outcome: LoggedOutcome,
     /// Wall-clock time of the call, in microseconds.

@@ -1040,6 +1040,7 @@ async fn the_registry_swaps_hooks_atomically() {
             metrics: metrics.hook("", &loaded.sha256),
             loaded,
             canary: None,
+            shadow: None,
         })
     };
     let seed = active(load(&engine, SEED, HookLimits::default()));

@@ -48,7 +48,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hooklog", "keys", "metrics", "model", "proto", "registry", "secrets", "store",
         ],
     ),
-    ("registry", &["metrics", "model"]),
+    ("registry", &["hooklog", "metrics", "model"]),
     ("hooklog", &["proto"]),
     ("store", &["model"]),
     ("keys", &["model", "secrets"]),

@@ -7,7 +7,6 @@
     reason = "test code: a failed step fails the test"
 )]
 
-mod canary;
 mod cli;
 mod hooks;
 mod js;
@@ -15,5 +14,6 @@ mod layers;
 mod management;
 mod metrics;
 mod postgres;
+mod rollouts;
 mod token;
 mod trust;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use hookd::proto::{
     ApiBody, ApiScope, ApiView, CanaryBody, CanaryState, ClientBody, ClientView, FollowLine,
     GrantBody, GrantView, HookLogEntry, HookPatch, HookVersionView, HookView, LoggedOutcome,
-    NewHook, RollbackBody, SecretsView, SigningKeyView,
+    NewHook, RollbackBody, SecretsView, ShadowBody, SigningKeyView,
 };
 use http::Method;
 
@@ -45,6 +45,7 @@ impl Row for HookView {
         "STATE",
         "ACTIVE VERSION",
         "CANARY",
+        "SHADOW",
     ];
     fn cells(&self) -> Vec<String> {
         let canary = self.canary.as_ref().map(|canary| match &canary.state {
@@ -61,6 +62,12 @@ impl Row for HookView {
             self.state.as_str().to_owned(),
             or_dash(self.active_version.as_deref()),
             or_dash(canary.as_deref()),
+            or_dash(
+                self.shadow
+                    .as_ref()
+                    .map(|shadow| format!("{} at {} %", short(&shadow.version), shadow.percent))
+                    .as_deref(),
+            ),
         ]
     }
 }
@@ -133,10 +140,11 @@ impl Row for HookLogEntry {
             LoggedOutcome::Denied { .. } => "denied",
             LoggedOutcome::Failed { .. } => "failed",
         };
-        let version = match (self.version.is_empty(), self.canary) {
-            (true, _) => "-".to_owned(),
-            (false, false) => short(&self.version).to_owned(),
-            (false, true) => format!("{} (canary)", short(&self.version)),
+        let version = match (self.version.is_empty(), self.canary, self.shadow) {
+            (true, _, _) => "-".to_owned(),
+            (false, true, _) => format!("{} (canary)", short(&self.version)),
+            (false, _, true) => format!("{} (shadow)", short(&self.version)),
+            (false, false, false) => short(&self.version).to_owned(),
         };
         let lines: Vec<String> = self
             .log
@@ -323,6 +331,26 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
             };
             let patch = HookPatch {
                 canary: Some(canary),
+                ..HookPatch::default()
+            };
+            let updated: HookView = api
+                .call(Method::PATCH, &format!("hooks/{id}"), Some(&patch))
+                .await?;
+            print_one(&updated, json);
+        }
+        HooksCommand::Shadow {
+            hook,
+            version,
+            percent,
+            stop,
+        } => {
+            let id = api.hook_id(&hook).await?;
+            let shadow = match (version, percent) {
+                (Some(version), Some(percent)) if !stop => Some(ShadowBody { version, percent }),
+                _ => None,
+            };
+            let patch = HookPatch {
+                shadow: Some(shadow),
                 ..HookPatch::default()
             };
             let updated: HookView = api

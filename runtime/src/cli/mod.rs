@@ -235,6 +235,27 @@ Examples:
         #[arg(long, conflicts_with_all = ["version", "percent", "min_calls", "margin", "window"])]
         withdraw: bool,
     },
+    /// Run another version in shadow for a share of requests: after each sampled token is
+    /// decided, the candidate runs on the same event and the hook log records where it
+    /// decided differently. Clients never see its answers.
+    #[command(after_help = "\
+Examples:
+  hookd hooks shadow add-claims 15a2961503f9... --percent 20
+  hookd hooks logs add-claims --json | jq 'select(.shadow)'
+  hookd hooks shadow add-claims --stop")]
+    Shadow {
+        /// Hook name or id.
+        hook: String,
+        /// The version's sha256 (see `hookd hooks versions`).
+        #[arg(required_unless_present = "stop")]
+        version: Option<String>,
+        /// The share of requests sampled, 1 to 100.
+        #[arg(long, required_unless_present = "stop")]
+        percent: Option<u8>,
+        /// Stop the shadow run.
+        #[arg(long, conflicts_with_all = ["version", "percent"])]
+        stop: bool,
+    },
     /// Make the running canary's version the active one, for every client.
     #[command(after_help = "Example:\n  hookd hooks promote add-claims")]
     Promote {

@@ -8,16 +8,17 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::{Caller, Management, ManagementError};
+use crate::hooklog::HookLogBook;
 use crate::hooks::{ExtensibilityPoint, HookEngine, HookLimits, LoadedHook};
 use crate::metrics::Metrics;
-use crate::model::{Canary, CanaryState, FailurePolicy, Hook, HookVersion};
+use crate::model::{Canary, CanaryState, FailurePolicy, Hook, HookVersion, Shadow};
 use crate::proto::{
     CanaryBody, CanaryView, HookLogEntry, HookPatch, HookState, HookVersionView, HookView, NewHook,
-    UploadedView,
+    ShadowBody, ShadowView, UploadedView,
 };
 use crate::registry::{
-    ActiveHook, CanaryJudge, CanaryRun, CanaryWithdrawal, HookRegistry, RegisteredHook,
-    UnavailableHook,
+    ActiveHook, CanaryJudge, CanaryRun, CanaryWithdrawal, HookRegistry, RegisteredHook, ShadowRun,
+    ShadowWorker, UnavailableHook,
 };
 use crate::secrets::{SecretBox, random_alphanumeric};
 use crate::store::Store;
@@ -71,6 +72,7 @@ fn new_hook_record(
         reuse_instances: false,
         secrets: BTreeMap::new(),
         canary: None,
+        shadow: None,
     })
 }
 
@@ -106,28 +108,64 @@ pub fn create_hook(
     Ok(hook)
 }
 
+/// Refuses a version that cannot run beside `hook`'s active one (as `field`: `canary` or
+/// `shadow`): it must be one of the hook's versions other than the active one, for a share of
+/// 1 to 100 %.
+fn check_candidate(
+    hook: &Hook,
+    field: &str,
+    version: &str,
+    percent: u8,
+) -> Result<(), ManagementError> {
+    let invalid = |message: String| Err(ManagementError::Invalid(message));
+    if hook.active_version.is_none() {
+        return invalid(format!(
+            "{field}: the hook has no active version to compare with"
+        ));
+    }
+    if hook.active_version.as_deref() == Some(version) {
+        return invalid(format!(
+            "{field}.version: {version} is already the active version"
+        ));
+    }
+    if !hook.versions.iter().any(|v| v.sha256 == version) {
+        return invalid(format!(
+            "{field}.version: {version} is not a version of this hook"
+        ));
+    }
+    if !(1..=100).contains(&percent) {
+        return invalid(format!("{field}.percent: must be 1 to 100"));
+    }
+    Ok(())
+}
+
+/// A shadow run of `hook` as `body` asks, validated.
+fn new_shadow(hook: &Hook, body: ShadowBody, now: u64) -> Result<Shadow, ManagementError> {
+    check_candidate(hook, "shadow", &body.version, body.percent)?;
+    Ok(Shadow {
+        version: body.version,
+        percent: body.percent,
+        started_at: now,
+    })
+}
+
+/// Ends what ran beside the active version of `hook` as a candidate once it is the active
+/// version itself.
+fn end_candidates_now_active(hook: &mut Hook) {
+    let active = hook.active_version.as_deref();
+    if hook.canary.as_ref().map(|c| c.version.as_str()) == active {
+        hook.canary = None;
+    }
+    if hook.shadow.as_ref().map(|s| s.version.as_str()) == active {
+        hook.shadow = None;
+    }
+}
+
 /// A canary of `hook` as `body` asks, validated: one of its versions other than the active
 /// one, a share of 1 to 100 %, and a usable rule.
 fn new_canary(hook: &Hook, body: CanaryBody, now: u64) -> Result<Canary, ManagementError> {
     let invalid = |message: String| Err(ManagementError::Invalid(message));
-    if hook.active_version.is_none() {
-        return invalid("canary: the hook has no active version to compare with".to_owned());
-    }
-    if hook.active_version.as_deref() == Some(body.version.as_str()) {
-        return invalid(format!(
-            "canary.version: {} is already the active version",
-            body.version
-        ));
-    }
-    if !hook.versions.iter().any(|v| v.sha256 == body.version) {
-        return invalid(format!(
-            "canary.version: {} is not a version of this hook",
-            body.version
-        ));
-    }
-    if !(1..=100).contains(&body.percent) {
-        return invalid("canary.percent: must be 1 to 100".to_owned());
-    }
+    check_candidate(hook, "canary", &body.version, body.percent)?;
     let rule = body.rule();
     if let Err(error) = rule.validate() {
         return invalid(format!("canary.{error}"));
@@ -141,6 +179,12 @@ fn new_canary(hook: &Hook, body: CanaryBody, now: u64) -> Result<Canary, Managem
     })
 }
 
+/// What runs beside a hook's active version.
+struct Beside {
+    canary: Option<Arc<CanaryRun>>,
+    shadow: Option<Arc<ShadowRun>>,
+}
+
 /// Changes to hooks, written to the store first (one transaction) and then applied to the live
 /// registry: enabling, uploading to an enabled hook, or rolling it back swaps the running hook
 /// atomically (requests in flight finish on the old one). Changes are serialised so the store
@@ -152,6 +196,7 @@ pub(super) struct HookChanges {
     pub(super) registry: Arc<HookRegistry>,
     pub(super) secret_box: Arc<SecretBox>,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) hook_log: Arc<HookLogBook>,
     pub(super) changes: tokio::sync::Mutex<()>,
 }
 
@@ -163,6 +208,7 @@ impl HookChanges {
         registry: Arc<HookRegistry>,
         secret_box: Arc<SecretBox>,
         metrics: Arc<Metrics>,
+        hook_log: Arc<HookLogBook>,
     ) -> Self {
         HookChanges {
             store,
@@ -170,6 +216,7 @@ impl HookChanges {
             registry,
             secret_box,
             metrics,
+            hook_log,
             changes: tokio::sync::Mutex::new(()),
         }
     }
@@ -297,8 +344,52 @@ impl HookChanges {
             Some(running) => running.loaded.clone(),
             None => self.load_version(hook, &sha).await?,
         };
-        let canary = self.prepare_canary(hook).await?;
-        self.with_settings(hook, loaded, canary).map(Some)
+        let beside = self.prepare_beside(hook).await?;
+        self.with_settings(hook, loaded, beside).map(Some)
+    }
+
+    /// The canary and shadow run `hook` runs beside its active version.
+    async fn prepare_beside(&self, hook: &Hook) -> Result<Beside, ManagementError> {
+        Ok(Beside {
+            canary: self.prepare_canary(hook).await?,
+            shadow: self.prepare_shadow(hook).await?,
+        })
+    }
+
+    /// The shadow run of `hook`, if one is asked for: the one the registry runs when nothing
+    /// about it changed (its worker and counts carry on), else its version loaded afresh
+    /// with a new worker.
+    async fn prepare_shadow(&self, hook: &Hook) -> Result<Option<Arc<ShadowRun>>, ManagementError> {
+        let Some(shadow) = hook.shadow.as_ref().filter(|_| hook.enabled) else {
+            return Ok(None);
+        };
+        let running = self
+            .registry
+            .enabled(hook.trigger)
+            .filter(|running| running.id == hook.id)
+            .and_then(|running| running.shadow.clone())
+            .filter(|run| {
+                run.loaded.sha256 == shadow.version
+                    && run.percent == shadow.percent
+                    && run.loaded.limits == hook.limits
+                    && run.loaded.reuses_instances() == hook.reuse_instances
+            });
+        if running.is_some() {
+            return Ok(running);
+        }
+        let mut loaded = self.load_version(hook, &shadow.version).await?;
+        self.engine
+            .set_instance_reuse(&mut loaded, hook.reuse_instances);
+        Ok(Some(ShadowRun::start(
+            &hook.id,
+            loaded,
+            shadow.percent,
+            ShadowWorker {
+                engine: self.engine.clone(),
+                hook_log: self.hook_log.clone(),
+            },
+            self.metrics.shadow(&hook.id, &shadow.version),
+        )))
     }
 
     /// Compiles version `sha` of `hook` from the store, off the async threads.
@@ -356,12 +447,12 @@ impl HookChanges {
     }
 
     /// `loaded` (a module of `hook`) with the hook's id, name, failure policy, instance reuse,
-    /// secrets and canary, ready for the registry.
+    /// secrets, canary and shadow run, ready for the registry.
     fn with_settings(
         &self,
         hook: &Hook,
         mut loaded: LoadedHook,
-        canary: Option<Arc<CanaryRun>>,
+        beside: Beside,
     ) -> Result<Arc<ActiveHook>, ManagementError> {
         self.engine
             .set_instance_reuse(&mut loaded, hook.reuse_instances);
@@ -372,7 +463,8 @@ impl HookChanges {
             secrets: self.open_secrets(hook)?,
             metrics: self.metrics.hook(&hook.id, &loaded.sha256),
             loaded,
-            canary,
+            canary: beside.canary,
+            shadow: beside.shadow,
         }))
     }
 
@@ -453,18 +545,11 @@ impl HookChanges {
         };
         hook.versions.retain(|existing| existing.sha256 != sha256);
         hook.versions.push(version.clone());
-        if hook
-            .canary
-            .as_ref()
-            .is_some_and(|canary| canary.version == sha256)
-        {
-            // The canary's version becomes the active one: the rollout is over.
-            hook.canary = None;
-        }
         hook.active_version = Some(sha256);
+        end_candidates_now_active(&mut hook);
         let prepared = if hook.enabled {
-            let canary = self.prepare_canary(&hook).await?;
-            Some(self.with_settings(&hook, loaded, canary)?)
+            let beside = self.prepare_beside(&hook).await?;
+            Some(self.with_settings(&hook, loaded, beside)?)
         } else {
             None
         };
@@ -517,6 +602,11 @@ impl HookChanges {
                 }
             }
         }
+        match patch.shadow {
+            None => {}
+            Some(Some(body)) => hook.shadow = Some(new_shadow(&hook, body, now)?),
+            Some(None) => hook.shadow = None,
+        }
         let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
         self.registry_follows_store(hook.trigger, prepared).await?;
@@ -532,15 +622,8 @@ impl HookChanges {
                 "version: {sha256} is not a version of this hook"
             )));
         }
-        if hook
-            .canary
-            .as_ref()
-            .is_some_and(|canary| canary.version == sha256)
-        {
-            // The canary's version becomes the active one: the rollout is over.
-            hook.canary = None;
-        }
         hook.active_version = Some(sha256.to_owned());
+        end_candidates_now_active(&mut hook);
         let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
         self.registry_follows_store(hook.trigger, prepared).await?;
@@ -566,6 +649,7 @@ impl HookChanges {
             }
         };
         hook.active_version = Some(canary.version);
+        end_candidates_now_active(&mut hook);
         let prepared = self.prepare(&hook).await?;
         self.store.update_hook(&hook)?;
         self.registry_follows_store(hook.trigger, prepared).await?;
@@ -616,6 +700,10 @@ impl Management {
             .canary
             .clone()
             .map(|canary| self.canary_view(&hook, canary));
+        let shadow = hook
+            .shadow
+            .clone()
+            .map(|shadow| self.shadow_view(&hook, shadow));
         HookView {
             trigger_id: hook.trigger.trigger_id().to_owned(),
             id: hook.id,
@@ -630,6 +718,25 @@ impl Management {
             state,
             state_reason,
             canary,
+            shadow,
+        }
+    }
+
+    /// `shadow` of `hook` as the API shows it, with this node's counts while it runs.
+    fn shadow_view(&self, hook: &Hook, shadow: Shadow) -> ShadowView {
+        let observed = self
+            .hooks
+            .registry
+            .enabled(hook.trigger)
+            .filter(|running| running.id == hook.id)
+            .and_then(|running| running.shadow.clone())
+            .filter(|run| run.loaded.sha256 == shadow.version)
+            .map(|run| run.observed());
+        ShadowView {
+            version: shadow.version,
+            percent: shadow.percent,
+            started_at: shadow.started_at,
+            observed,
         }
     }
 

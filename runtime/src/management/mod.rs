@@ -129,6 +129,7 @@ impl Management {
             parts.registry,
             parts.secret_box.clone(),
             parts.metrics,
+            parts.hook_log.clone(),
         );
         Management {
             audience: crate::model::management_audience(&parts.tenant.issuer),

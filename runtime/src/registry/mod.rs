@@ -3,10 +3,12 @@
 //! the old hook while new ones get the new one, and no request sees a half-replaced hook. An
 //! enabled hook that could not be loaded holds its slot as [`UnavailableHook`], so its
 //! requests fail (or pass) by its failure policy instead of running nothing. A hook may run
-//! a canary version beside its active one ([`canary`]); a canary the token path withdraws is
-//! reported on [`HookRegistry::withdrawals`] for management to record.
+//! a canary version beside its active one ([`canary`]), and a candidate in shadow
+//! ([`shadow`]); a canary the token path withdraws is reported on
+//! [`HookRegistry::withdrawals`] for management to record.
 
 pub mod canary;
+pub mod shadow;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::mpsc;
 
 pub use canary::{CanaryJudge, CanaryRun};
+pub use shadow::{ShadowJob, ShadowRun, ShadowWorker};
 
 use crate::hooks::{ExtensibilityPoint, LoadedHook};
 use crate::metrics::HookMetrics;
@@ -38,6 +41,8 @@ pub struct ActiveHook {
     pub metrics: HookMetrics,
     /// Another version serving a share of clients, if a canary rollout runs.
     pub canary: Option<Arc<CanaryRun>>,
+    /// A candidate version run in shadow for a share of requests, if one runs.
+    pub shadow: Option<Arc<ShadowRun>>,
 }
 
 impl ActiveHook {
@@ -56,6 +61,7 @@ impl std::fmt::Debug for ActiveHook {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("loaded", &self.loaded)
             .field("canary", &self.canary)
+            .field("shadow", &self.shadow)
             .finish()
     }
 }

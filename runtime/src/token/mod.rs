@@ -19,7 +19,8 @@ use crate::model::{
     Api, CLIENT_CREDENTIALS, FailurePolicy, HookScopePolicy, MANAGEMENT_SECRET_GENERATION, Tenant,
     TokenDialect,
 };
-use crate::registry::{CanaryJudge, CanaryWithdrawal, HookRegistry, RegisteredHook};
+use crate::registry::shadow::Decision;
+use crate::registry::{CanaryJudge, CanaryWithdrawal, HookRegistry, RegisteredHook, ShadowJob};
 use crate::secrets::{SecretHasher, random_bytes};
 use crate::store::{Store, StoreError};
 
@@ -345,7 +346,23 @@ impl TokenService {
                             tenant: self.tenant.name.clone(),
                         },
                     };
+                    // A shadow run compares with the active version only.
+                    let shadow = hook
+                        .shadow
+                        .as_ref()
+                        .filter(|shadow| canary.is_none() && shadow.sample())
+                        .map(|shadow| (shadow, event.clone()));
                     let invocation = self.engine.invoke_credentials_exchange(loaded, event).await;
+                    if let Some((shadow, event)) = shadow {
+                        // Queued for the shadow worker: it runs after this response is sent,
+                        // or is dropped and counted when the queue is full.
+                        shadow.offer(ShadowJob {
+                            event,
+                            active: Decision::of(&invocation.result),
+                            request_id: request.request_id.clone(),
+                            time: now,
+                        });
+                    }
                     let ran = RanVersion {
                         sha256: &loaded.sha256,
                         metrics,

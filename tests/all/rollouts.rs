@@ -1,6 +1,8 @@
-//! Canary rollouts through the real server and CLI: a version for a share of clients chosen by
-//! client id, withdrawn automatically when it fails more often than the active version, shown
-//! by the API, and promoted in one call.
+//! Changing hooks safely, through the real server and CLI: canary rollouts (a version for a
+//! share of clients chosen by client id, withdrawn automatically when it fails more often than
+//! the active version, shown by the API, promoted in one call) and shadow runs (a candidate
+//! beside the active version on sampled requests, never changing a token, its differences in
+//! the hook log, its queue bounded).
 
 use std::time::Duration;
 
@@ -14,12 +16,15 @@ use serde_json::{Value, json};
 
 /// The audience for which the hostile guest reports a failure (it echoes on any other).
 const FAILING_AUDIENCE: &str = "fail";
+/// The audience for which the hostile guest sleeps until its time limit.
+const SLEEPING_AUDIENCE: &str = "sleep";
 const SEED_CLAIM: &str = "https://foo.com/claim";
 /// A claim only the hostile guest's echo sets.
 const HOSTILE_CLAIM: &str = "audience_seen";
 
 /// A server whose enabled hook runs the seed as its active version and has the hostile guest
-/// as a second version, with `clients` clients granted on [`API`] and [`FAILING_AUDIENCE`].
+/// as a second version, with `clients` clients granted on [`API`], [`FAILING_AUDIENCE`] and
+/// [`SLEEPING_AUDIENCE`].
 struct Rollout {
     dir: tempfile::TempDir,
     server: TestServer,
@@ -56,15 +61,17 @@ impl Rollout {
         )
         .await;
         assert_eq!(rolled_back.status, 200, "{}", rolled_back.text);
-        let api = call(
-            &server,
-            &admin,
-            Method::POST,
-            "/api/v2/resource-servers",
-            Some(json!({"identifier": FAILING_AUDIENCE, "name": "Failing"})),
-        )
-        .await;
-        assert_eq!(api.status, 201, "{}", api.text);
+        for identifier in [FAILING_AUDIENCE, SLEEPING_AUDIENCE] {
+            let api = call(
+                &server,
+                &admin,
+                Method::POST,
+                "/api/v2/resource-servers",
+                Some(json!({"identifier": identifier, "name": identifier})),
+            )
+            .await;
+            assert_eq!(api.status, 201, "{}", api.text);
+        }
         let mut made = Vec::new();
         for n in 0..clients {
             let created = call(
@@ -83,7 +90,7 @@ impl Rollout {
                     .expect("secret")
                     .to_owned(),
             };
-            for audience in [API, FAILING_AUDIENCE] {
+            for audience in [API, FAILING_AUDIENCE, SLEEPING_AUDIENCE] {
                 let grant = call(
                     &server,
                     &admin,
@@ -143,6 +150,35 @@ impl Rollout {
     /// Whether `client` is in the canary's share at `percent`.
     fn in_canary(&self, client: &Seeded, percent: u8) -> bool {
         client_bucket(&self.hook_id, &client.client_id) < percent
+    }
+
+    async fn logs(&self) -> Vec<Value> {
+        let logs = call(
+            &self.server,
+            &self.admin,
+            Method::GET,
+            &format!("/api/v2/hooks/{}/logs", self.hook_id),
+            None,
+        )
+        .await;
+        assert_eq!(logs.status, 200, "{}", logs.text);
+        logs.json.as_array().expect("entries").clone()
+    }
+
+    /// The hook's shadow counts on this server once `done` holds for them (the worker runs
+    /// behind the requests).
+    async fn shadow_observed(&self, done: impl Fn(&Value) -> bool) -> Value {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let observed = self.hook().await["shadow"]["observed"].clone();
+                if done(&observed) {
+                    return observed;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the shadow worker catches up")
     }
 
     async fn metric(&self, series: &str) -> f64 {
@@ -241,15 +277,7 @@ async fn a_failing_canary_is_withdrawn_automatically_and_the_log_the_api_and_met
     assert_eq!(hook["canary"]["version"], rollout.hostile_sha.as_str());
 
     // The hook log marks the canary's calls, and the call that withdrew it says why.
-    let logs = call(
-        &rollout.server,
-        &rollout.admin,
-        Method::GET,
-        &format!("/api/v2/hooks/{}/logs", rollout.hook_id),
-        None,
-    )
-    .await;
-    let entries = logs.json.as_array().expect("entries");
+    let entries = rollout.logs().await;
     let last_refused = refused.last().expect("a refused request");
     let tipping = entries
         .iter()
@@ -450,4 +478,193 @@ async fn a_healthy_canary_serves_its_share_consistently_and_is_promoted_with_one
     for client in &rollout.clients[..3] {
         assert_eq!(version_of(&rollout.token(client, API).await), "hostile");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_run_never_changes_a_token_and_logs_where_the_candidate_differs() {
+    let rollout = Rollout::start(4).await;
+    for (body, field) in [
+        (
+            json!({"version": rollout.seed_sha, "percent": 10}),
+            "shadow.version",
+        ),
+        (
+            json!({"version": rollout.hostile_sha, "percent": 101}),
+            "shadow.percent",
+        ),
+    ] {
+        let refused = rollout.patch(json!({ "shadow": body })).await;
+        assert_management_error(&refused, 400, Some("invalid_body"), field);
+    }
+    let started = rollout
+        .patch(json!({"shadow": {"version": rollout.hostile_sha, "percent": 100}}))
+        .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    assert_eq!(started.json["shadow"]["percent"], 100);
+
+    // Every token comes from the active version; the candidate runs on each request too.
+    let mut asked = Vec::new();
+    for n in 0..12 {
+        let client = &rollout.clients[n % rollout.clients.len()];
+        let audience = if n < 9 { API } else { FAILING_AUDIENCE };
+        let reply = rollout.token(client, audience).await;
+        assert_eq!(version_of(&reply), "seed");
+        asked.push(
+            reply.headers["x-request-id"]
+                .to_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let observed = rollout
+        .shadow_observed(|observed| observed["runs"] == 12)
+        .await;
+    assert_eq!(observed, json!({"runs": 12, "differed": 12, "dropped": 0}));
+
+    // Each request has the active version's entry and a shadow entry naming the differences
+    // (claim names, never values).
+    let entries = rollout.logs().await;
+    for (n, request_id) in asked.iter().enumerate() {
+        let (shadows, actives): (Vec<&Value>, Vec<&Value>) = entries
+            .iter()
+            .filter(|entry| entry["request_id"] == request_id.as_str())
+            .partition(|entry| entry["shadow"] == true);
+        assert_eq!((actives.len(), shadows.len()), (1, 1), "{entries:?}");
+        let (active, shadow) = (actives[0], shadows[0]);
+        assert_eq!(active["version"], rollout.seed_sha.as_str());
+        assert!(active.get("shadow").is_none(), "{active}");
+        assert_eq!(shadow["shadow"], true);
+        assert_eq!(shadow["version"], rollout.hostile_sha.as_str());
+        let notices = shadow["log"]["notices"].to_string();
+        if n < 9 {
+            assert!(
+                notices.contains("shadow claims added: ") && notices.contains(HOSTILE_CLAIM),
+                "{notices}"
+            );
+            assert!(
+                notices.contains(&format!("shadow claims removed: {SEED_CLAIM}")),
+                "{notices}"
+            );
+            assert!(
+                !notices.contains("\"bar\""),
+                "claim values stay out: {notices}"
+            );
+        } else {
+            assert!(
+                notices.contains("shadow outcome: active allowed, candidate failed (failed)"),
+                "{notices}"
+            );
+        }
+    }
+    let labels = format!(
+        "hook_id=\"{}\",version=\"{}\"",
+        rollout.hook_id,
+        &rollout.hostile_sha[..12]
+    );
+    assert_eq!(
+        rollout
+            .metric(&format!(
+                "hookd_hook_shadow_runs_total{{{labels},result=\"differed\"}}"
+            ))
+            .await,
+        12.0
+    );
+
+    // At 50 %, exactly every other request is sampled (a changed share starts a new run).
+    let half = rollout
+        .patch(json!({"shadow": {"version": rollout.hostile_sha, "percent": 50}}))
+        .await;
+    assert_eq!(half.status, 201, "{}", half.text);
+    for n in 0..10 {
+        let reply = rollout.token(&rollout.clients[n % 4], API).await;
+        assert_eq!(version_of(&reply), "seed");
+    }
+    let observed = rollout
+        .shadow_observed(|observed| observed["runs"] == 5)
+        .await;
+    assert_eq!(observed["dropped"], 0);
+
+    // Stopped with the CLI: no more shadow entries.
+    let out = admin_cli(
+        &rollout.server,
+        rollout.dir.path(),
+        &["hooks", "shadow", &rollout.hook_id, "--stop", "--json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(stopped.get("shadow").is_none(), "{stopped}");
+    let before = rollout
+        .logs()
+        .await
+        .iter()
+        .filter(|e| e["shadow"] == true)
+        .count();
+    for client in &rollout.clients {
+        assert_eq!(version_of(&rollout.token(client, API).await), "seed");
+    }
+    let after = rollout
+        .logs()
+        .await
+        .iter()
+        .filter(|e| e["shadow"] == true)
+        .count();
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_work_that_cannot_keep_up_is_dropped_and_counted_while_tokens_flow() {
+    let rollout = Rollout::start(4).await;
+    // The candidate sleeps until the hook's time limit on this audience: 50 ms a run, so a
+    // burst of requests outruns the shadow worker.
+    let limited = rollout
+        .patch(json!({
+            "limits": {"timeout_ms": 50},
+            "shadow": {"version": rollout.hostile_sha, "percent": 100},
+        }))
+        .await;
+    assert_eq!(limited.status, 201, "{}", limited.text);
+    let requests = 300;
+    let mut load = tokio::task::JoinSet::new();
+    let rollout = std::sync::Arc::new(rollout);
+    for task in 0..10 {
+        let rollout = rollout.clone();
+        load.spawn(async move {
+            for n in 0..requests / 10 {
+                let client = &rollout.clients[(task + n) % rollout.clients.len()];
+                let reply = rollout.token(client, SLEEPING_AUDIENCE).await;
+                assert_eq!(version_of(&reply), "seed");
+            }
+        });
+    }
+    while let Some(done) = load.join_next().await {
+        done.expect("load task");
+    }
+    // Every sampled request was run or dropped, and the queue bounded what waited.
+    let observed = rollout
+        .shadow_observed(|observed| {
+            observed["runs"].as_u64().unwrap_or(0) + observed["dropped"].as_u64().unwrap_or(0)
+                == requests as u64
+        })
+        .await;
+    let dropped = observed["dropped"].as_u64().expect("dropped");
+    assert!(dropped > 0, "{observed}");
+    assert_eq!(observed["differed"], observed["runs"]);
+    let labels = format!(
+        "hook_id=\"{}\",version=\"{}\"",
+        rollout.hook_id,
+        &rollout.hostile_sha[..12]
+    );
+    assert_eq!(
+        rollout
+            .metric(&format!(
+                "hookd_hook_shadow_runs_total{{{labels},result=\"dropped\"}}"
+            ))
+            .await,
+        dropped as f64
+    );
 }
