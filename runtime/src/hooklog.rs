@@ -1,18 +1,59 @@
 //! The recent invocations of each hook: a bounded in-memory ring per hook, plus a broadcast
 //! channel for followers. Entries hold what hookd knows of the call (request id, client,
-//! outcome, time, fuel) and what the hook logged; never the hook's secrets.
+//! outcome, time, fuel) and what the hook logged; never the hook's secrets. Beside them, the
+//! inputs of the same recent invocations for replay, with secret values redacted.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-use crate::hooks::Invocation;
+use crate::hooks::{CredentialsExchangeEvent, HookContext, HookError, Invocation, TokenChanges};
 
 /// How many invocations are kept per hook.
 pub const ENTRIES_PER_HOOK: usize = 200;
 
-pub use crate::proto::{HookLogEntry, LoggedOutcome};
+pub use crate::proto::{HookLogEntry, LoggedOutcome, REDACTED, RecordedEvent};
+
+impl LoggedOutcome {
+    /// How a call that returned `result` ended; a failure says whether the token was issued
+    /// anyway (`token_issued`, by a fail-open policy).
+    pub fn of(result: &Result<TokenChanges, HookError>, token_issued: bool) -> Self {
+        match result {
+            Ok(_) => LoggedOutcome::Allowed,
+            Err(HookError::Denied(denial)) => LoggedOutcome::Denied {
+                code: denial.code.as_str().to_owned(),
+                description: denial.description.clone(),
+            },
+            Err(error) => LoggedOutcome::Failed {
+                kind: error.kind().to_owned(),
+                message: error.to_string(),
+                token_issued,
+            },
+        }
+    }
+}
+
+/// `event` with each secret's value replaced by [`REDACTED`] (names kept), as it is recorded.
+pub fn redacted(event: &CredentialsExchangeEvent) -> CredentialsExchangeEvent {
+    let context = &event.context;
+    CredentialsExchangeEvent {
+        client: event.client.clone(),
+        scope: event.scope.clone(),
+        audience: event.audience.clone(),
+        context: HookContext {
+            secrets: context
+                .secrets
+                .keys()
+                .map(|name| (name.clone(), REDACTED.to_owned()))
+                .collect(),
+            request: context.request.clone(),
+            requested_scopes: context.requested_scopes.clone(),
+            resource_server: context.resource_server.clone(),
+            tenant: context.tenant.clone(),
+        },
+    }
+}
 
 impl HookLogEntry {
     /// An entry for an invocation whose outcome the caller already decided.
@@ -42,10 +83,11 @@ impl HookLogEntry {
     }
 }
 
-/// Every hook's recent invocations.
+/// Every hook's recent invocations, and their inputs.
 #[derive(Debug)]
 pub struct HookLogBook {
     rings: Mutex<HashMap<String, VecDeque<HookLogEntry>>>,
+    events: Mutex<HashMap<String, VecDeque<RecordedEvent>>>,
     followers: broadcast::Sender<HookLogEntry>,
 }
 
@@ -53,6 +95,7 @@ impl Default for HookLogBook {
     fn default() -> Self {
         HookLogBook {
             rings: Mutex::new(HashMap::new()),
+            events: Mutex::new(HashMap::new()),
             followers: broadcast::channel(1024).0,
         }
     }
@@ -79,6 +122,31 @@ impl HookLogBook {
         drop(rings);
         // A follower may have left since the count was read; that is fine.
         let _ = self.followers.send(entry);
+    }
+
+    /// Keeps an invocation's input (its secrets already redacted), dropping the hook's
+    /// oldest beyond the bound.
+    pub fn record_event(&self, recorded: RecordedEvent) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = events.entry(recorded.hook_id.clone()).or_default();
+        if ring.len() == ENTRIES_PER_HOOK {
+            ring.pop_front();
+        }
+        ring.push_back(recorded);
+    }
+
+    /// A hook's recorded inputs, oldest first; only request `request_id`'s when given.
+    pub fn events(&self, hook_id: &str, request_id: Option<&str>) -> Vec<RecordedEvent> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events
+            .get(hook_id)
+            .map(|ring| {
+                ring.iter()
+                    .filter(|recorded| request_id.is_none_or(|id| recorded.request_id == id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A hook's recent invocations, oldest first.

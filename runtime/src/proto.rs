@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hooks::{HookLimits, HookLog};
+use crate::hooks::{CredentialsExchangeEvent, HookLimits, HookLog, TokenChanges};
 pub use crate::model::{
     ApiScope, CanaryObserved, CanaryRule, CanaryState, FailurePolicy, HookScopePolicy, HookVersion,
     ShadowObserved, SigningAlg, TokenDialect,
@@ -466,6 +466,73 @@ pub struct HookLogEntry {
     pub fuel_used: u64,
     /// The hook's stdout and stderr, and hookd's notices about the call.
     pub log: HookLog,
+}
+
+/// The input of a recent invocation and what came of it, kept for replay
+/// (`GET /api/v2/hooks/{id}/events`). The event's secret values are replaced by
+/// [`REDACTED`]; a replay on the server puts the hook's secrets back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// The hook's id.
+    pub hook_id: String,
+    /// The token request's id.
+    pub request_id: String,
+    /// When it ran, seconds since the Unix epoch.
+    pub time: u64,
+    /// The sha256 of the version that ran.
+    pub version: String,
+    /// Whether that version ran as a canary.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
+    /// What the hook was called with (the `hookd hooks test --event` format).
+    pub event: CredentialsExchangeEvent,
+    /// How it ended.
+    pub outcome: LoggedOutcome,
+    /// The scope and claims it returned, when it allowed the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<TokenChanges>,
+    /// Fuel burned.
+    pub fuel_used: u64,
+    /// Wall-clock time, in microseconds.
+    pub duration_us: u64,
+}
+
+/// `POST /api/v2/hooks/{id}/replay`: run a recorded event again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// The token request whose event is run.
+    pub request_id: String,
+    /// The version to run it on (default: the active version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One run of a hook on an event, as a replay reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayedCall {
+    /// The version that ran (a sha256, or a file name for a local run).
+    pub version: String,
+    /// How it ended.
+    pub outcome: LoggedOutcome,
+    /// The scope and claims it returned, when it allowed the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<TokenChanges>,
+    /// Its output and hookd's notices.
+    pub log: HookLog,
+    /// Fuel burned.
+    pub fuel_used: u64,
+    /// Wall-clock time, in microseconds.
+    pub duration_us: u64,
+}
+
+/// The answer to a replay: what happened then, and what happens now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayView {
+    /// The recorded invocation.
+    pub recorded: RecordedEvent,
+    /// The run just made.
+    pub replayed: ReplayedCall,
 }
 
 /// A line of a `?follow` stream: an entry, or how many entries a slow reader missed.

@@ -668,3 +668,196 @@ async fn shadow_work_that_cannot_keep_up_is_dropped_and_counted_while_tokens_flo
         dropped as f64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_invocation_replays_on_the_server_and_locally_with_secrets_redacted() {
+    let rollout = Rollout::start(1).await;
+    let client = &rollout.clients[0];
+    let secret = "s3cret-value-for-replay";
+    let hook = format!("/api/v2/hooks/{}", rollout.hook_id);
+    let set = call(
+        &rollout.server,
+        &rollout.admin,
+        Method::POST,
+        &format!("{hook}/secrets"),
+        Some(json!({"API_TOKEN": secret})),
+    )
+    .await;
+    assert_eq!(set.status, 201, "{}", set.text);
+    // Production runs the hostile guest, which fails on this audience.
+    let active = call(
+        &rollout.server,
+        &rollout.admin,
+        Method::POST,
+        &format!("{hook}/rollback"),
+        Some(json!({"version": rollout.hostile_sha})),
+    )
+    .await;
+    assert_eq!(active.status, 200, "{}", active.text);
+    let failed = rollout.token(client, FAILING_AUDIENCE).await;
+    assert_ne!(failed.status, 200);
+    let failed_id = failed.headers["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let echoed = rollout.token(client, API).await;
+    assert_eq!(version_of(&echoed), "hostile");
+    let echoed_id = echoed.headers["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+
+    // The recorded input, for read:logs callers, with the secret's value redacted.
+    let events = call(
+        &rollout.server,
+        &rollout.admin,
+        Method::GET,
+        &format!("{hook}/events?request_id={failed_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    let recorded = &events.json.as_array().expect("events")[0];
+    assert_eq!(recorded["version"], rollout.hostile_sha.as_str());
+    assert_eq!(recorded["outcome"]["result"], "failed");
+    assert_eq!(recorded["event"]["audience"], FAILING_AUDIENCE);
+    assert_eq!(
+        recorded["event"]["context"]["secrets"]["API_TOKEN"],
+        "_VALUE_NOT_SHOWN_"
+    );
+    let all = call(
+        &rollout.server,
+        &rollout.admin,
+        Method::GET,
+        &format!("{hook}/events"),
+        None,
+    )
+    .await;
+    let all = all.json.as_array().expect("events");
+    assert_eq!(all.len(), 2);
+    // The inputs never hold a secret's value (what the hook returned is its own doing: this
+    // one echoes the secret into a claim, as its tokens show).
+    for recorded in all {
+        assert!(
+            !recorded["event"].to_string().contains(secret),
+            "{recorded}"
+        );
+    }
+
+    // On the server, against the seed: the failure is gone.
+    let dir = rollout.dir.path();
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &[
+            "hooks",
+            "replay",
+            &failed_id,
+            "--version",
+            &rollout.seed_sha,
+            "--json",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(view["recorded"]["outcome"]["result"], "failed");
+    assert_eq!(view["replayed"]["version"], rollout.seed_sha.as_str());
+    assert_eq!(view["replayed"]["outcome"]["result"], "allowed");
+    assert_eq!(view["replayed"]["changes"]["claims"][SEED_CLAIM], "bar");
+
+    // On the server, on the active version, the hook gets its real secret back.
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &[
+            "hooks",
+            "replay",
+            &echoed_id,
+            "--hook",
+            &rollout.hook_id,
+            "--json",
+        ],
+    )
+    .await;
+    let view: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        view["replayed"]["changes"]["claims"]["secret_value"],
+        secret
+    );
+    assert_eq!(
+        view["recorded"]["changes"]["claims"], view["replayed"]["changes"]["claims"],
+        "the same version on the same event decides the same"
+    );
+
+    // Side by side as text: the difference is marked.
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &[
+            "hooks",
+            "replay",
+            &failed_id,
+            "--version",
+            &rollout.seed_sha,
+        ],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let outcome_line = text
+        .lines()
+        .find(|line| line.starts_with("outcome"))
+        .expect("an outcome row");
+    assert!(
+        outcome_line.contains("failed failed") && outcome_line.contains("≠ allowed"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("claim {SEED_CLAIM}")), "{text}");
+
+    // Locally, against a module file, with a secret given on the command line.
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &[
+            "hooks",
+            "replay",
+            &echoed_id,
+            "--module",
+            HOSTILE,
+            "--secret",
+            "API_TOKEN=local",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(view["replayed"]["version"], HOSTILE);
+    assert_eq!(
+        view["replayed"]["changes"]["claims"]["secret_value"],
+        "local"
+    );
+
+    // A request nobody recorded says so.
+    let out = admin_cli(
+        &rollout.server,
+        dir,
+        &["hooks", "replay", "no-such-request"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no hook has a recorded invocation"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

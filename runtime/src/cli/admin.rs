@@ -358,6 +358,30 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                 .await?;
             print_one(&updated, json);
         }
+        HooksCommand::Replay {
+            request_id,
+            hook,
+            module,
+            version,
+            secrets,
+        } => {
+            let view = super::replay::replay(
+                api,
+                super::replay::ReplayArgs {
+                    request_id,
+                    hook,
+                    module,
+                    version,
+                    secrets: pairs(&secrets)?,
+                },
+            )
+            .await?;
+            if json {
+                print_json(&view);
+            } else {
+                print!("{}", super::replay::side_by_side(&view));
+            }
+        }
         HooksCommand::Promote { hook } => {
             let id = api.hook_id(&hook).await?;
             let updated: HookView = api

@@ -26,6 +26,30 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
+/// An engine for one local run, caching compiled hooks in `cache_dir` (default
+/// `~/.cache/hookd/compiled`) unless `no_cache`.
+pub(super) fn local_engine(
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
+) -> anyhow::Result<HookEngine> {
+    let cache = if no_cache {
+        None
+    } else {
+        cache_dir
+            .or_else(default_cache_dir)
+            .map(|dir| {
+                ArtifactCacheSettings::with_local_key(dir.clone()).with_context(|| {
+                    format!("could not open the compiled-hook cache {}", dir.display())
+                })
+            })
+            .transpose()?
+    };
+    Ok(HookEngine::new(EngineSettings {
+        max_concurrency: 1,
+        cache,
+    })?)
+}
+
 pub fn run(args: HooksTestArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let bytes = super::hook_source::read_hook_module(&args.module)?;
     let event_text = std::fs::read_to_string(&args.event)
@@ -44,23 +68,7 @@ pub fn run(args: HooksTestArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         timeout_ms: args.timeout_ms.unwrap_or(defaults.timeout_ms),
         ..defaults
     };
-    let cache = if args.no_cache {
-        None
-    } else {
-        args.cache_dir
-            .clone()
-            .or_else(default_cache_dir)
-            .map(|dir| {
-                ArtifactCacheSettings::with_local_key(dir.clone()).with_context(|| {
-                    format!("could not open the compiled-hook cache {}", dir.display())
-                })
-            })
-            .transpose()?
-    };
-    let engine = HookEngine::new(EngineSettings {
-        max_concurrency: 1,
-        cache,
-    })?;
+    let engine = local_engine(args.cache_dir.clone(), args.no_cache)?;
     let hook = engine
         .load(ExtensibilityPoint::CredentialsExchange, &bytes, limits)
         .with_context(|| format!("{} cannot be used as a hook", args.module.display()))?;

@@ -5,6 +5,7 @@ mod api;
 mod demo;
 mod hook_source;
 mod hooks_test;
+mod replay;
 mod serve;
 mod terminal;
 
@@ -261,6 +262,33 @@ Examples:
     Promote {
         /// Hook name or id.
         hook: String,
+    },
+    /// Run a recorded invocation again and show both outcomes side by side: on the server
+    /// against a version of the hook (default: the active one), or locally against a module
+    /// file, to reproduce a production failure and check a fix before deploying it. The last
+    /// 200 invocations of each hook are kept, in memory, on the node that ran them; their
+    /// secret values are redacted (a server replay puts the hook's secrets back; a local one
+    /// takes `--secret`).
+    #[command(after_help = "\
+Examples:
+  hookd hooks replay 6f1c9a0e-...                       # the active version, on the server
+  hookd hooks replay 6f1c9a0e-... --version 15a2961503f9...
+  hookd hooks replay 6f1c9a0e-... --module fixed.js --secret API_TOKEN=abc")]
+    Replay {
+        /// The token request's id (`x-request-id`, or REQUEST ID in `hookd hooks logs`).
+        request_id: String,
+        /// The hook (name or id); without it every hook is searched.
+        #[arg(long)]
+        hook: Option<String>,
+        /// Run this module (`.wasm` or a JavaScript hook) locally instead.
+        #[arg(long, conflicts_with = "version")]
+        module: Option<PathBuf>,
+        /// Run this version of the hook on the server.
+        #[arg(long)]
+        version: Option<String>,
+        /// `NAME=VALUE` secrets for a local run (recorded values are redacted).
+        #[arg(long = "secret", requires = "module")]
+        secrets: Vec<String>,
     },
     /// Show a hook's recent invocations, or follow new ones as they happen.
     #[command(

@@ -17,8 +17,8 @@ use super::error::{Body, json_response, management_error, management_failure};
 use super::routes::{AppState, now, read_body};
 use crate::management::{Caller, ManagementError, SecretsChange};
 use crate::proto::{
-    ApiBody, ClientBody, FollowLine, GrantBody, HookPatch, NewHook, RollbackBody, SecretNames,
-    SecretValues, Totals,
+    ApiBody, ClientBody, FollowLine, GrantBody, HookPatch, NewHook, ReplayBody, RollbackBody,
+    SecretNames, SecretValues, Totals,
 };
 
 /// How often a `?follow` stream re-checks that its token still holds.
@@ -40,6 +40,8 @@ enum Op {
     HookVersions,
     RollbackHook,
     PromoteCanary,
+    RecordedEvents,
+    Replay,
     HookLogs,
     ListSecrets,
     AddSecrets,
@@ -78,6 +80,8 @@ impl Op {
             Op::HookVersions => "hook_versions",
             Op::RollbackHook => "rollback_hook",
             Op::PromoteCanary => "promote_canary",
+            Op::RecordedEvents => "recorded_events",
+            Op::Replay => "replay",
             Op::HookLogs => "hook_logs",
             Op::ListSecrets => "list_secrets",
             Op::AddSecrets => "add_secrets",
@@ -141,6 +145,14 @@ const ROUTES: &[(&str, Methods)] = &[
     (
         "hooks/{id}/canary/promote",
         &[(Method::POST, Op::PromoteCanary, "update:hooks")],
+    ),
+    (
+        "hooks/{id}/events",
+        &[(Method::GET, Op::RecordedEvents, "read:logs")],
+    ),
+    (
+        "hooks/{id}/replay",
+        &[(Method::POST, Op::Replay, "read:logs")],
     ),
     (
         "hooks/{id}/logs",
@@ -361,6 +373,15 @@ async fn operate<B: RequestBody>(
             )
         }
         Op::PromoteCanary => answer(StatusCode::OK, m.promote_canary(caller, id).await),
+        Op::RecordedEvents => {
+            let params = query(&request);
+            let events = m.recorded_events(caller, id, param(&params, "request_id"));
+            answer(StatusCode::OK, events)
+        }
+        Op::Replay => {
+            let body: ReplayBody = json_body(state, request).await?;
+            answer(StatusCode::OK, m.replay(caller, id, body).await)
+        }
         Op::HookLogs => {
             if query(&request).iter().any(|(name, _)| name == "follow") {
                 let receiver = done(m.follow_hook_logs(caller, id))?;

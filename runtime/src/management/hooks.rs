@@ -287,7 +287,10 @@ impl HookChanges {
     }
 
     /// The hook's secrets in clear, for the running hook.
-    fn open_secrets(&self, hook: &Hook) -> Result<BTreeMap<String, String>, ManagementError> {
+    pub(super) fn open_secrets(
+        &self,
+        hook: &Hook,
+    ) -> Result<BTreeMap<String, String>, ManagementError> {
         hook.secrets
             .iter()
             .map(|(name, sealed)| {
@@ -390,6 +393,33 @@ impl HookChanges {
             },
             self.metrics.shadow(&hook.id, &shadow.version),
         )))
+    }
+
+    /// Version `sha` of `hook` as the registry runs it (active, canary or shadow), or compiled
+    /// from the store when it does not run.
+    pub(super) async fn running_or_load(
+        &self,
+        hook: &Hook,
+        sha: &str,
+    ) -> Result<LoadedHook, ManagementError> {
+        let running = self
+            .registry
+            .enabled(hook.trigger)
+            .filter(|running| running.id == hook.id)
+            .and_then(|running| {
+                [
+                    Some(running.loaded.clone()),
+                    running.canary.as_ref().map(|run| run.loaded.clone()),
+                    running.shadow.as_ref().map(|run| run.loaded.clone()),
+                ]
+                .into_iter()
+                .flatten()
+                .find(|loaded| loaded.sha256 == sha && loaded.limits == hook.limits)
+            });
+        match running {
+            Some(loaded) => Ok(loaded),
+            None => self.load_version(hook, sha).await,
+        }
     }
 
     /// Compiles version `sha` of `hook` from the store, off the async threads.

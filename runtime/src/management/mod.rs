@@ -13,6 +13,7 @@ mod clients;
 mod grants;
 mod hooks;
 mod keys;
+mod replay;
 mod secrets;
 
 use std::sync::Arc;

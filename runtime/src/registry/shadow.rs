@@ -233,18 +233,8 @@ async fn work(
                 invocation.log.notice(difference);
             }
         }
-        let outcome = match &invocation.result {
-            Ok(_) => LoggedOutcome::Allowed,
-            Err(HookError::Denied(denial)) => LoggedOutcome::Denied {
-                code: denial.code.as_str().to_owned(),
-                description: denial.description.clone(),
-            },
-            Err(error) => LoggedOutcome::Failed {
-                kind: error.kind().to_owned(),
-                message: error.to_string(),
-                token_issued: false,
-            },
-        };
+        // The candidate decides no token: nothing was issued on its account.
+        let outcome = LoggedOutcome::of(&invocation.result, false);
         metrics.hook.record(
             hook_outcome(invocation.result.as_ref().err().map(HookError::kind)),
             invocation.elapsed.as_secs_f64(),

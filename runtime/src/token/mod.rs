@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::hooklog::{HookLogBook, HookLogEntry, LoggedOutcome};
+use crate::hooklog::{HookLogBook, HookLogEntry, LoggedOutcome, RecordedEvent, redacted};
 use crate::hooks::{
     ClientInfo, CredentialsExchangeEvent, Denial, ExtensibilityPoint, HookContext, HookEngine,
     HookError, Invocation, RequestInfo, ResourceServerInfo,
@@ -157,6 +157,8 @@ fn shown_grant_type(sent: &str) -> String {
 /// rollout runs.
 struct RanVersion<'a> {
     sha256: &'a str,
+    /// The event it was called with, secrets redacted, kept for replay.
+    recorded: CredentialsExchangeEvent,
     metrics: &'a HookMetrics,
     canary: bool,
     judge: Option<&'a CanaryJudge>,
@@ -352,6 +354,7 @@ impl TokenService {
                         .as_ref()
                         .filter(|shadow| canary.is_none() && shadow.sample())
                         .map(|shadow| (shadow, event.clone()));
+                    let recorded = redacted(&event);
                     let invocation = self.engine.invoke_credentials_exchange(loaded, event).await;
                     if let Some((shadow, event)) = shadow {
                         // Queued for the shadow worker: it runs after this response is sent,
@@ -365,6 +368,7 @@ impl TokenService {
                     }
                     let ran = RanVersion {
                         sha256: &loaded.sha256,
+                        recorded,
                         metrics,
                         canary: canary.is_some(),
                         judge: hook.canary.as_deref().map(|canary| &canary.judge),
@@ -391,18 +395,7 @@ impl TokenService {
                 ),
             };
             let fail_open = failure_policy == FailurePolicy::FailOpen;
-            let outcome = match &invocation.result {
-                Ok(_) => LoggedOutcome::Allowed,
-                Err(HookError::Denied(denial)) => LoggedOutcome::Denied {
-                    code: denial.code.as_str().to_owned(),
-                    description: denial.description.clone(),
-                },
-                Err(error) => LoggedOutcome::Failed {
-                    kind: error.kind().to_owned(),
-                    message: error.to_string(),
-                    token_issued: fail_open,
-                },
-            };
+            let outcome = LoggedOutcome::of(&invocation.result, fail_open);
             let metric_outcome =
                 hook_outcome(invocation.result.as_ref().err().map(HookError::kind));
             let (seconds, fuel) = (invocation.elapsed.as_secs_f64(), invocation.fuel_used);
@@ -437,9 +430,21 @@ impl TokenService {
                 outcome,
                 &invocation,
             );
-            if let Some(ran) = &ran {
+            if let Some(ran) = ran {
                 entry.version = ran.sha256.to_owned();
                 entry.canary = ran.canary;
+                self.hook_log.record_event(RecordedEvent {
+                    hook_id: hook_id.clone(),
+                    request_id: request.request_id.clone(),
+                    time: now,
+                    version: ran.sha256.to_owned(),
+                    canary: ran.canary,
+                    event: ran.recorded,
+                    outcome: entry.outcome.clone(),
+                    changes: invocation.result.as_ref().ok().cloned(),
+                    fuel_used: entry.fuel_used,
+                    duration_us: entry.duration_us,
+                });
             }
             self.hook_log.record(entry);
             match invocation.result {
