@@ -1,7 +1,8 @@
 //! Token endpoint load run on loopback: tokens/s, p50/p99 latency and server CPU-µs per token
 //! at 1, 16 and 64 connections with no hook and the seed hook in Rust and in JavaScript (each
-//! with fresh and with reused instances), all RS256, and with no hook on ES256; next to the RS256 and ES256
-//! signing ceilings measured in the same run. `docs/BENCHMARKS.md` records the results of:
+//! with fresh and with reused instances), all RS256, the Rust seed with a 10 % canary beside it,
+//! and with no hook on ES256; next to the RS256 and ES256 signing ceilings measured in the
+//! same run. `docs/BENCHMARKS.md` records the results of:
 //!
 //!     cargo bench -p hookd-tests --bench token_load
 //!
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookd::model::SigningAlg;
-use hookd_tests::{API, JS_SEED, SEED, seed};
+use hookd_tests::{API, HOSTILE, JS_SEED, SEED, seed};
 
 const SERVER_CPU: usize = 0;
 const CLIENT_CPU: usize = 1;
@@ -293,44 +294,59 @@ struct Scenario {
     module: Option<&'static str>,
     reuse_instances: bool,
     alg: SigningAlg,
+    /// A second version (the hostile guest's echo) as a 10 % canary beside `module`.
+    canary: bool,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario {
         label: "none",
         module: None,
         reuse_instances: false,
         alg: SigningAlg::RS256,
+        canary: false,
     },
     Scenario {
         label: "seed (Rust)",
         module: Some(SEED),
         reuse_instances: false,
         alg: SigningAlg::RS256,
+        canary: false,
     },
     Scenario {
         label: "seed (Rust, reused instances)",
         module: Some(SEED),
         reuse_instances: true,
         alg: SigningAlg::RS256,
+        canary: false,
     },
     Scenario {
         label: "seed (JavaScript)",
         module: Some(JS_SEED),
         reuse_instances: false,
         alg: SigningAlg::RS256,
+        canary: false,
     },
     Scenario {
         label: "seed (JavaScript, reused instances)",
         module: Some(JS_SEED),
         reuse_instances: true,
         alg: SigningAlg::RS256,
+        canary: false,
     },
     Scenario {
         label: "none (ES256)",
         module: None,
         reuse_instances: false,
         alg: SigningAlg::ES256,
+        canary: false,
+    },
+    Scenario {
+        label: "seed (Rust), 10 % canary",
+        module: Some(SEED),
+        reuse_instances: false,
+        alg: SigningAlg::RS256,
+        canary: true,
     },
 ];
 
@@ -342,6 +358,45 @@ fn prepare(dir: &std::path::Path, scenario: &Scenario) -> Bytes {
         let mut hook = store.hooks().unwrap().remove(0);
         hook.reuse_instances = true;
         store.update_hook(&hook).unwrap();
+    }
+    if scenario.canary {
+        // A 10 % canary of another version beside the active one: every request pays for
+        // choosing the version and for the verdict; the load client runs the canary only if
+        // it falls in the 10 %.
+        let mut hook = store.hooks().unwrap().remove(0);
+        let active = hook.active_version.clone().unwrap();
+        let module = hookd_tests::wasm(HOSTILE);
+        let sha = hookd_tests::load(
+            &hookd_tests::cached_engine(),
+            HOSTILE,
+            hookd::hooks::HookLimits::default(),
+        )
+        .sha256;
+        hook.versions.push(hookd::model::HookVersion {
+            sha256: sha.clone(),
+            size: module.len() as u64,
+            uploaded_at: 0,
+        });
+        store.add_hook_version(&hook, &module).unwrap();
+        hook.active_version = Some(active);
+        hook.canary = Some(hookd::model::Canary {
+            version: sha,
+            percent: 10,
+            rule: hookd::model::CanaryRule::default(),
+            started_at: 0,
+            state: hookd::model::CanaryState::Running,
+        });
+        store.update_hook(&hook).unwrap();
+        let bucket = hookd::registry::canary::client_bucket(&hook.id, &seeded.client_id);
+        println!(
+            "{}: the load client is in bucket {bucket}, so it runs the {}",
+            scenario.label,
+            if bucket < 10 {
+                "canary"
+            } else {
+                "active version"
+            }
+        );
     }
     if scenario.alg != SigningAlg::RS256 {
         // The asymmetric algorithms need no secret of the API's own: a plain record change.
@@ -498,6 +553,13 @@ fn main() {
             println!(
                 "seed hook / no hook at {connections} connections: {}",
                 ratios.join(", ")
+            );
+        }
+        if let (Some(canary), Some(seed)) = (rate("seed (Rust), 10 % canary"), rate("seed (Rust)"))
+        {
+            println!(
+                "seed with a 10 % canary / seed alone at {connections} connections: {:.1}%",
+                100.0 * canary / seed
             );
         }
     }
