@@ -209,6 +209,10 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
     let keys = LiveKeys::new(key_ring);
     let hook_log = Arc::new(HookLogBook::new());
     let metrics = Arc::new(Metrics::new());
+    {
+        let metrics = metrics.clone();
+        store.observe_writes(move |took| metrics.store_write(took.as_secs_f64()));
+    }
     let management = Arc::new(Management::new(ManagementParts {
         store: store.clone(),
         hasher: hasher.clone(),

@@ -180,6 +180,7 @@ mod tests {
             log: HookLog::default(),
             fuel_used: n,
             elapsed: std::time::Duration::ZERO,
+            reused_instance: false,
         };
         HookLogEntry::new(
             hook,

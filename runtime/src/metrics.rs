@@ -93,6 +93,8 @@ pub struct Metrics {
     management_writes: Family<WriteLabels, Counter>,
     canary_withdrawals: Family<HookLabels, Counter>,
     shadow_runs: Family<ShadowLabels, Counter>,
+    instance_reuses: Family<HookLabels, Counter>,
+    store_writes: Histogram,
 }
 
 impl Default for Metrics {
@@ -195,6 +197,18 @@ impl Metrics {
             "Shadow runs of a candidate version: same or differed from the active version, or dropped",
             shadow_runs.clone(),
         );
+        let instance_reuses = Family::<HookLabels, Counter>::default();
+        registry.register(
+            "hook_instance_reuses",
+            "Hook calls that ran in a live instance kept from an earlier call (instance reuse)",
+            instance_reuses.clone(),
+        );
+        let store_writes = latency_histogram();
+        registry.register(
+            "store_write_duration_seconds",
+            "Time to make a store write durable",
+            store_writes.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -215,6 +229,8 @@ impl Metrics {
             management_writes,
             canary_withdrawals,
             shadow_runs,
+            instance_reuses,
+            store_writes,
         }
     }
 
@@ -270,6 +286,7 @@ impl Metrics {
         HookMetrics {
             ok: outcome("ok"),
             denied: outcome("denied"),
+            reused: self.instance_reuses.get_or_create_owned(&labels),
             seconds: self.hook_seconds.get_or_create_owned(&labels),
             fuel: self.hook_fuel.get_or_create_owned(&labels),
             calls: self.hook_calls.clone(),
@@ -316,6 +333,11 @@ impl Metrics {
         }
     }
 
+    /// A store write became durable after `seconds`.
+    pub fn store_write(&self, seconds: f64) {
+        self.store_writes.observe(seconds);
+    }
+
     /// Every metric in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -331,6 +353,7 @@ pub struct HookMetrics {
     labels: HookLabels,
     ok: Counter,
     denied: Counter,
+    reused: Counter,
     seconds: Histogram,
     fuel: Histogram,
     /// For the failure outcomes, which are rare enough to be looked up when they happen.
@@ -338,6 +361,11 @@ pub struct HookMetrics {
 }
 
 impl HookMetrics {
+    /// A call ran in a live instance kept from an earlier call.
+    pub fn reused_instance(&self) {
+        self.reused.inc();
+    }
+
     /// A call ended with `outcome` (see [`hook_outcome`]) after `seconds`, burning `fuel`.
     pub fn record(&self, outcome: &'static str, seconds: f64, fuel: u64) {
         match outcome {

@@ -132,6 +132,29 @@ async fn metrics_count_requests_hook_calls_signatures_and_management_writes() {
         !after.contains(&seeded.client_id),
         "client ids never become label values"
     );
+    assert!(
+        moved("hookd_store_write_duration_seconds_count") >= 1.0,
+        "the hook's rename was written: {after}"
+    );
+
+    // With instance reuse on, every call after the first runs in the instance kept from the
+    // one before.
+    let reusing = call(
+        &server,
+        &admin,
+        Method::PATCH,
+        &format!("/api/v2/hooks/{}", hook.id),
+        Some(json!({"reuse_instances": true})),
+    )
+    .await;
+    assert_eq!(reusing.status, 201, "{}", reusing.text);
+    for _ in 0..3 {
+        assert_eq!(get_token(&server, &seeded).await.status, 200);
+    }
+    let reused = send(Method::GET, &metrics, &[], "").await.text;
+    let reuses = format!("hookd_hook_instance_reuses_total{{{hook_series}}}");
+    assert_eq!(sample(&after, &reuses), 0.0, "{after}");
+    assert_eq!(sample(&reused, &reuses), 2.0, "{reused}");
 
     // The token server's own address has no /metrics, and the metrics address nothing else.
     let on_main = send(Method::GET, &format!("{}/metrics", server.base), &[], "").await;

@@ -159,6 +159,7 @@ impl HookEngine {
             log,
             fuel_used,
             elapsed: started.elapsed(),
+            reused_instance: false,
         };
 
         let size = event.input_bytes();
@@ -180,6 +181,7 @@ impl HookEngine {
             return finish(Err(error), log, 0);
         };
         let warm = hook.warm.as_ref().and_then(|idle| idle.take());
+        let reused_instance = warm.is_some();
         let (mut store, live) = match warm {
             Some(warm) => (warm.store, Some(warm.instance)),
             None => {
@@ -244,6 +246,9 @@ impl HookEngine {
         if let (Some(idle), Some(instance)) = (hook.warm.as_ref(), reusable) {
             idle.put(WarmInstance { store, instance });
         }
-        finish(result, log, fuel_used)
+        Invocation {
+            reused_instance,
+            ..finish(result, log, fuel_used)
+        }
     }
 }

@@ -120,6 +120,9 @@ pub struct Invocation {
     pub fuel_used: u64,
     /// Wall-clock time from taking a slot to the end of the call.
     pub elapsed: Duration,
+    /// Whether the call ran in a live instance kept from an earlier call (instance reuse)
+    /// instead of a fresh one.
+    pub reused_instance: bool,
 }
 
 #[cfg(test)]

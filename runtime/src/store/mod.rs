@@ -135,6 +135,24 @@ pub struct Store {
     /// Decoded clients, APIs and grants for the token endpoint; every method that writes
     /// those trees goes through [`Store::write`], which empties it.
     cache: Arc<RecordCache>,
+    /// Told how long each write took to become durable.
+    write_timer: WriteTimer,
+}
+
+/// Whoever wants to know how long writes take to become durable (the server's metrics), set
+/// once and shared by every handle.
+#[derive(Clone, Default)]
+struct WriteTimer(Arc<std::sync::OnceLock<ObserveWrite>>);
+
+/// What [`Store::observe_writes`] calls with each write's time.
+type ObserveWrite = Box<dyn Fn(std::time::Duration) + Send + Sync>;
+
+impl std::fmt::Debug for WriteTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTimer")
+            .field("set", &self.0.get().is_some())
+            .finish()
+    }
 }
 
 const TENANT: &[u8] = b"tenant";
@@ -224,6 +242,7 @@ impl Store {
             keys: db.open_tree("keys")?,
             db,
             cache: Arc::default(),
+            write_timer: WriteTimer::default(),
         })
     }
 
@@ -270,8 +289,19 @@ impl Store {
     /// call's 2xx could lose what it acknowledged (a secret rotation undone, say).
     fn durable<R>(&self, result: Result<R, StoreError>) -> Result<R, StoreError> {
         let value = result?;
+        let started = std::time::Instant::now();
         self.db.flush()?;
+        if let Some(observe) = self.write_timer.0.get() {
+            observe(started.elapsed());
+        }
         Ok(value)
+    }
+
+    /// Calls `observe` with the time each write from now on takes to become durable (sled:
+    /// the flush to disk, which is most of a write). Set once per store; later calls are
+    /// ignored.
+    pub fn observe_writes(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        let _ = self.write_timer.0.set(Box::new(observe));
     }
 
     /// The tenant settings, once initialised.

@@ -391,6 +391,7 @@ impl TokenService {
                         log: Default::default(),
                         fuel_used: 0,
                         elapsed: std::time::Duration::ZERO,
+                        reused_instance: false,
                     },
                 ),
             };
@@ -400,7 +401,12 @@ impl TokenService {
                 hook_outcome(invocation.result.as_ref().err().map(HookError::kind));
             let (seconds, fuel) = (invocation.elapsed.as_secs_f64(), invocation.fuel_used);
             match &ran {
-                Some(ran) => ran.metrics.record(metric_outcome, seconds, fuel),
+                Some(ran) => {
+                    ran.metrics.record(metric_outcome, seconds, fuel);
+                    if invocation.reused_instance {
+                        ran.metrics.reused_instance();
+                    }
+                }
                 // An unavailable hook has no loaded version.
                 None => self
                     .metrics
