@@ -15,5 +15,6 @@ mod management;
 mod metrics;
 mod postgres;
 mod rollouts;
+mod store_contract;
 mod token;
 mod trust;

@@ -14,20 +14,10 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// A fresh database on `postgres`; returns its URL.
-async fn database(postgres: &TestPostgres, name: &str) -> String {
-    connect(&postgres.url("postgres"))
-        .await
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    postgres.url(name)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_starting_together_make_the_schema_once() {
     let postgres = TestPostgres::start();
-    let url = database(&postgres, "hookd").await;
+    let url = postgres.create_database("hookd").await;
     let (a, b, c) = tokio::join!(migrate(&url), migrate(&url), migrate(&url));
     let mut outcomes: Vec<Migrated> = [a, b, c]
         .into_iter()
@@ -78,7 +68,7 @@ async fn three_nodes_starting_together_make_the_schema_once() {
 #[tokio::test]
 async fn the_schema_refuses_what_the_management_api_answers_409_for() {
     let postgres = TestPostgres::start();
-    let url = database(&postgres, "hookd").await;
+    let url = postgres.create_database("hookd").await;
     migrate(&url).await.expect("migrate");
     let client = connect(&url).await;
     let refused = |result: Result<u64, tokio_postgres::Error>, code: &str, what: &str| {
@@ -160,7 +150,7 @@ async fn the_schema_refuses_what_the_management_api_answers_409_for() {
 #[tokio::test]
 async fn a_node_refuses_a_schema_newer_than_it_knows() {
     let postgres = TestPostgres::start();
-    let url = database(&postgres, "hookd").await;
+    let url = postgres.create_database("hookd").await;
     migrate(&url).await.expect("migrate");
     let newer = SCHEMA_VERSION + 1;
     connect(&url)

@@ -122,6 +122,20 @@ impl TestPostgres {
         }
     }
 
+    /// Creates the empty database `name`; returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        self.url(name)
+    }
+
     /// The URL of database `name` (the cluster starts with `postgres`).
     pub fn url(&self, name: &str) -> String {
         format!("postgres://hookd@127.0.0.1:{}/{name}", self.port)

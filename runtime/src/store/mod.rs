@@ -1,14 +1,17 @@
-//! The only module that knows the databases: sled, embedded, for one machine, and
-//! PostgreSQL ([`postgres`]), shared by several nodes. In sled, one tree per entity plus index trees; every persisted
-//! record is wrapped in a versioned envelope (`{"version": "1", ...}`), and writes that belong
-//! together (a record and its index, a hook and its module, enabling one hook and disabling
-//! the others) are single transactions, so a crash leaves the store consistent. The records
-//! the token endpoint reads are also kept decoded in memory (`cache`).
+//! The only module that knows the databases: sled, embedded, for one machine ([`Store`]),
+//! and PostgreSQL, shared by several nodes ([`postgres::PgStore`]). Both keep the same
+//! records with the same rules, as [`RecordStore`] states and one contract test suite checks.
+//! Every persisted record is wrapped in a versioned envelope (`{"version": "1", ...}`). In
+//! sled, one tree per entity plus index trees, and writes that belong together (a record and
+//! its index, a hook and its module, enabling one hook and disabling the others) are single
+//! transactions, so a crash leaves the store consistent; the records the token endpoint reads
+//! are also kept decoded in memory (`cache`).
 
 mod cache;
 pub mod postgres;
 mod records;
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -806,6 +809,516 @@ impl Store {
             })
             .map_err(|error: TransactionError<StoreError>| StoreError::from(error))?;
         self.durable(Ok(()))
+    }
+}
+
+/// The records hookd keeps, as both backends keep them: the sled store ([`Store`]) and
+/// PostgreSQL ([`postgres::PgStore`]) answer every call with the same results and the same
+/// errors (`Conflict` for a broken uniqueness rule, `NotFound` for a missing record), which
+/// one contract test suite checks against both.
+pub trait RecordStore: Send + Sync {
+    /// The tenant settings, once initialised.
+    fn tenant(&self) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send;
+    /// The installation's client-secret key (as stored), `fresh` stored on first use.
+    fn secret_hash_key(
+        &self,
+        fresh: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+    /// Replaces the client-secret key `current` with `replacement`, unless another writer did.
+    fn replace_secret_hash_key(
+        &self,
+        current: &[u8],
+        replacement: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An application by `client_id`.
+    fn client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send;
+    /// Every application.
+    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send;
+    /// Adds an application; its `client_id` must be new (409).
+    fn insert_client(&self, client: &Client)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Changes an application's record as stored at that moment, in one step.
+    fn modify_client(
+        &self,
+        client_id: &str,
+        change: impl Fn(&mut Client) + Send + Sync,
+    ) -> impl Future<Output = Result<Client, StoreError>> + Send;
+    /// Deletes an application and its grants.
+    fn delete_client(&self, client_id: &str)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An API by hookd's id for it.
+    fn api(&self, id: &str) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send;
+    /// An API by its identifier (the audience).
+    fn api_by_identifier(
+        &self,
+        identifier: &str,
+    ) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send;
+    /// Every API.
+    fn apis(&self) -> impl Future<Output = Result<Vec<Api>, StoreError>> + Send;
+    /// Adds an API; its identifier must be new (409).
+    fn insert_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces an API's record; its identifier cannot change (409).
+    fn update_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes an API and every grant for it.
+    fn delete_api(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every client grant.
+    fn grants(&self) -> impl Future<Output = Result<Vec<ClientGrant>, StoreError>> + Send;
+    /// A client grant by id.
+    fn grant(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send;
+    /// The grant of `client_id` for `audience`.
+    fn grant_for(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send;
+    /// Adds a grant; one per (client, audience) pair (409).
+    fn insert_grant(
+        &self,
+        grant: &ClientGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces a grant's record.
+    fn update_grant(
+        &self,
+        grant: &ClientGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes a grant.
+    fn delete_grant(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes the tenant and what the Management API's admin lacks, in one transaction.
+    fn bootstrap(
+        &self,
+        admin: &AdminBootstrap<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Moves the tenant, the Management API's identifier and its grants to a new issuer.
+    fn change_issuer(
+        &self,
+        tenant: &Tenant,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every hook.
+    fn hooks(&self) -> impl Future<Output = Result<Vec<Hook>, StoreError>> + Send;
+    /// A hook by id.
+    fn hook(&self, id: &str) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send;
+    /// The enabled hook of `trigger`.
+    fn enabled_hook(
+        &self,
+        trigger: ExtensibilityPoint,
+    ) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send;
+    /// A stored module by sha256.
+    fn module(
+        &self,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    /// Adds a hook with its first module; enabling it disables the trigger's other hooks.
+    fn insert_hook(
+        &self,
+        hook: &Hook,
+        module: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a hook's new module version and its record.
+    fn add_hook_version(
+        &self,
+        hook: &Hook,
+        module: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces a hook's record; enabling it disables the trigger's other hooks.
+    fn update_hook(&self, hook: &Hook) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes a hook and the modules no other hook uses.
+    fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send;
+    /// Every signing key.
+    fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send;
+    /// Replaces the set of signing keys.
+    fn put_signing_keys(
+        &self,
+        keys: &[SigningKey],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl RecordStore for Store {
+    fn tenant(&self) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send {
+        std::future::ready(Store::tenant(self))
+    }
+
+    fn secret_hash_key(
+        &self,
+        fresh: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
+        std::future::ready(Store::secret_hash_key(self, fresh))
+    }
+
+    fn replace_secret_hash_key(
+        &self,
+        current: &[u8],
+        replacement: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::replace_secret_hash_key(self, current, replacement))
+    }
+
+    fn client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send {
+        std::future::ready(Store::client(self, client_id))
+    }
+
+    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send {
+        std::future::ready(Store::clients(self))
+    }
+
+    fn insert_client(
+        &self,
+        client: &Client,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::insert_client(self, client))
+    }
+
+    fn modify_client(
+        &self,
+        client_id: &str,
+        change: impl Fn(&mut Client) + Send + Sync,
+    ) -> impl Future<Output = Result<Client, StoreError>> + Send {
+        std::future::ready(Store::modify_client(self, client_id, change))
+    }
+
+    fn delete_client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::delete_client(self, client_id))
+    }
+
+    fn api(&self, id: &str) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
+        std::future::ready(Store::api(self, id))
+    }
+
+    fn api_by_identifier(
+        &self,
+        identifier: &str,
+    ) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
+        std::future::ready(Store::api_by_identifier(self, identifier))
+    }
+
+    fn apis(&self) -> impl Future<Output = Result<Vec<Api>, StoreError>> + Send {
+        std::future::ready(Store::apis(self))
+    }
+
+    fn insert_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::insert_api(self, api))
+    }
+
+    fn update_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::update_api(self, api))
+    }
+
+    fn delete_api(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::delete_api(self, id))
+    }
+
+    fn grants(&self) -> impl Future<Output = Result<Vec<ClientGrant>, StoreError>> + Send {
+        std::future::ready(Store::grants(self))
+    }
+
+    fn grant(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
+        std::future::ready(Store::grant(self, id))
+    }
+
+    fn grant_for(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
+        std::future::ready(Store::grant_for(self, client_id, audience))
+    }
+
+    fn insert_grant(
+        &self,
+        grant: &ClientGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::insert_grant(self, grant))
+    }
+
+    fn update_grant(
+        &self,
+        grant: &ClientGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::update_grant(self, grant))
+    }
+
+    fn delete_grant(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::delete_grant(self, id))
+    }
+
+    fn bootstrap(
+        &self,
+        admin: &AdminBootstrap<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::bootstrap(self, admin))
+    }
+
+    fn change_issuer(
+        &self,
+        tenant: &Tenant,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::change_issuer(self, tenant, from, to))
+    }
+
+    fn hooks(&self) -> impl Future<Output = Result<Vec<Hook>, StoreError>> + Send {
+        std::future::ready(Store::hooks(self))
+    }
+
+    fn hook(&self, id: &str) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
+        std::future::ready(Store::hook(self, id))
+    }
+
+    fn enabled_hook(
+        &self,
+        trigger: ExtensibilityPoint,
+    ) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
+        std::future::ready(Store::enabled_hook(self, trigger))
+    }
+
+    fn module(
+        &self,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
+        std::future::ready(Store::module(self, sha256))
+    }
+
+    fn insert_hook(
+        &self,
+        hook: &Hook,
+        module: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::insert_hook(self, hook, module))
+    }
+
+    fn add_hook_version(
+        &self,
+        hook: &Hook,
+        module: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::add_hook_version(self, hook, module))
+    }
+
+    fn update_hook(&self, hook: &Hook) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::update_hook(self, hook))
+    }
+
+    fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send {
+        std::future::ready(Store::delete_hook(self, id))
+    }
+
+    fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send {
+        std::future::ready(Store::signing_keys(self))
+    }
+
+    fn put_signing_keys(
+        &self,
+        keys: &[SigningKey],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Store::put_signing_keys(self, keys))
+    }
+}
+
+impl RecordStore for postgres::PgStore {
+    fn tenant(&self) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send {
+        postgres::PgStore::tenant(self)
+    }
+
+    fn secret_hash_key(
+        &self,
+        fresh: &[u8],
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
+        postgres::PgStore::secret_hash_key(self, fresh)
+    }
+
+    fn replace_secret_hash_key(
+        &self,
+        current: &[u8],
+        replacement: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::replace_secret_hash_key(self, current, replacement)
+    }
+
+    fn client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send {
+        postgres::PgStore::client(self, client_id)
+    }
+
+    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send {
+        postgres::PgStore::clients(self)
+    }
+
+    fn insert_client(
+        &self,
+        client: &Client,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::insert_client(self, client)
+    }
+
+    fn modify_client(
+        &self,
+        client_id: &str,
+        change: impl Fn(&mut Client) + Send + Sync,
+    ) -> impl Future<Output = Result<Client, StoreError>> + Send {
+        postgres::PgStore::modify_client(self, client_id, change)
+    }
+
+    fn delete_client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::delete_client(self, client_id)
+    }
+
+    fn api(&self, id: &str) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
+        postgres::PgStore::api(self, id)
+    }
+
+    fn api_by_identifier(
+        &self,
+        identifier: &str,
+    ) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
+        postgres::PgStore::api_by_identifier(self, identifier)
+    }
+
+    fn apis(&self) -> impl Future<Output = Result<Vec<Api>, StoreError>> + Send {
+        postgres::PgStore::apis(self)
+    }
+
+    fn insert_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::insert_api(self, api)
+    }
+
+    fn update_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::update_api(self, api)
+    }
+
+    fn delete_api(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::delete_api(self, id)
+    }
+
+    fn grants(&self) -> impl Future<Output = Result<Vec<ClientGrant>, StoreError>> + Send {
+        postgres::PgStore::grants(self)
+    }
+
+    fn grant(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
+        postgres::PgStore::grant(self, id)
+    }
+
+    fn grant_for(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
+        postgres::PgStore::grant_for(self, client_id, audience)
+    }
+
+    fn insert_grant(
+        &self,
+        grant: &ClientGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::insert_grant(self, grant)
+    }
+
+    fn update_grant(
+        &self,
+        grant: &ClientGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::update_grant(self, grant)
+    }
+
+    fn delete_grant(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::delete_grant(self, id)
+    }
+
+    fn bootstrap(
+        &self,
+        admin: &AdminBootstrap<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::bootstrap(self, admin)
+    }
+
+    fn change_issuer(
+        &self,
+        tenant: &Tenant,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::change_issuer(self, tenant, from, to)
+    }
+
+    fn hooks(&self) -> impl Future<Output = Result<Vec<Hook>, StoreError>> + Send {
+        postgres::PgStore::hooks(self)
+    }
+
+    fn hook(&self, id: &str) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
+        postgres::PgStore::hook(self, id)
+    }
+
+    fn enabled_hook(
+        &self,
+        trigger: ExtensibilityPoint,
+    ) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
+        postgres::PgStore::enabled_hook(self, trigger)
+    }
+
+    fn module(
+        &self,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
+        postgres::PgStore::module(self, sha256)
+    }
+
+    fn insert_hook(
+        &self,
+        hook: &Hook,
+        module: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::insert_hook(self, hook, module)
+    }
+
+    fn add_hook_version(
+        &self,
+        hook: &Hook,
+        module: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::add_hook_version(self, hook, module)
+    }
+
+    fn update_hook(&self, hook: &Hook) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::update_hook(self, hook)
+    }
+
+    fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send {
+        postgres::PgStore::delete_hook(self, id)
+    }
+
+    fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send {
+        postgres::PgStore::signing_keys(self)
+    }
+
+    fn put_signing_keys(
+        &self,
+        keys: &[SigningKey],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::put_signing_keys(self, keys)
     }
 }
 

@@ -2,7 +2,19 @@
 //! binary and applied once under an advisory lock however many nodes start together. A node
 //! refuses a database whose schema is newer than the one it knows.
 
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::records::{decode, encode};
+use super::{AdminBootstrap, StoreError};
+use crate::hooks::ExtensibilityPoint;
+use crate::model::{Api, Client, ClientGrant, Hook, SigningKey, Tenant};
 
 /// The schema version this hookd knows.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -66,7 +78,16 @@ fn statement(error: tokio_postgres::Error) -> PostgresError {
 /// others wait for it and find nothing to do. A schema newer than this hookd's is refused and
 /// left as it is.
 pub async fn migrate(url: &str) -> Result<Migrated, PostgresError> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error| PostgresError::Connect(describe(&error)))?;
+    migrate_with(&config).await
+}
+
+/// [`migrate`] with a parsed configuration.
+async fn migrate_with(config: &tokio_postgres::Config) -> Result<Migrated, PostgresError> {
+    let (mut client, connection) = config
+        .connect(NoTls)
         .await
         .map_err(|error| PostgresError::Connect(describe(&error)))?;
     let driver = tokio::spawn(connection);
@@ -118,4 +139,932 @@ pub async fn migrate(url: &str) -> Result<Migrated, PostgresError> {
     // The connection ends once the client is gone; a failure to end cleanly changes nothing.
     let _ = driver.await;
     result
+}
+
+/// How long a node waits for PostgreSQL before a store call fails: to connect, for a pooled
+/// connection, and for one statement. A call never hangs on a database that went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresTimeouts {
+    /// Connecting (and for a free connection from the pool).
+    pub connect: Duration,
+    /// One statement.
+    pub statement: Duration,
+}
+
+impl Default for PostgresTimeouts {
+    fn default() -> Self {
+        PostgresTimeouts {
+            connect: Duration::from_secs(3),
+            statement: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The store on PostgreSQL: the same records and rules as the sled store, with the uniqueness
+/// rules, the grants' references and the one enabled hook per trigger kept by the schema.
+/// Every write also advances the change feed in its own transaction (the revision row, the
+/// changed entities, and a `NOTIFY` carrying the revision).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's configuration holds the password; it is never printed.
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+/// The channel the change feed notifies on.
+pub const CHANGES_CHANNEL: &str = "hookd_changes";
+
+/// How often a write is tried when it lost a race on a rule another transaction was changing
+/// at the same moment (two nodes enabling hooks of one trigger).
+const WRITE_ATTEMPTS: usize = 3;
+
+/// A changed entity, as the change feed names it.
+type Changed<'a> = (&'static str, &'a str);
+
+/// What a write did inside its transaction: its result and the entities it changed.
+type Work<R> = Result<(R, Vec<(&'static str, String)>), WriteError>;
+
+fn store_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Storage(describe(&error))
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Storage(format!("PostgreSQL is unavailable: {error}"))
+}
+
+/// The constraint a write broke, if it broke a uniqueness rule.
+fn unique_violation(error: &tokio_postgres::Error) -> Option<String> {
+    let db = error.as_db_error()?;
+    (db.code() == &SqlState::UNIQUE_VIOLATION)
+        .then(|| db.constraint().unwrap_or_default().to_owned())
+}
+
+/// Whether a write broke a reference (a grant's client or API that does not exist).
+fn foreign_key_violation(error: &tokio_postgres::Error) -> bool {
+    error
+        .as_db_error()
+        .is_some_and(|db| db.code() == &SqlState::FOREIGN_KEY_VIOLATION)
+}
+
+/// A record of `table`, from its stored JSON text.
+fn record<T: DeserializeOwned>(
+    table: &'static str,
+    key: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    decode(table, key.as_bytes(), text.as_bytes())
+}
+
+/// The stored JSON text of a record.
+fn text<T: Serialize>(value: &T) -> String {
+    String::from_utf8(encode(value)).unwrap_or_default()
+}
+
+/// Advances the change feed inside `transaction`: the next revision (the row lock orders the
+/// writers, so revisions commit in order), what changed, and a notification sent on commit.
+async fn advance(
+    transaction: &Transaction<'_>,
+    changed: &[Changed<'_>],
+) -> Result<i64, tokio_postgres::Error> {
+    let revision: i64 = transaction
+        .query_one("UPDATE revision SET value = value + 1 RETURNING value", &[])
+        .await?
+        .get(0);
+    for (entity, id) in changed {
+        transaction
+            .execute(
+                "INSERT INTO changes (revision, entity, entity_id) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&revision, entity, id],
+            )
+            .await?;
+    }
+    transaction
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANGES_CHANNEL, &revision.to_string()],
+        )
+        .await?;
+    Ok(revision)
+}
+
+/// Commits `work`'s transaction after advancing the change feed by what it changed.
+async fn finish<R>(transaction: Transaction<'_>, work: Work<R>) -> Result<R, WriteError> {
+    let (value, changed) = work?;
+    let changed: Vec<Changed<'_>> = changed
+        .iter()
+        .map(|(entity, id)| (*entity, id.as_str()))
+        .collect();
+    advance(&transaction, &changed).await?;
+    transaction.commit().await?;
+    Ok(value)
+}
+
+/// Whether a write lost a race on a rule another transaction was changing at the same moment
+/// (two nodes enabling hooks of one trigger): trying again sees the other's result.
+fn lost_race(error: &tokio_postgres::Error) -> bool {
+    unique_violation(error).as_deref() == Some("hooks_one_enabled_per_trigger")
+}
+
+/// Runs `$body` (which returns its result and the entities it changed) in a transaction on
+/// `$store`, advances the change feed and commits; a write that lost a race is tried again,
+/// at most [`WRITE_ATTEMPTS`] times in all.
+macro_rules! in_transaction {
+    ($store:ident, |$transaction:ident| $body:block) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut connection = $store.connection().await?;
+            let owned = connection.transaction().await.map_err(store_error)?;
+            let $transaction = &owned;
+            let work: Work<_> = async { $body }.await;
+            match finish(owned, work).await {
+                Ok(value) => break Ok(value),
+                Err(WriteError::Postgres(error))
+                    if attempt < WRITE_ATTEMPTS && lost_race(&error) => {}
+                Err(WriteError::Postgres(error)) => break Err(store_error(error)),
+                Err(WriteError::Store(error)) => break Err(error),
+            }
+        }
+    }};
+}
+
+impl PgStore {
+    /// Connects to the database at `url`, bringing its schema up to date first
+    /// ([`migrate`]), with a pool of at most `connections`.
+    pub async fn connect(
+        url: &str,
+        connections: usize,
+        timeouts: PostgresTimeouts,
+    ) -> Result<Self, PostgresError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| PostgresError::Connect(describe(&error)))?;
+        config.connect_timeout(timeouts.connect);
+        config.options(format!(
+            "-c statement_timeout={} -c lock_timeout={}",
+            timeouts.statement.as_millis(),
+            timeouts.statement.as_millis()
+        ));
+        migrate_with(&config).await?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeouts.connect))
+            .create_timeout(Some(timeouts.connect))
+            .recycle_timeout(Some(timeouts.connect))
+            .build()
+            .map_err(|error| PostgresError::Connect(error.to_string()))?;
+        Ok(PgStore { pool })
+    }
+
+    async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// The JSON text of each row's `record` for `sql`.
+    async fn records<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<T>, StoreError> {
+        let client = self.connection().await?;
+        let rows = client.query(sql, params).await.map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.get(0);
+                let text: String = row.get(1);
+                record(table, &key, &text)
+            })
+            .collect()
+    }
+
+    async fn one<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.records(table, sql, params).await?.pop())
+    }
+
+    /// The tenant settings, once initialised.
+    pub async fn tenant(&self) -> Result<Option<Tenant>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one("SELECT tenant::text FROM installation", &[])
+            .await
+            .map_err(store_error)?;
+        row.get::<_, Option<String>>(0)
+            .map(|text| record("installation", "tenant", &text))
+            .transpose()
+    }
+
+    /// The installation's key for hashing client secrets (as stored: the caller seals it),
+    /// `fresh` stored on first use; every later caller reads the first writer's key.
+    pub async fn secret_hash_key(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        in_transaction!(self, |transaction| {
+            let stored: Option<Vec<u8>> = transaction
+                .query_one(
+                    "UPDATE installation SET secret_hash_key = coalesce(secret_hash_key, $1)
+                     RETURNING secret_hash_key",
+                    &[&fresh],
+                )
+                .await?
+                .get(0);
+            let key =
+                stored.ok_or_else(|| StoreError::Storage("secret hash key vanished".to_owned()))?;
+            Ok((key, vec![("tenant", "secret_hash_key".to_owned())]))
+        })
+    }
+
+    /// Replaces the stored client-secret key `current` with `replacement`; nothing changes if
+    /// another writer got there first.
+    pub async fn replace_secret_hash_key(
+        &self,
+        current: &[u8],
+        replacement: &[u8],
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            transaction
+                .execute(
+                    "UPDATE installation SET secret_hash_key = $2 WHERE secret_hash_key = $1",
+                    &[&current, &replacement],
+                )
+                .await?;
+            Ok(((), vec![("tenant", "secret_hash_key".to_owned())]))
+        })
+    }
+
+    /// An application by `client_id`.
+    pub async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        self.one(
+            "clients",
+            "SELECT client_id, record::text FROM clients WHERE client_id = $1",
+            &[&client_id],
+        )
+        .await
+    }
+
+    /// Every application.
+    pub async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        self.records(
+            "clients",
+            "SELECT client_id, record::text FROM clients ORDER BY client_id COLLATE \"C\"",
+            &[],
+        )
+        .await
+    }
+
+    /// Adds an application; its `client_id` must be new.
+    pub async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            insert_client_into(transaction, client).await?;
+            Ok(((), vec![("client", client.client_id.clone())]))
+        })
+    }
+
+    /// Changes an existing application's record in one step (the row is locked while
+    /// `change` applies), so two changes never undo each other. Returns the record written.
+    pub async fn modify_client(
+        &self,
+        client_id: &str,
+        change: impl Fn(&mut Client) + Send + Sync,
+    ) -> Result<Client, StoreError> {
+        let change = &change;
+        in_transaction!(self, |transaction| {
+            let row = transaction
+                .query_opt(
+                    "SELECT record::text FROM clients WHERE client_id = $1 FOR UPDATE",
+                    &[&client_id],
+                )
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("no client {client_id}")))?;
+            let mut client: Client = record("clients", client_id, &row.get::<_, String>(0))?;
+            change(&mut client);
+            transaction
+                .execute(
+                    "UPDATE clients SET record = $2::text::jsonb WHERE client_id = $1",
+                    &[&client_id, &text(&client)],
+                )
+                .await?;
+            Ok((client, vec![("client", client_id.to_owned())]))
+        })
+    }
+
+    /// Deletes an application and its client grants in one transaction.
+    pub async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            let grants = grant_ids(transaction, "client_id", client_id).await?;
+            let deleted = transaction
+                .execute("DELETE FROM clients WHERE client_id = $1", &[&client_id])
+                .await?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(format!("no client {client_id}")).into());
+            }
+            let mut changed = vec![("client", client_id.to_owned())];
+            changed.extend(grants.into_iter().map(|id| ("grant", id)));
+            Ok(((), changed))
+        })
+    }
+
+    /// An API by hookd's id for it.
+    pub async fn api(&self, id: &str) -> Result<Option<Api>, StoreError> {
+        self.one(
+            "apis",
+            "SELECT id, record::text FROM apis WHERE id = $1",
+            &[&id],
+        )
+        .await
+    }
+
+    /// An API by its identifier (the audience).
+    pub async fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError> {
+        self.one(
+            "apis",
+            "SELECT id, record::text FROM apis WHERE identifier = $1",
+            &[&identifier],
+        )
+        .await
+    }
+
+    /// Every API.
+    pub async fn apis(&self) -> Result<Vec<Api>, StoreError> {
+        self.records(
+            "apis",
+            "SELECT id, record::text FROM apis ORDER BY id COLLATE \"C\"",
+            &[],
+        )
+        .await
+    }
+
+    /// Adds an API; its id and identifier must be new.
+    pub async fn insert_api(&self, api: &Api) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            insert_api_into(transaction, api).await?;
+            Ok(((), vec![("api", api.id.clone())]))
+        })
+    }
+
+    /// Replaces an existing API's record; its identifier cannot change.
+    pub async fn update_api(&self, api: &Api) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            let row = transaction
+                .query_opt(
+                    "SELECT identifier FROM apis WHERE id = $1 FOR UPDATE",
+                    &[&api.id],
+                )
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("no API {}", api.id)))?;
+            if row.get::<_, String>(0) != api.identifier {
+                return Err(StoreError::Conflict("identifier cannot be changed".to_owned()).into());
+            }
+            transaction
+                .execute(
+                    "UPDATE apis SET record = $2::text::jsonb WHERE id = $1",
+                    &[&api.id, &text(api)],
+                )
+                .await?;
+            Ok(((), vec![("api", api.id.clone())]))
+        })
+    }
+
+    /// Deletes an API and every grant for it, in one transaction.
+    pub async fn delete_api(&self, id: &str) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            let identifier: String = transaction
+                .query_opt("SELECT identifier FROM apis WHERE id = $1", &[&id])
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("no API {id}")))?
+                .get(0);
+            let grants = grant_ids(transaction, "audience", &identifier).await?;
+            transaction
+                .execute("DELETE FROM apis WHERE id = $1", &[&id])
+                .await?;
+            let mut changed = vec![("api", id.to_owned())];
+            changed.extend(grants.into_iter().map(|id| ("grant", id)));
+            Ok(((), changed))
+        })
+    }
+
+    /// Every client grant.
+    pub async fn grants(&self) -> Result<Vec<ClientGrant>, StoreError> {
+        self.records(
+            "grants",
+            "SELECT id, record::text FROM grants ORDER BY id COLLATE \"C\"",
+            &[],
+        )
+        .await
+    }
+
+    /// A client grant by id.
+    pub async fn grant(&self, id: &str) -> Result<Option<ClientGrant>, StoreError> {
+        self.one(
+            "grants",
+            "SELECT id, record::text FROM grants WHERE id = $1",
+            &[&id],
+        )
+        .await
+    }
+
+    /// The grant of `client_id` for `audience`, if there is one.
+    pub async fn grant_for(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<Option<ClientGrant>, StoreError> {
+        self.one(
+            "grants",
+            "SELECT id, record::text FROM grants WHERE client_id = $1 AND audience = $2",
+            &[&client_id, &audience],
+        )
+        .await
+    }
+
+    /// Adds a client grant; the (client, audience) pair must be new, and both must exist.
+    pub async fn insert_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            insert_grant_into(transaction, grant).await?;
+            Ok(((), vec![("grant", grant.id.clone())]))
+        })
+    }
+
+    /// Replaces an existing grant's record (client and audience cannot change).
+    pub async fn update_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            let updated = transaction
+                .execute(
+                    "UPDATE grants SET record = $2::text::jsonb WHERE id = $1",
+                    &[&grant.id, &text(grant)],
+                )
+                .await?;
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("no client grant {}", grant.id)).into());
+            }
+            Ok(((), vec![("grant", grant.id.clone())]))
+        })
+    }
+
+    /// Deletes a client grant.
+    pub async fn delete_grant(&self, id: &str) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            let deleted = transaction
+                .execute("DELETE FROM grants WHERE id = $1", &[&id])
+                .await?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(format!("no client grant {id}")).into());
+            }
+            Ok(((), vec![("grant", id.to_owned())]))
+        })
+    }
+
+    /// Writes the tenant and whatever the Management API's admin still lacks, in one
+    /// transaction (see the sled store's `bootstrap`).
+    pub async fn bootstrap(&self, admin: &AdminBootstrap<'_>) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            transaction
+                .execute(
+                    "UPDATE installation SET tenant = $1::text::jsonb",
+                    &[&text(admin.tenant)],
+                )
+                .await?;
+            let mut changed = vec![("tenant", "tenant".to_owned())];
+            if let Some(api) = admin.api {
+                insert_api_into(transaction, api).await?;
+                changed.push(("api", api.id.clone()));
+            }
+            if let Some(client) = admin.client {
+                insert_client_into(transaction, client).await?;
+                changed.push(("client", client.client_id.clone()));
+            }
+            let replaced = transaction
+                .query_opt(
+                    "DELETE FROM grants WHERE client_id = $1 AND audience = $2 RETURNING id",
+                    &[&admin.grant.client_id, &admin.grant.audience],
+                )
+                .await?;
+            if let Some(row) = replaced {
+                changed.push(("grant", row.get(0)));
+            }
+            insert_grant_into(transaction, admin.grant).await?;
+            changed.push(("grant", admin.grant.id.clone()));
+            Ok(((), changed))
+        })
+    }
+
+    /// Moves the tenant to `tenant.issuer` in one transaction: the tenant record, the
+    /// Management API's identifier (`from` becomes `to`) and every grant for it.
+    pub async fn change_issuer(
+        &self,
+        tenant: &Tenant,
+        from: &str,
+        to: &str,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            transaction
+                .execute(
+                    "UPDATE installation SET tenant = $1::text::jsonb",
+                    &[&text(tenant)],
+                )
+                .await?;
+            let mut changed = vec![("tenant", "tenant".to_owned())];
+            let moved = transaction
+                .query_opt(
+                    "SELECT id, record::text FROM apis WHERE identifier = $1 FOR UPDATE",
+                    &[&from],
+                )
+                .await?;
+            let grants: Vec<ClientGrant> = {
+                let rows = transaction
+                    .query(
+                        "SELECT id, record::text FROM grants WHERE audience = $1",
+                        &[&from],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| record("grants", &row.get::<_, String>(0), &row.get::<_, String>(1)))
+                    .collect::<Result<_, _>>()?
+            };
+            if let Some(row) = moved {
+                let id: String = row.get(0);
+                let mut api: Api = record("apis", &id, &row.get::<_, String>(1))?;
+                api.identifier = to.to_owned();
+                // The grants' references move with the API's identifier (re-pointed below);
+                // deferring is not needed because they are rewritten before the API.
+                transaction
+                    .execute("DELETE FROM grants WHERE audience = $1", &[&from])
+                    .await?;
+                transaction
+                    .execute(
+                        "UPDATE apis SET identifier = $2, record = $3::text::jsonb WHERE id = $1",
+                        &[&id, &to, &text(&api)],
+                    )
+                    .await
+                    .map_err(|error| match unique_violation(&error) {
+                        Some(_) => WriteError::Store(StoreError::Conflict(format!(
+                            "an API with identifier {to} exists"
+                        ))),
+                        None => WriteError::Postgres(error),
+                    })?;
+                changed.push(("api", id));
+                for grant in grants {
+                    let grant = ClientGrant {
+                        audience: to.to_owned(),
+                        ..grant
+                    };
+                    insert_grant_into(transaction, &grant).await?;
+                    changed.push(("grant", grant.id));
+                }
+            }
+            Ok(((), changed))
+        })
+    }
+
+    /// Every hook.
+    pub async fn hooks(&self) -> Result<Vec<Hook>, StoreError> {
+        self.records(
+            "hooks",
+            "SELECT id, record::text FROM hooks ORDER BY id COLLATE \"C\"",
+            &[],
+        )
+        .await
+    }
+
+    /// A hook by id.
+    pub async fn hook(&self, id: &str) -> Result<Option<Hook>, StoreError> {
+        self.one(
+            "hooks",
+            "SELECT id, record::text FROM hooks WHERE id = $1",
+            &[&id],
+        )
+        .await
+    }
+
+    /// The enabled hook of `trigger`, if any.
+    pub async fn enabled_hook(
+        &self,
+        trigger: ExtensibilityPoint,
+    ) -> Result<Option<Hook>, StoreError> {
+        self.one(
+            "hooks",
+            "SELECT id, record::text FROM hooks WHERE trigger_id = $1 AND enabled",
+            &[&trigger.trigger_id()],
+        )
+        .await
+    }
+
+    /// A stored module by sha256.
+    pub async fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt("SELECT bytes FROM modules WHERE sha256 = $1", &[&sha256])
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Adds a hook with its first module (if it has a version) in one transaction. The name
+    /// must be new; if the hook is enabled, every other hook of its trigger is disabled in the
+    /// same transaction.
+    pub async fn insert_hook(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            if let Some(version) = hook.versions.last() {
+                store_module(transaction, &version.sha256, module).await?;
+            }
+            let mut changed = disable_others(transaction, hook).await?;
+            transaction
+                .execute(
+                    "INSERT INTO hooks (id, name, trigger_id, enabled, active_version, record)
+                     VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)",
+                    &[
+                        &hook.id,
+                        &hook.name,
+                        &hook.trigger.trigger_id(),
+                        &hook.enabled,
+                        &hook.active_version,
+                        &text(hook),
+                    ],
+                )
+                .await
+                .map_err(|error| hook_conflict(error, hook))?;
+            changed.push(("hook", hook.id.clone()));
+            Ok(((), changed))
+        })
+    }
+
+    /// Stores a new module version of a hook and the updated hook record in one transaction
+    /// (the caller appended the version to `hook.versions`).
+    pub async fn add_hook_version(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
+        let Some(version) = hook.versions.last() else {
+            return Err(StoreError::NotFound(
+                "the hook has no version to add".to_owned(),
+            ));
+        };
+        in_transaction!(self, |transaction| {
+            store_module(transaction, &version.sha256, module).await?;
+            let changed = write_hook_row(transaction, hook).await?;
+            Ok(((), changed))
+        })
+    }
+
+    /// Replaces a hook's record. If it is enabled, every other hook of its trigger is
+    /// disabled in the same transaction.
+    pub async fn update_hook(&self, hook: &Hook) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            let changed = write_hook_row(transaction, hook).await?;
+            Ok(((), changed))
+        })
+    }
+
+    /// Deletes a hook and the modules no other hook uses, in one transaction.
+    pub async fn delete_hook(&self, id: &str) -> Result<Hook, StoreError> {
+        in_transaction!(self, |transaction| {
+            let row = transaction
+                .query_opt(
+                    "DELETE FROM hooks WHERE id = $1 RETURNING record::text",
+                    &[&id],
+                )
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("no hook {id}")))?;
+            let hook: Hook = record("hooks", id, &row.get::<_, String>(0))?;
+            let versions: Vec<String> = hook.versions.iter().map(|v| v.sha256.clone()).collect();
+            // A module stays while any remaining hook lists it among its versions.
+            transaction
+                .execute(
+                    "DELETE FROM modules m WHERE m.sha256 = ANY($1)
+                     AND NOT EXISTS (
+                         SELECT 1 FROM hooks h, jsonb_array_elements(h.record -> 'versions') v
+                         WHERE v ->> 'sha256' = m.sha256
+                     )",
+                    &[&versions],
+                )
+                .await?;
+            Ok((hook, vec![("hook", id.to_owned())]))
+        })
+    }
+
+    /// Every signing key.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        self.records(
+            "signing_keys",
+            "SELECT kid, record::text FROM signing_keys ORDER BY kid COLLATE \"C\"",
+            &[],
+        )
+        .await
+    }
+
+    /// Replaces the stored set of signing keys with `keys` in one transaction.
+    pub async fn put_signing_keys(&self, keys: &[SigningKey]) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            transaction.execute("DELETE FROM signing_keys", &[]).await?;
+            for key in keys {
+                transaction
+                    .execute(
+                        "INSERT INTO signing_keys (kid, record) VALUES ($1, $2::text::jsonb)",
+                        &[&key.kid, &text(key)],
+                    )
+                    .await?;
+            }
+            Ok(((), vec![("keys", "signing".to_owned())]))
+        })
+    }
+
+    /// The change feed's current revision.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one("SELECT value FROM revision", &[])
+            .await
+            .map_err(store_error)?;
+        Ok(row.get(0))
+    }
+}
+
+/// Why a write inside a transaction stopped: a rule of the store, or the database.
+#[derive(Debug)]
+enum WriteError {
+    Store(StoreError),
+    Postgres(tokio_postgres::Error),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(error: StoreError) -> Self {
+        WriteError::Store(error)
+    }
+}
+
+impl From<tokio_postgres::Error> for WriteError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        WriteError::Postgres(error)
+    }
+}
+
+async fn insert_client_into(
+    transaction: &Transaction<'_>,
+    client: &Client,
+) -> Result<(), WriteError> {
+    transaction
+        .execute(
+            "INSERT INTO clients (client_id, record) VALUES ($1, $2::text::jsonb)",
+            &[&client.client_id, &text(client)],
+        )
+        .await
+        .map_err(|error| match unique_violation(&error) {
+            Some(_) => WriteError::Store(StoreError::Conflict(format!(
+                "client {} exists",
+                client.client_id
+            ))),
+            None => WriteError::Postgres(error),
+        })?;
+    Ok(())
+}
+
+async fn insert_api_into(transaction: &Transaction<'_>, api: &Api) -> Result<(), WriteError> {
+    transaction
+        .execute(
+            "INSERT INTO apis (id, identifier, record) VALUES ($1, $2, $3::text::jsonb)",
+            &[&api.id, &api.identifier, &text(api)],
+        )
+        .await
+        .map_err(|error| match unique_violation(&error) {
+            Some(_) => WriteError::Store(StoreError::Conflict(format!(
+                "an API with identifier {} exists",
+                api.identifier
+            ))),
+            None => WriteError::Postgres(error),
+        })?;
+    Ok(())
+}
+
+async fn insert_grant_into(
+    transaction: &Transaction<'_>,
+    grant: &ClientGrant,
+) -> Result<(), WriteError> {
+    transaction
+        .execute(
+            "INSERT INTO grants (id, client_id, audience, record)
+             VALUES ($1, $2, $3, $4::text::jsonb)",
+            &[&grant.id, &grant.client_id, &grant.audience, &text(grant)],
+        )
+        .await
+        .map_err(|error| {
+            if unique_violation(&error).is_some() {
+                WriteError::Store(StoreError::Conflict(format!(
+                    "client {} already has a grant for {}",
+                    grant.client_id, grant.audience
+                )))
+            } else if foreign_key_violation(&error) {
+                WriteError::Store(StoreError::NotFound(format!(
+                    "no client {} or no API {}",
+                    grant.client_id, grant.audience
+                )))
+            } else {
+                WriteError::Postgres(error)
+            }
+        })?;
+    Ok(())
+}
+
+/// The ids of the grants whose `column` (`client_id` or `audience`) is `value`.
+async fn grant_ids(
+    transaction: &Transaction<'_>,
+    column: &str,
+    value: &str,
+) -> Result<Vec<String>, WriteError> {
+    let sql = match column {
+        "client_id" => "SELECT id FROM grants WHERE client_id = $1",
+        _ => "SELECT id FROM grants WHERE audience = $1",
+    };
+    let rows = transaction.query(sql, &[&value]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Stores a module under its sha256 (a module is immutable: storing it again changes nothing).
+async fn store_module(
+    transaction: &Transaction<'_>,
+    sha256: &str,
+    module: &[u8],
+) -> Result<(), WriteError> {
+    transaction
+        .execute(
+            "INSERT INTO modules (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            &[&sha256, &module],
+        )
+        .await?;
+    Ok(())
+}
+
+/// When `hook` is enabled, disables the other enabled hook of its trigger (record and
+/// column); returns what changed.
+async fn disable_others(
+    transaction: &Transaction<'_>,
+    hook: &Hook,
+) -> Result<Vec<(&'static str, String)>, WriteError> {
+    if !hook.enabled {
+        return Ok(Vec::new());
+    }
+    let rows = transaction
+        .query(
+            "UPDATE hooks SET enabled = false, record = jsonb_set(record, '{enabled}', 'false')
+             WHERE trigger_id = $1 AND enabled AND id <> $2 RETURNING id",
+            &[&hook.trigger.trigger_id(), &hook.id],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| ("hook", row.get(0))).collect())
+}
+
+/// Replaces an existing hook's row (after disabling the other enabled hook of its trigger
+/// when it is enabled); returns what changed.
+async fn write_hook_row(
+    transaction: &Transaction<'_>,
+    hook: &Hook,
+) -> Result<Vec<(&'static str, String)>, WriteError> {
+    let exists = transaction
+        .query_opt("SELECT 1 FROM hooks WHERE id = $1 FOR UPDATE", &[&hook.id])
+        .await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound(format!("no hook {}", hook.id)).into());
+    }
+    let mut changed = disable_others(transaction, hook).await?;
+    transaction
+        .execute(
+            "UPDATE hooks SET name = $2, enabled = $3, active_version = $4,
+             record = $5::text::jsonb WHERE id = $1",
+            &[
+                &hook.id,
+                &hook.name,
+                &hook.enabled,
+                &hook.active_version,
+                &text(hook),
+            ],
+        )
+        .await
+        .map_err(|error| hook_conflict(error, hook))?;
+    changed.push(("hook", hook.id.clone()));
+    Ok(changed)
+}
+
+/// A hook write's uniqueness failure as the store reports it: a name in use is a conflict; a
+/// lost race for the trigger's one enabled slot is left to [`PgStore::write`] to retry.
+fn hook_conflict(error: tokio_postgres::Error, hook: &Hook) -> WriteError {
+    match unique_violation(&error).as_deref() {
+        Some("hooks_name_key" | "hooks_pkey") => WriteError::Store(StoreError::Conflict(format!(
+            "a hook named {} exists",
+            hook.name
+        ))),
+        _ => WriteError::Postgres(error),
+    }
 }
