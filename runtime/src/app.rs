@@ -20,6 +20,7 @@ use crate::secrets::{
     AtRest, SEALED_CLIENT_SECRET_KEY, SEALED_HS256_SECRET, Sealed, SecretBox, SecretHasher,
     random_bytes,
 };
+use crate::store::RecordStore;
 use crate::store::Store;
 use crate::token::{TokenParts, TokenService};
 
@@ -55,7 +56,13 @@ pub struct ServeConfig {
     /// Credentials for the bootstrap admin application, instead of generated ones
     /// (`HOOKD_ADMIN_CLIENT_ID` / `HOOKD_ADMIN_CLIENT_SECRET`).
     pub admin_credentials: Option<(String, String)>,
+    /// A PostgreSQL URL: keep the store there instead of sled in the data directory
+    /// (`HOOKD_DATABASE_URL`). Requires `secrets_key`.
+    pub database: Option<String>,
 }
+
+/// Connections each node keeps to PostgreSQL at most.
+const DATABASE_CONNECTIONS: usize = 8;
 
 impl ServeConfig {
     /// Defaults for a data directory and listen address.
@@ -72,6 +79,7 @@ impl ServeConfig {
             http: HttpLimits::default(),
             admin_credentials: None,
             secrets_key: None,
+            database: None,
         }
     }
 }
@@ -108,6 +116,15 @@ pub enum StartError {
     /// The secrets key could not be loaded, or a sealed value did not open under it.
     #[error("secrets key: {0}")]
     Secrets(#[from] crate::secrets::SecretBoxError),
+    /// PostgreSQL could not be used.
+    #[error(transparent)]
+    Database(#[from] crate::store::postgres::PostgresError),
+    /// A shared store needs the shared secrets key.
+    #[error(
+        "with --database, every node must hold the same secrets key: set HOOKD_SECRETS_KEY \
+         or --secrets-key-file (a key made in one node's data directory would differ on the next)"
+    )]
+    SharedSecretsKey,
     /// The listener could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -160,19 +177,40 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         .map(tokio::net::TcpListener::local_addr)
         .transpose()
         .map_err(bind_error)?;
-    let store = Store::open(&config.data_dir)?;
+    let store = match &config.database {
+        None => Store::open(&config.data_dir)?,
+        Some(url) => {
+            if config.secrets_key.is_none() {
+                return Err(StartError::SharedSecretsKey);
+            }
+            std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+                crate::store::StoreError::Storage(format!(
+                    "could not create {}: {error}",
+                    config.data_dir.display()
+                ))
+            })?;
+            Store::Postgres(
+                crate::store::postgres::PgStore::connect(
+                    url,
+                    DATABASE_CONNECTIONS,
+                    crate::store::postgres::PostgresTimeouts::default(),
+                )
+                .await?,
+            )
+        }
+    };
     let secret_box = Arc::new(load_secret_box(
         config.secrets_key.as_deref(),
         &config.data_dir,
     )?);
-    let hasher = client_secret_hasher(&store, &secret_box)?;
-    seal_stored_secrets(&store, &secret_box)?;
+    let hasher = client_secret_hasher(&store, &secret_box).await?;
+    seal_stored_secrets(&store, &secret_box).await?;
 
-    let tenant = settle_tenant(&store, &config, addr)?;
+    let tenant = settle_tenant(&store, &config, addr).await?;
     refresh_admin_file(&tenant, &config.data_dir)?;
-    bootstrap_admin(&store, &secret_box, &hasher, &tenant, &config)?;
+    bootstrap_admin(&store, &secret_box, &hasher, &tenant, &config).await?;
 
-    let mut signing_keys = store.signing_keys()?;
+    let mut signing_keys = store.signing_keys().await?;
     let missing = KeyRing::missing(&signing_keys);
     if !missing.is_empty() {
         // RSA generation takes ~100 ms per key: keep it off the async threads.
@@ -186,14 +224,14 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         .await
         .map_err(|_| keys::KeyError::Generate("any"))??;
         signing_keys.extend(generated);
-        store.put_signing_keys(&signing_keys)?;
+        store.put_signing_keys(&signing_keys).await?;
     }
     // Retired keys no live token can have been signed with are dropped at start, as at
     // every rotation.
-    let keep_retired = management::longest_token_lifetime(&store)?;
+    let keep_retired = management::longest_token_lifetime(&store).await?;
     let kept = keys::drop_expired_retired(signing_keys.clone(), unix_now(), keep_retired);
     if kept != signing_keys {
-        store.put_signing_keys(&kept)?;
+        store.put_signing_keys(&kept).await?;
         signing_keys = kept;
     }
     let key_ring = KeyRing::from_keys(&signing_keys, secret_box.clone())?;
@@ -297,19 +335,21 @@ pub fn load_secret_box(
 /// The client-secret hasher. Its key is made once per installation and stored sealed, so a
 /// copied database cannot be used to test guessed secrets offline; a key stored in clear by
 /// an earlier hookd is sealed in place (the hashes made under it stay valid).
-pub fn client_secret_hasher(
-    store: &Store,
+pub async fn client_secret_hasher(
+    store: &impl RecordStore,
     secret_box: &SecretBox,
 ) -> Result<SecretHasher, StartError> {
     let seal = |key: &[u8]| {
         serde_json::to_vec(&secret_box.seal_bytes(SEALED_CLIENT_SECRET_KEY, "", key))
             .map_err(|error| crate::store::StoreError::Storage(error.to_string()))
     };
-    let stored = store.secret_hash_key(&seal(&random_bytes::<32>())?)?;
+    let stored = store.secret_hash_key(&seal(&random_bytes::<32>())?).await?;
     let key = match serde_json::from_slice::<Sealed>(&stored) {
         Ok(sealed) => secret_box.open_bytes(SEALED_CLIENT_SECRET_KEY, "", &sealed)?,
         Err(_) => {
-            store.replace_secret_hash_key(&stored, &seal(&stored)?)?;
+            store
+                .replace_secret_hash_key(&stored, &seal(&stored)?)
+                .await?;
             stored
         }
     };
@@ -317,24 +357,24 @@ pub fn client_secret_hasher(
 }
 
 /// Seals what an earlier hookd stored in clear: private signing keys and HS256 secrets.
-fn seal_stored_secrets(store: &Store, secret_box: &SecretBox) -> Result<(), StartError> {
-    let stored = store.signing_keys()?;
+async fn seal_stored_secrets(store: &Store, secret_box: &SecretBox) -> Result<(), StartError> {
+    let stored = store.signing_keys().await?;
     let sealed: Vec<_> = stored
         .iter()
         .map(|key| keys::sealed_if_clear(key, secret_box).unwrap_or_else(|| key.clone()))
         .collect();
     if sealed != stored {
-        store.put_signing_keys(&sealed)?;
+        store.put_signing_keys(&sealed).await?;
         tracing::info!("sealed the private signing keys stored in clear");
     }
-    for mut api in store.apis()? {
+    for mut api in store.apis().await? {
         if let Some(AtRest::Clear(text)) = &api.signing_secret {
             api.signing_secret = Some(AtRest::Sealed(secret_box.seal_bytes(
                 SEALED_HS256_SECRET,
                 &api.id,
                 text.as_bytes(),
             )));
-            store.update_api(&api)?;
+            store.update_api(&api).await?;
             tracing::info!(api = %api.identifier, "sealed the HS256 secret stored in clear");
         }
     }
@@ -365,7 +405,7 @@ pub struct AdminCredentials {
 /// address bound); a stored one keeps its issuer unless a different one is configured with
 /// `change_issuer`, which moves the Management API's audience and its grants in one
 /// transaction.
-fn settle_tenant(
+async fn settle_tenant(
     store: &Store,
     config: &ServeConfig,
     addr: std::net::SocketAddr,
@@ -377,7 +417,7 @@ fn settle_tenant(
             format!("{issuer}/")
         }
     });
-    let Some(stored) = store.tenant()? else {
+    let Some(stored) = store.tenant().await? else {
         return Ok(Tenant {
             name: config.tenant_name.clone(),
             issuer: configured.unwrap_or_else(|| format!("http://{addr}/")),
@@ -400,6 +440,7 @@ fn settle_tenant(
     let to = crate::http::management_audience(&tenant.issuer);
     store
         .change_issuer(&tenant, &from, &to)
+        .await
         .map_err(|error| StartError::Bootstrap(format!("changing the issuer: {error}")))?;
     tracing::warn!(
         from = %stored.issuer,
@@ -442,8 +483,8 @@ fn write_admin_file(
 }
 
 /// Whether some application holds every management scope on `audience`.
-fn has_admin(store: &Store, audience: &str) -> Result<bool, StartError> {
-    Ok(store.grants()?.iter().any(|grant| {
+async fn has_admin(store: &Store, audience: &str) -> Result<bool, StartError> {
+    Ok(store.grants().await?.iter().any(|grant| {
         grant.audience == audience
             && MANAGEMENT_SCOPES
                 .iter()
@@ -457,7 +498,7 @@ fn has_admin(store: &Store, audience: &str) -> Result<bool, StartError> {
 /// fails anywhere leaves a store the next start completes, never a Management API nobody can
 /// call. The admin is `HOOKD_ADMIN_CLIENT_ID` / `HOOKD_ADMIN_CLIENT_SECRET` when given (an
 /// existing application of that id is granted, its secret untouched), else generated.
-fn bootstrap_admin(
+async fn bootstrap_admin(
     store: &Store,
     secret_box: &SecretBox,
     hasher: &SecretHasher,
@@ -465,8 +506,8 @@ fn bootstrap_admin(
     config: &ServeConfig,
 ) -> Result<(), StartError> {
     let audience = crate::http::management_audience(&tenant.issuer);
-    let existing_api = store.api_by_identifier(&audience)?;
-    if existing_api.is_some() && has_admin(store, &audience)? {
+    let existing_api = store.api_by_identifier(&audience).await?;
+    if existing_api.is_some() && has_admin(store, &audience).await? {
         return Ok(());
     }
     let api = match existing_api {
@@ -488,7 +529,7 @@ fn bootstrap_admin(
             false,
         ),
     };
-    let client = if from_env && store.client(&client_id)?.is_some() {
+    let client = if from_env && store.client(&client_id).await?.is_some() {
         None
     } else {
         let client = management::new_client_record(
@@ -531,6 +572,7 @@ fn bootstrap_admin(
             client: client.as_ref(),
             grant: &grant,
         })
+        .await
         .map_err(|error| StartError::Bootstrap(error.to_string()))?;
     if api.is_some() {
         tracing::info!(path = %path.display(), "created the Management API and its admin application");

@@ -519,45 +519,17 @@ async fn the_admin_cli_deploys_a_javascript_hook_from_source() {
     server.stop().await;
 }
 
-/// A `hookd serve` process on a free port over `data_dir`, and its base URL (read from its
-/// "hookd listening" log line).
-fn start_serve(data_dir: &Path) -> (KillOnDrop, String) {
-    use std::io::BufRead as _;
-    let mut child = KillOnDrop(
-        Command::new(hookd_binary())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--issuer",
-                "https://crash.test/",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("HOOKD_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start hookd serve"),
-    );
-    let stderr = child.0.stderr.take().expect("stderr");
-    let (found, addr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("hookd listening")
-                && let Some(rest) = line.split("addr=").nth(1)
-            {
-                let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let addr = addr
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server logs its address");
-    (child, format!("http://{addr}"))
+/// A `hookd serve` process on a free port over `data_dir`.
+fn start_serve(data_dir: &Path) -> hookd_tests::ServeProcess {
+    hookd_tests::ServeProcess::start(
+        &[
+            "--issuer".as_ref(),
+            "https://crash.test/".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+        &[],
+    )
 }
 
 async fn form_token(base: &str, id: &str, secret: &str, audience: &str) -> hookd_tests::Reply {
@@ -579,7 +551,8 @@ async fn form_token(base: &str, id: &str, secret: &str, audience: &str) -> hookd
 async fn an_acknowledged_secret_rotation_survives_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (server, base) = start_serve(&data);
+    let mut server = start_serve(&data);
+    let base = server.base.clone();
     let admin = hookd_tests::admin(&data);
     let audience = admin["audience"].as_str().expect("audience").to_owned();
     let token = form_token(
@@ -623,12 +596,11 @@ async fn an_acknowledged_secret_rotation_survives_a_crash() {
         .to_owned();
 
     // The 200 is in: the process dies at once, with no chance to flush anything.
-    let mut server = server;
-    server.0.kill().expect("SIGKILL");
-    let _ = server.0.wait();
+    server.kill();
     drop(server);
 
-    let (_restarted, base) = start_serve(&data);
+    let restarted = start_serve(&data);
+    let base = restarted.base.clone();
     let old = form_token(&base, &client_id, &old_secret, &audience).await;
     assert_eq!(old.status, 401, "the old secret works again: {}", old.text);
     assert_eq!(old.json["error"], "invalid_client");

@@ -237,11 +237,20 @@ async fn a_js_hook_denies_with_auth0_error_classes() {
 
     // A client without a tier: InvalidScopeError, 400.
     let hasher = hookd_tests::test_hasher(&server.store);
-    let (plain, secret) =
-        management::create_client(&server.store, &hasher, "plain", Default::default())
-            .expect("client");
-    management::create_grant(&server.store, &plain.client_id, API, &["read:reports"])
-        .expect("grant");
+    let (plain, secret) = hookd_tests::now(management::create_client(
+        &server.store,
+        &hasher,
+        "plain",
+        Default::default(),
+    ))
+    .expect("client");
+    hookd_tests::now(management::create_grant(
+        &server.store,
+        &plain.client_id,
+        API,
+        &["read:reports"],
+    ))
+    .expect("grant");
     let plain = Seeded {
         client_id: plain.client_id,
         secret,

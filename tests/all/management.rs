@@ -70,8 +70,13 @@ async fn management_calls_need_a_valid_token_for_the_management_audience_with_th
 
     // A token for the Management API with only read:hooks.
     let audience = "https://hookd.test/api/v2/";
-    hookd::management::create_grant(&server.store, &seeded.client_id, audience, &["read:hooks"])
-        .expect("grant");
+    hookd_tests::now(hookd::management::create_grant(
+        &server.store,
+        &seeded.client_id,
+        audience,
+        &["read:hooks"],
+    ))
+    .expect("grant");
     let reply = token_form(
         &server,
         Some((&seeded.client_id, &seeded.secret)),
@@ -507,12 +512,12 @@ async fn signing_keys_rotate_without_breaking_issued_tokens() {
     // Rotation needs its scope.
     let reader = {
         let audience = "https://hookd.test/api/v2/";
-        hookd::management::create_grant(
+        hookd_tests::now(hookd::management::create_grant(
             &server.store,
             &seeded.client_id,
             audience,
             &["read:signing_keys"],
-        )
+        ))
         .expect("grant");
         token_form(
             &server,

@@ -190,3 +190,173 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     );
     assert!(!text.contains("s3cret-password"), "{text}");
 }
+
+/// `hookd serve` on the database at `url`, its data directory `data`, with the secrets key
+/// in `key_file` and the admin's credentials given.
+fn node(
+    url: &str,
+    data: &std::path::Path,
+    key_file: &std::path::Path,
+) -> hookd_tests::ServeProcess {
+    hookd_tests::ServeProcess::start(
+        &[
+            "--database".as_ref(),
+            url.as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--secrets-key-file".as_ref(),
+            key_file.as_os_str(),
+            "--issuer".as_ref(),
+            "https://pg.test/".as_ref(),
+        ],
+        &[
+            ("HOOKD_ADMIN_CLIENT_ID", "pg-admin"),
+            ("HOOKD_ADMIN_CLIENT_SECRET", "pg-admin-secret-0123456789"),
+        ],
+    )
+}
+
+/// A client-credentials token from `base`, or the error.
+async fn token(base: &str, id: &str, secret: &str, audience: &str) -> hookd_tests::Reply {
+    hookd_tests::send(
+        http::Method::POST,
+        &format!("{base}/oauth/token"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        hookd_tests::form_body(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("audience", audience),
+        ]),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wrong_key() {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database("hookd").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+
+    // Without the shared secrets key, a node refuses to start, saying why.
+    let refused = std::process::Command::new(hookd_tests::hookd_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &url,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("keyless"))
+        .env_remove("HOOKD_SECRETS_KEY")
+        .output()
+        .expect("run hookd");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("every node must hold the same secrets key"),
+        "{said}"
+    );
+
+    let mut first = node(&url, &dir.path().join("a"), &key_file);
+    let admin = token(
+        &first.base,
+        "pg-admin",
+        "pg-admin-secret-0123456789",
+        "https://pg.test/api/v2/",
+    )
+    .await;
+    assert_eq!(admin.status, 200, "{}", admin.text);
+    let admin = admin.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let call = |method, path: &'static str, body| {
+        let (base, admin) = (first.base.clone(), admin.clone());
+        async move { hookd_tests::call_at(&base, &admin, method, path, Some(body)).await }
+    };
+    let api = call(
+        http::Method::POST,
+        "/api/v2/resource-servers",
+        serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg", "scopes": [{"value": "read"}]}),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    let client = call(
+        http::Method::POST,
+        "/api/v2/clients",
+        serde_json::json!({"name": "worker", "app_type": "non_interactive"}),
+    )
+    .await;
+    assert_eq!(client.status, 201, "{}", client.text);
+    let (id, secret) = (
+        client.json["client_id"].as_str().expect("id").to_owned(),
+        client.json["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+    );
+    let grant = call(
+        http::Method::POST,
+        "/api/v2/client-grants",
+        serde_json::json!({"client_id": id, "audience": "https://api.pg.test/", "scope": ["read"]}),
+    )
+    .await;
+    assert_eq!(grant.status, 201, "{}", grant.text);
+    let issued = token(&first.base, &id, &secret, "https://api.pg.test/").await;
+    assert_eq!(issued.status, 200, "{}", issued.text);
+    assert_eq!(issued.json["scope"], "read");
+
+    // The records are in PostgreSQL, not in the node's data directory.
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM clients WHERE client_id = $1", &[&id])
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(stored, 1);
+    assert!(
+        !dir.path().join("a").join("db").exists(),
+        "no sled store in the data directory"
+    );
+
+    // Another node, with an empty data directory of its own, serves the same client; the
+    // first one is gone.
+    first.kill();
+    let second = node(&url, &dir.path().join("b"), &key_file);
+    let again = token(&second.base, &id, &secret, "https://api.pg.test/").await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    drop(second);
+
+    // A node with another key refuses the database, naming the key.
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, "b3RoZXItc2VjcmV0cy1rZXktb2YtMzItYnl0ZXMtISE").expect("key");
+    let wrong = std::process::Command::new(hookd_tests::hookd_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &url,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("c"))
+        .arg("--secrets-key-file")
+        .arg(&other_key)
+        .env_remove("HOOKD_SECRETS_KEY")
+        .output()
+        .expect("run hookd");
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains("wrong secrets key"), "{said}");
+    assert!(
+        !said.contains(&url),
+        "the URL stays out of messages: {said}"
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hookd::management::{self, NewApi};
 use hookd::model::FailurePolicy;
 use hookd::model::{HookScopePolicy, SigningAlg, TokenDialect};
-use hookd::store::Store;
+use hookd::store::SledStore as Store;
 use hookd_tests::{
     API, HOSTILE, SEED, Seeded, TestServer, add_api, get_token, header, jwks, seed, send,
     token_form, verify,
@@ -261,11 +261,11 @@ async fn every_row_of_the_error_table() {
         "Service not found: https://nowhere.example/"
     );
 
-    management::create_api(
+    hookd_tests::now(management::create_api(
         &server.store,
         &hookd_tests::test_secret_box(),
         api("https://ungranted.example/"),
-    )
+    ))
     .expect("api");
     let reply = token_form(
         &server,

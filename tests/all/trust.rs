@@ -225,7 +225,7 @@ async fn what_an_earlier_hookd_stored_in_clear_is_sealed_at_start_and_keeps_work
     let secret_box = test_secret_box();
     let legacy_secret = "an-hs256-secret-from-before-sealing";
     {
-        let store = hookd::store::Store::open(dir.path()).expect("store");
+        let store = hookd::store::SledStore::open(dir.path()).expect("store");
         let clear: Vec<_> = store
             .signing_keys()
             .expect("keys")
@@ -977,7 +977,7 @@ async fn a_stored_secret_that_will_not_open_is_a_500_that_names_nothing() {
 /// The Management API's clients and APIs as a fresh handle on the stopped server's store
 /// sees them: (API identifiers, client ids).
 fn stored_admin_parts(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
-    let store = hookd::store::Store::open(dir).expect("store");
+    let store = hookd::store::SledStore::open(dir).expect("store");
     let apis = store.apis().expect("apis");
     let clients = store.clients().expect("clients");
     (
@@ -1194,7 +1194,7 @@ async fn an_enabled_hook_that_cannot_load_at_start_follows_its_failure_policy_an
 
     // Fail open: the token is issued without the hook's changes.
     {
-        let store = hookd::store::Store::open(dir.path()).expect("store");
+        let store = hookd::store::SledStore::open(dir.path()).expect("store");
         let mut hook = store.hook(&hook.id).expect("read").expect("hook");
         hook.failure_policy = hookd::model::FailurePolicy::FailOpen;
         store.update_hook(&hook).expect("update");

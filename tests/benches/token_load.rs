@@ -353,7 +353,7 @@ const SCENARIOS: [Scenario; 7] = [
 /// Seeds a data directory for `scenario`; returns the full HTTP request a client sends.
 fn prepare(dir: &std::path::Path, scenario: &Scenario) -> Bytes {
     let seeded = seed(dir, scenario.module);
-    let store = hookd::store::Store::open(dir).unwrap();
+    let store = hookd::store::SledStore::open(dir).unwrap();
     if scenario.reuse_instances {
         let mut hook = store.hooks().unwrap().remove(0);
         hook.reuse_instances = true;

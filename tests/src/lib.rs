@@ -52,8 +52,19 @@ pub fn test_secret_box() -> hookd::secrets::SecretBox {
 }
 
 /// The client-secret hasher of a store whose server uses [`TEST_SECRETS_KEY`].
-pub fn test_hasher(store: &hookd::store::Store) -> hookd::secrets::SecretHasher {
-    hookd::app::client_secret_hasher(store, &test_secret_box()).expect("hasher")
+pub fn test_hasher(store: &hookd::store::SledStore) -> hookd::secrets::SecretHasher {
+    now(hookd::app::client_secret_hasher(store, &test_secret_box())).expect("hasher")
+}
+
+/// The result of `future`, which must complete without waiting: a call on the sled store
+/// (whose answers are ready at once), run from synchronous test code on any thread.
+pub fn now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("a sled store call had to wait"),
+    }
 }
 
 /// The secrets key test servers use unless a test sets its own (base64url of 32 bytes): one
@@ -113,26 +124,31 @@ pub struct Seeded {
 /// server loads the enabled hook at startup.
 pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
     use hookd::management::{self, NewApi};
-    let store = hookd::store::Store::open(dir).expect("store");
+    let store = hookd::store::SledStore::open(dir).expect("store");
     let hasher = test_hasher(&store);
     let metadata = [("tier".to_owned(), "gold".to_owned())].into();
-    let (client, secret) =
-        management::create_client(&store, &hasher, "reporting", metadata).expect("client");
-    management::create_api(
+    let (client, secret) = now(management::create_client(
+        &store,
+        &hasher,
+        "reporting",
+        metadata,
+    ))
+    .expect("client");
+    now(management::create_api(
         &store,
         &test_secret_box(),
         NewApi::new(API, "Reports", &["read:reports", "write:reports", "admin"]),
-    )
+    ))
     .expect("api");
-    management::create_grant(
+    now(management::create_grant(
         &store,
         &client.client_id,
         API,
         &["read:reports", "write:reports"],
-    )
+    ))
     .expect("grant");
     if let Some(path) = module {
-        management::create_hook(
+        now(management::create_hook(
             &store,
             &cached_engine(),
             "under-test",
@@ -140,7 +156,7 @@ pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
             &wasm(path),
             true,
             hookd::clock::unix_now(),
-        )
+        ))
         .expect("hook");
     }
     store.flush().expect("flush");
@@ -154,8 +170,8 @@ pub fn seed(dir: &std::path::Path, module: Option<&str>) -> Seeded {
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
-    /// The store the server uses (shared, live).
-    pub store: hookd::store::Store,
+    /// The sled store the server uses (shared, live).
+    pub store: hookd::store::SledStore,
     /// The tenant (issuer) it serves.
     pub tenant: hookd::model::Tenant,
     /// Every hook's recent invocations.
@@ -190,7 +206,12 @@ impl TestServer {
         let metrics = prepared.metrics_addr.map(|addr| format!("http://{addr}"));
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = prepared.server;
-        let (store, tenant, hook_log) = (prepared.store, prepared.tenant, prepared.hook_log);
+        let store = prepared
+            .store
+            .sled()
+            .cloned()
+            .expect("test servers run on sled");
+        let (tenant, hook_log) = (prepared.tenant, prepared.hook_log);
         let task = tokio::spawn(async move {
             server
                 .run(async {
@@ -485,10 +506,19 @@ pub fn add_api(
     new: hookd::management::NewApi,
 ) -> hookd::model::Api {
     let identifier = new.identifier.clone();
-    let (api, _) =
-        hookd::management::create_api(&server.store, &test_secret_box(), new).expect("api");
-    hookd::management::create_grant(&server.store, client_id, &identifier, &["read:reports"])
-        .expect("grant");
+    let (api, _) = now(hookd::management::create_api(
+        &server.store,
+        &test_secret_box(),
+        new,
+    ))
+    .expect("api");
+    now(hookd::management::create_grant(
+        &server.store,
+        client_id,
+        &identifier,
+        &["read:reports"],
+    ))
+    .expect("grant");
     api
 }
 
@@ -676,4 +706,76 @@ pub async fn admin_cli(
     tokio::task::spawn_blocking(move || command.output().expect("run hookd"))
         .await
         .expect("join")
+}
+
+/// A `hookd serve` process on a free port of 127.0.0.1, killed when dropped.
+#[derive(Debug)]
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`, read from its "hookd listening" log line.
+    pub base: String,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeProcess {
+    /// Kills the process at once (SIGKILL: no chance to flush or finish anything).
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    /// Starts `hookd serve --listen 127.0.0.1:0` with `args` and `env` (HOOKD_ADMIN_* and
+    /// HOOKD_SECRETS_KEY are removed first, so a test sets what it means), and waits for its
+    /// address.
+    pub fn start(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead as _;
+        let mut command = std::process::Command::new(hookd_binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("HOOKD_LOG", "info")
+            .env_remove("HOOKD_ADMIN_CLIENT_ID")
+            .env_remove("HOOKD_ADMIN_CLIENT_SECRET")
+            .env_remove("HOOKD_SECRETS_KEY")
+            .env_remove("HOOKD_DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start hookd serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, addr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("hookd listening")
+                    && let Some(rest) = line.split("addr=").nth(1)
+                {
+                    let _ = found.send(Ok(rest.split_whitespace().next().unwrap_or("").to_owned()));
+                }
+                seen.push(line);
+            }
+            let _ = found.send(Err(seen.join("\n")));
+        });
+        let mut process = ServeProcess {
+            child,
+            base: String::new(),
+        };
+        match addr.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(Ok(addr)) => process.base = format!("http://{addr}"),
+            Ok(Err(output)) => panic!("hookd serve stopped before listening:\n{output}"),
+            Err(_) => panic!("hookd serve did not log its address within 60 s"),
+        }
+        process
+    }
 }

@@ -27,24 +27,27 @@ struct DemoCredentials {
     audience: String,
 }
 
-fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
+async fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
     let store = Store::open(data_dir)?;
     let secret_box = app::load_secret_box(None, data_dir)?;
-    let hasher = app::client_secret_hasher(&store, &secret_box)?;
+    let hasher = app::client_secret_hasher(&store, &secret_box).await?;
     let mut metadata = BTreeMap::new();
     metadata.insert("tier".to_owned(), "premium".to_owned());
-    let (client, secret) = management::create_client(&store, &hasher, "demo-service", metadata)?;
+    let (client, secret) =
+        management::create_client(&store, &hasher, "demo-service", metadata).await?;
     management::create_api(
         &store,
         &secret_box,
         NewApi::new(AUDIENCE, "Demo API", &["read:reports", "write:reports"]),
-    )?;
+    )
+    .await?;
     management::create_grant(
         &store,
         &client.client_id,
         AUDIENCE,
         &["read:reports", "write:reports"],
-    )?;
+    )
+    .await?;
     let engine = HookEngine::new(EngineSettings::default())?;
     management::create_hook(
         &store,
@@ -55,6 +58,7 @@ fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
         true,
         hookd::clock::unix_now(),
     )
+    .await
     .context("the demo hook was refused")?;
     store.flush()?;
     Ok(DemoCredentials {
@@ -65,6 +69,7 @@ fn seed(data_dir: &Path, hook: &[u8]) -> anyhow::Result<DemoCredentials> {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("could not create {}", args.data_dir.display()))?;
     let credentials_path = args.data_dir.join("demo.json");
@@ -78,7 +83,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Err(_) => {
             let hook = std::fs::read(&args.hook)
                 .with_context(|| format!("could not read {}", args.hook.display()))?;
-            let credentials = seed(&args.data_dir, &hook)?;
+            let credentials = runtime.block_on(seed(&args.data_dir, &hook))?;
             hookd::files::write_private(
                 &credentials_path,
                 serde_json::to_string_pretty(&credentials)?.as_bytes(),
@@ -87,7 +92,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let runtime = runtime()?;
     runtime.block_on(async {
         let mut config = ServeConfig::new(args.data_dir.clone(), args.server.listen);
         config.issuer = args.server.issuer;

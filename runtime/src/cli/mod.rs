@@ -117,6 +117,16 @@ pub struct ServeArgs {
     /// Without it, an issuer other than the stored one refuses to start.
     #[arg(long, requires = "issuer")]
     pub change_issuer: bool,
+    /// Keep the store in this PostgreSQL database (`postgres://user:password@host/db`)
+    /// instead of sled in the data directory, so that several nodes can share it. Needs the
+    /// shared secrets key (HOOKD_SECRETS_KEY or --secrets-key-file); the data directory then
+    /// holds only the compiled-hook cache.
+    #[arg(long, env = "HOOKD_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Read the secrets key (base64url of 32 bytes) from this file instead of
+    /// HOOKD_SECRETS_KEY.
+    #[arg(long, env = "HOOKD_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

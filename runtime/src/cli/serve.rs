@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use hookd::app::{self, ServeConfig};
 
 use super::ServeArgs;
@@ -63,9 +64,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.metrics_listen = args.server.metrics_listen;
         config.change_issuer = args.change_issuer;
         config.admin_credentials = admin_credentials_from_env()?;
-        config.secrets_key = std::env::var("HOOKD_SECRETS_KEY")
+        let from_env = std::env::var("HOOKD_SECRETS_KEY")
             .ok()
             .filter(|v| !v.is_empty());
+        config.secrets_key = match (from_env, &args.secrets_key_file) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set HOOKD_SECRETS_KEY or --secrets-key-file, not both")
+            }
+            (key, None) => key,
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("could not read the secrets key {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+        };
+        config.database = args.database;
         let prepared = app::prepare(config).await?;
         tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
         if let Some(metrics) = prepared.metrics_addr {

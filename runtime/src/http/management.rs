@@ -264,7 +264,11 @@ pub async fn handle<B: RequestBody>(
     };
     let now = now();
     let bearer = bearer_token(&request);
-    let caller = match state.management.authorize(bearer.as_deref(), scope, now) {
+    let caller = match state
+        .management
+        .authorize(bearer.as_deref(), scope, now)
+        .await
+    {
         Ok(caller) => caller,
         Err(error) => return management_failure(&error),
     };
@@ -329,13 +333,13 @@ async fn operate<B: RequestBody>(
                 Some(_) => return Err(bad_query("enabled: must be true or false")),
             };
             let hooks = m.list_hooks(caller, param(&params, "triggerId"), enabled);
-            paginate(&params, done(hooks)?, "hooks")
+            paginate(&params, done(hooks.await)?, "hooks")
         }
         Op::CreateHook => {
             let new: NewHook = json_body(state, request).await?;
             answer(StatusCode::CREATED, m.create_hook(caller, new).await)
         }
-        Op::GetHook => answer(StatusCode::OK, m.get_hook(caller, id)),
+        Op::GetHook => answer(StatusCode::OK, m.get_hook(caller, id).await),
         Op::UpdateHook => {
             let patch: HookPatch = json_body(state, request).await?;
             // Auth0 answers a hook PATCH with 201.
@@ -364,7 +368,7 @@ async fn operate<B: RequestBody>(
             let uploaded = m.upload_module(caller, id, bytes.to_vec(), now).await;
             answer(StatusCode::CREATED, uploaded)
         }
-        Op::HookVersions => answer(StatusCode::OK, m.hook_versions(caller, id)),
+        Op::HookVersions => answer(StatusCode::OK, m.hook_versions(caller, id).await),
         Op::RollbackHook => {
             let body: RollbackBody = json_body(state, request).await?;
             answer(
@@ -376,7 +380,7 @@ async fn operate<B: RequestBody>(
         Op::RecordedEvents => {
             let params = query(&request);
             let events = m.recorded_events(caller, id, param(&params, "request_id"));
-            answer(StatusCode::OK, events)
+            answer(StatusCode::OK, events.await)
         }
         Op::Replay => {
             let body: ReplayBody = json_body(state, request).await?;
@@ -384,12 +388,12 @@ async fn operate<B: RequestBody>(
         }
         Op::HookLogs => {
             if query(&request).iter().any(|(name, _)| name == "follow") {
-                let receiver = done(m.follow_hook_logs(caller, id))?;
+                let receiver = done(m.follow_hook_logs(caller, id).await)?;
                 return Ok(follow_logs(state, id, caller.clone(), receiver));
             }
-            answer(StatusCode::OK, m.hook_logs(caller, id))
+            answer(StatusCode::OK, m.hook_logs(caller, id).await)
         }
-        Op::ListSecrets => answer(StatusCode::OK, m.hook_secrets(caller, id)),
+        Op::ListSecrets => answer(StatusCode::OK, m.hook_secrets(caller, id).await),
         Op::AddSecrets | Op::UpdateSecrets => {
             let change = if op == Op::AddSecrets {
                 SecretsChange::Add
@@ -404,34 +408,38 @@ async fn operate<B: RequestBody>(
             let names: SecretNames = json_body(state, request).await?;
             deleted(m.delete_hook_secrets(caller, id, &names).await)
         }
-        Op::ListClients => paginate(&query(&request), done(m.list_clients(caller))?, "clients"),
+        Op::ListClients => paginate(
+            &query(&request),
+            done(m.list_clients(caller).await)?,
+            "clients",
+        ),
         Op::CreateClient => {
             let body: ClientBody = json_body(state, request).await?;
-            answer(StatusCode::CREATED, m.create_client(caller, body))
+            answer(StatusCode::CREATED, m.create_client(caller, body).await)
         }
-        Op::GetClient => answer(StatusCode::OK, m.get_client(caller, id)),
+        Op::GetClient => answer(StatusCode::OK, m.get_client(caller, id).await),
         Op::UpdateClient => {
             let body: ClientBody = json_body(state, request).await?;
-            answer(StatusCode::OK, m.update_client(caller, id, body))
+            answer(StatusCode::OK, m.update_client(caller, id, body).await)
         }
-        Op::DeleteClient => deleted(m.delete_client(caller, id)),
-        Op::RotateClientSecret => answer(StatusCode::OK, m.rotate_client_secret(caller, id)),
+        Op::DeleteClient => deleted(m.delete_client(caller, id).await),
+        Op::RotateClientSecret => answer(StatusCode::OK, m.rotate_client_secret(caller, id).await),
         Op::ListApis => paginate(
             &query(&request),
-            done(m.list_apis(caller))?,
+            done(m.list_apis(caller).await)?,
             "resource_servers",
         ),
         Op::CreateApi => {
             let body: ApiBody = json_body(state, request).await?;
-            answer(StatusCode::CREATED, m.create_api(caller, body))
+            answer(StatusCode::CREATED, m.create_api(caller, body).await)
         }
-        Op::GetApi => answer(StatusCode::OK, m.get_api(caller, id)),
+        Op::GetApi => answer(StatusCode::OK, m.get_api(caller, id).await),
         Op::UpdateApi => {
             let body: ApiBody = json_body(state, request).await?;
-            answer(StatusCode::OK, m.update_api(caller, id, body))
+            answer(StatusCode::OK, m.update_api(caller, id, body).await)
         }
-        Op::DeleteApi => deleted(m.delete_api(caller, id)),
-        Op::RotateApiSecret => answer(StatusCode::OK, m.rotate_api_secret(caller, id)),
+        Op::DeleteApi => deleted(m.delete_api(caller, id).await),
+        Op::RotateApiSecret => answer(StatusCode::OK, m.rotate_api_secret(caller, id).await),
         Op::ListGrants => {
             let params = query(&request);
             let grants = m.list_grants(
@@ -439,17 +447,17 @@ async fn operate<B: RequestBody>(
                 param(&params, "audience"),
                 param(&params, "client_id"),
             );
-            paginate(&params, done(grants)?, "client_grants")
+            paginate(&params, done(grants.await)?, "client_grants")
         }
         Op::CreateGrant => {
             let body: GrantBody = json_body(state, request).await?;
-            answer(StatusCode::CREATED, m.create_grant(caller, body))
+            answer(StatusCode::CREATED, m.create_grant(caller, body).await)
         }
         Op::UpdateGrant => {
             let body: GrantBody = json_body(state, request).await?;
-            answer(StatusCode::OK, m.update_grant(caller, id, body))
+            answer(StatusCode::OK, m.update_grant(caller, id, body).await)
         }
-        Op::DeleteGrant => deleted(m.delete_grant(caller, id)),
+        Op::DeleteGrant => deleted(m.delete_grant(caller, id).await),
         Op::SigningKeys => Ok(json_response(StatusCode::OK, &m.signing_keys(caller))),
         Op::RotateSigningKeys => answer(
             StatusCode::CREATED,
@@ -601,7 +609,14 @@ fn follow_logs(
             let received = tokio::select! {
                 received = follower.receiver.recv() => received,
                 _ = follower.recheck.tick() => {
-                    if !follower.management.still_holds(&follower.caller, "read:logs", now()) {
+                    // Checked on a task of its own: the store's futures are not `Sync`, and
+                    // a response body must be.
+                    let (management, caller) =
+                        (follower.management.clone(), follower.caller.clone());
+                    let holds = tokio::spawn(async move {
+                        management.still_holds(&caller, "read:logs", now()).await
+                    });
+                    if !holds.await.unwrap_or(false) {
                         return None;
                     }
                     continue;

@@ -9,7 +9,7 @@ use crate::hooks::is_scope_token;
 use crate::model::{Api, ApiScope, HookScopePolicy, SecretKeyForm, SigningAlg, TokenDialect};
 use crate::proto::{ApiBody, ApiView};
 use crate::secrets::{AtRest, SEALED_HS256_SECRET, SecretBox, random_alphanumeric, random_bytes};
-use crate::store::Store;
+use crate::store::RecordStore;
 
 /// The longest token lifetime an API may have: 30 days.
 const MAX_TOKEN_LIFETIME: u64 = 2_592_000;
@@ -50,13 +50,13 @@ impl NewApi {
 
 /// A new API, and its HS256 secret in clear when it has one (the only time it is shown,
 /// with [`Management::rotate_api_secret`]).
-pub fn create_api(
-    store: &Store,
+pub async fn create_api(
+    store: &impl RecordStore,
     secret_box: &SecretBox,
     new: NewApi,
 ) -> Result<(Api, Option<String>), ManagementError> {
     let (api, shown) = new_api_record(secret_box, new)?;
-    store.insert_api(&api)?;
+    store.insert_api(&api).await?;
     Ok((api, shown))
 }
 
@@ -169,23 +169,32 @@ fn api_view(api: &Api, signing_secret: Option<String>) -> ApiView {
 
 impl Management {
     /// Every API.
-    pub fn list_apis(&self, _caller: &Caller) -> Result<Vec<ApiView>, ManagementError> {
+    pub async fn list_apis(&self, _caller: &Caller) -> Result<Vec<ApiView>, ManagementError> {
         Ok(self
             .store
-            .apis()?
+            .apis()
+            .await?
             .iter()
             .map(|api| api_view(api, None))
             .collect())
     }
 
     /// One API.
-    pub fn get_api(&self, _caller: &Caller, id: &str) -> Result<ApiView, ManagementError> {
-        let api = self.store.api(id)?.ok_or_else(|| not_found("API", id))?;
+    pub async fn get_api(&self, _caller: &Caller, id: &str) -> Result<ApiView, ManagementError> {
+        let api = self
+            .store
+            .api(id)
+            .await?
+            .ok_or_else(|| not_found("API", id))?;
         Ok(api_view(&api, None))
     }
 
     /// A new API from a Management API body, with its HS256 secret in clear when it has one.
-    pub fn create_api(&self, _caller: &Caller, body: ApiBody) -> Result<ApiView, ManagementError> {
+    pub async fn create_api(
+        &self,
+        _caller: &Caller,
+        body: ApiBody,
+    ) -> Result<ApiView, ManagementError> {
         check_api_fields(&body)?;
         let identifier = body
             .identifier
@@ -204,20 +213,20 @@ impl Management {
         if let Some(scopes) = body.scopes {
             api.scopes = scopes;
         }
-        self.store.insert_api(&api)?;
+        self.store.insert_api(&api).await?;
         Ok(api_view(&api, shown))
     }
 
     /// Applies a patch to an API. Its identifier cannot change. Switching to HS256 gives it a
     /// secret, returned in clear that once. The Management API itself takes every management
     /// scope to change, and is never HS256.
-    pub fn update_api(
+    pub async fn update_api(
         &self,
         caller: &Caller,
         id: &str,
         body: ApiBody,
     ) -> Result<ApiView, ManagementError> {
-        let found = self.store.api(id)?;
+        let found = self.store.api(id).await?;
         if found
             .as_ref()
             .is_some_and(|api| api.identifier == self.audience)
@@ -266,18 +275,22 @@ impl Management {
         if let Some(policy) = body.hook_scope_policy {
             api.hook_scope_policy = policy;
         }
-        self.store.update_api(&api)?;
+        self.store.update_api(&api).await?;
         Ok(api_view(&api, shown))
     }
 
     /// Replaces an HS256 API's signing secret; returns the API with the new secret in clear.
     /// Tokens signed with the old secret stop verifying at once, as at Auth0.
-    pub fn rotate_api_secret(
+    pub async fn rotate_api_secret(
         &self,
         _caller: &Caller,
         id: &str,
     ) -> Result<ApiView, ManagementError> {
-        let mut api = self.store.api(id)?.ok_or_else(|| not_found("API", id))?;
+        let mut api = self
+            .store
+            .api(id)
+            .await?
+            .ok_or_else(|| not_found("API", id))?;
         if api.signing_alg != SigningAlg::HS256 {
             return Err(ManagementError::Invalid(
                 "signing_secret: only an HS256 API has a signing secret".to_owned(),
@@ -286,21 +299,22 @@ impl Management {
         let (sealed, shown) = new_signing_secret(&self.secret_box, &api.id);
         api.signing_secret = Some(sealed);
         api.signing_secret_form = SecretKeyForm::Text;
-        self.store.update_api(&api)?;
+        self.store.update_api(&api).await?;
         Ok(api_view(&api, Some(shown)))
     }
 
     /// Deletes an API and its grants. The Management API cannot be deleted.
-    pub fn delete_api(&self, _caller: &Caller, id: &str) -> Result<(), ManagementError> {
+    pub async fn delete_api(&self, _caller: &Caller, id: &str) -> Result<(), ManagementError> {
         if self
             .store
-            .api(id)?
+            .api(id)
+            .await?
             .is_some_and(|api| api.identifier == self.audience)
         {
             return Err(ManagementError::NotSupported(
                 "The Management API cannot be deleted",
             ));
         }
-        Ok(self.store.delete_api(id)?)
+        Ok(self.store.delete_api(id).await?)
     }
 }

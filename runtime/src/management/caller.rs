@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{Management, ManagementError};
 use crate::keys::VerifyError;
 use crate::model::{MANAGEMENT_SCOPES, MANAGEMENT_SECRET_GENERATION};
+use crate::store::RecordStore as _;
 
 /// An authenticated caller, made only by [`Management::authorize`].
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ impl Management {
     /// Checks a Bearer token (`None` when the request had none): that it verifies for the
     /// Management API at `now`, that what it was issued for still holds (see
     /// [`Management::current_scopes`]) and that it carries `scope`.
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         token: Option<&str>,
         scope: &str,
@@ -93,7 +94,7 @@ impl Management {
                 .ok_or_else(invalid)?,
             held: Vec::new(),
         };
-        caller.held = self.current_scopes(&caller, now)?;
+        caller.held = self.current_scopes(&caller, now).await?;
         if caller.held.iter().any(|held| held == scope) {
             Ok(caller)
         } else {
@@ -107,7 +108,11 @@ impl Management {
     /// with the same secret generation, limited to what its grant on the Management API still
     /// gives, and only until the token expires. Read from the store's in-memory records, so
     /// every management call re-checks at little cost.
-    fn current_scopes(&self, caller: &Caller, now: u64) -> Result<Vec<String>, ManagementError> {
+    async fn current_scopes(
+        &self,
+        caller: &Caller,
+        now: u64,
+    ) -> Result<Vec<String>, ManagementError> {
         let revoked = || ManagementError::Unauthenticated("Invalid token");
         if now >= caller.exp {
             return Err(ManagementError::Unauthenticated(
@@ -116,12 +121,14 @@ impl Management {
         }
         let client = self
             .store
-            .client(&caller.client_id)?
+            .client(&caller.client_id)
+            .await?
             .filter(|client| client.secret_generation == caller.secret_generation)
             .ok_or_else(revoked)?;
         let grant = self
             .store
-            .grant_for(&client.client_id, &self.audience)?
+            .grant_for(&client.client_id, &self.audience)
+            .await?
             .ok_or_else(revoked)?;
         Ok(caller
             .token_scopes
@@ -133,8 +140,9 @@ impl Management {
 
     /// Whether `caller` still holds `scope` at `now` (a `?follow` log stream asks every
     /// second and ends when this turns false).
-    pub fn still_holds(&self, caller: &Caller, scope: &str, now: u64) -> bool {
+    pub async fn still_holds(&self, caller: &Caller, scope: &str, now: u64) -> bool {
         self.current_scopes(caller, now)
+            .await
             .is_ok_and(|scopes| scopes.iter().any(|held| held == scope))
     }
 }

@@ -7,7 +7,8 @@ use super::{Caller, Management, ManagementError, not_found};
 use crate::model::{CLIENT_CREDENTIALS, Client};
 use crate::proto::{ClientBody, ClientView};
 use crate::secrets::{SecretHasher, new_client_secret, random_alphanumeric};
-use crate::store::{Store, StoreError};
+use crate::store::RecordStore;
+use crate::store::StoreError;
 
 const APP_TYPES: &[&str] = &["non_interactive", "regular_web", "spa", "native"];
 const GRANT_TYPES: &[&str] = &[
@@ -20,8 +21,8 @@ const GRANT_TYPES: &[&str] = &[
 
 /// A new machine-to-machine application allowed the client-credentials grant. Returns it and
 /// the only copy of its secret.
-pub fn create_client(
-    store: &Store,
+pub async fn create_client(
+    store: &impl RecordStore,
     hasher: &SecretHasher,
     name: &str,
     metadata: BTreeMap<String, String>,
@@ -34,14 +35,15 @@ pub fn create_client(
         metadata,
         &random_alphanumeric(32),
         &secret,
-    )?;
+    )
+    .await?;
     Ok((client, secret))
 }
 
 /// A new application with credentials chosen by the operator (the bootstrap admin from
 /// `HOOKD_ADMIN_CLIENT_ID` / `HOOKD_ADMIN_CLIENT_SECRET`).
-pub fn create_client_with(
-    store: &Store,
+pub async fn create_client_with(
+    store: &impl RecordStore,
     hasher: &SecretHasher,
     name: &str,
     metadata: BTreeMap<String, String>,
@@ -49,7 +51,7 @@ pub fn create_client_with(
     secret: &str,
 ) -> Result<Client, ManagementError> {
     let client = new_client_record(hasher, name, metadata, client_id, secret)?;
-    store.insert_client(&client)?;
+    store.insert_client(&client).await?;
     Ok(client)
 }
 
@@ -126,26 +128,32 @@ fn client_view(client: &Client, secret: Option<String>) -> ClientView {
 
 impl Management {
     /// Every application.
-    pub fn list_clients(&self, _caller: &Caller) -> Result<Vec<ClientView>, ManagementError> {
+    pub async fn list_clients(&self, _caller: &Caller) -> Result<Vec<ClientView>, ManagementError> {
         Ok(self
             .store
-            .clients()?
+            .clients()
+            .await?
             .iter()
             .map(|client| client_view(client, None))
             .collect())
     }
 
     /// One application.
-    pub fn get_client(&self, _caller: &Caller, id: &str) -> Result<ClientView, ManagementError> {
+    pub async fn get_client(
+        &self,
+        _caller: &Caller,
+        id: &str,
+    ) -> Result<ClientView, ManagementError> {
         let client = self
             .store
-            .client(id)?
+            .client(id)
+            .await?
             .ok_or_else(|| not_found("client", id))?;
         Ok(client_view(&client, None))
     }
 
     /// A new application from a Management API body, with its only secret.
-    pub fn create_client(
+    pub async fn create_client(
         &self,
         _caller: &Caller,
         body: ClientBody,
@@ -169,19 +177,19 @@ impl Management {
         if let Some(grant_types) = body.grant_types {
             client.grant_types = grant_types;
         }
-        self.store.insert_client(&client)?;
+        self.store.insert_client(&client).await?;
         Ok(client_view(&client, Some(secret)))
     }
 
     /// Applies a patch to an application. Only the fields the body names change, applied to
     /// the record as stored at the moment of writing: a rotation that lands meanwhile is kept.
-    pub fn update_client(
+    pub async fn update_client(
         &self,
         caller: &Caller,
         id: &str,
         body: ClientBody,
     ) -> Result<ClientView, ManagementError> {
-        self.guard_management_client(caller, id)?;
+        self.guard_management_client(caller, id).await?;
         check_client_fields(&body)?;
         let client = self
             .store
@@ -199,6 +207,7 @@ impl Management {
                     client.grant_types = grant_types.clone();
                 }
             })
+            .await
             .map_err(|error| match error {
                 StoreError::NotFound(_) => not_found("client", id),
                 other => other.into(),
@@ -207,19 +216,19 @@ impl Management {
     }
 
     /// Deletes an application and its grants.
-    pub fn delete_client(&self, caller: &Caller, id: &str) -> Result<(), ManagementError> {
-        self.guard_management_client(caller, id)?;
-        Ok(self.store.delete_client(id)?)
+    pub async fn delete_client(&self, caller: &Caller, id: &str) -> Result<(), ManagementError> {
+        self.guard_management_client(caller, id).await?;
+        Ok(self.store.delete_client(id).await?)
     }
 
     /// Gives an application a new secret; the old one stops working at once, and so do the
     /// Management API tokens it got with the old one (its secret generation moves on).
-    pub fn rotate_client_secret(
+    pub async fn rotate_client_secret(
         &self,
         caller: &Caller,
         id: &str,
     ) -> Result<ClientView, ManagementError> {
-        self.guard_management_client(caller, id)?;
+        self.guard_management_client(caller, id).await?;
         let secret = new_client_secret();
         let secret_hash = self.hasher.hash(&secret);
         let client = self
@@ -228,6 +237,7 @@ impl Management {
                 client.secret_hash = secret_hash.clone();
                 client.secret_generation += 1;
             })
+            .await
             .map_err(|error| match error {
                 StoreError::NotFound(_) => not_found("client", id),
                 other => other.into(),
@@ -236,8 +246,12 @@ impl Management {
     }
 
     /// Changing an application granted the Management API takes every management scope.
-    fn guard_management_client(&self, caller: &Caller, id: &str) -> Result<(), ManagementError> {
-        if self.is_management_client(id)? {
+    async fn guard_management_client(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(), ManagementError> {
+        if self.is_management_client(id).await? {
             caller.holds_every_scope()?;
         }
         Ok(())

@@ -5,22 +5,22 @@ use super::{Caller, Management, ManagementError, not_found};
 use crate::model::ClientGrant;
 use crate::proto::{GrantBody, GrantView};
 use crate::secrets::random_alphanumeric;
-use crate::store::Store;
+use crate::store::RecordStore;
 
 /// A new grant of `scope` on `audience` to `client_id`; both must exist and every scope
 /// must be one the API defines.
-pub fn create_grant(
-    store: &Store,
+pub async fn create_grant(
+    store: &impl RecordStore,
     client_id: &str,
     audience: &str,
     scope: &[&str],
 ) -> Result<ClientGrant, ManagementError> {
-    if store.client(client_id)?.is_none() {
+    if store.client(client_id).await?.is_none() {
         return Err(ManagementError::Invalid(format!(
             "client_id: no client {client_id}"
         )));
     }
-    let Some(api) = store.api_by_identifier(audience)? else {
+    let Some(api) = store.api_by_identifier(audience).await? else {
         return Err(ManagementError::Invalid(format!(
             "audience: no API {audience}"
         )));
@@ -39,7 +39,7 @@ pub fn create_grant(
         audience: audience.to_owned(),
         scope: scope.iter().map(|s| (*s).to_owned()).collect(),
     };
-    store.insert_grant(&grant)?;
+    store.insert_grant(&grant).await?;
     Ok(grant)
 }
 
@@ -54,7 +54,7 @@ fn grant_view(grant: ClientGrant) -> GrantView {
 
 impl Management {
     /// Every grant, optionally only those for one audience or one client.
-    pub fn list_grants(
+    pub async fn list_grants(
         &self,
         _caller: &Caller,
         audience: Option<&str>,
@@ -62,7 +62,8 @@ impl Management {
     ) -> Result<Vec<GrantView>, ManagementError> {
         Ok(self
             .store
-            .grants()?
+            .grants()
+            .await?
             .into_iter()
             .filter(|g| audience.is_none_or(|a| g.audience == a))
             .filter(|g| client_id.is_none_or(|c| g.client_id == c))
@@ -72,7 +73,7 @@ impl Management {
 
     /// A new grant from a Management API body. Granting the Management API takes every
     /// management scope.
-    pub fn create_grant(
+    pub async fn create_grant(
         &self,
         caller: &Caller,
         body: GrantBody,
@@ -85,17 +86,19 @@ impl Management {
         let audience = body.audience.ok_or_else(|| required("audience"))?;
         let scope = body.scope.ok_or_else(|| required("scope"))?;
         let scope: Vec<&str> = scope.iter().map(String::as_str).collect();
-        create_grant(&self.store, &client_id, &audience, &scope).map(grant_view)
+        create_grant(&self.store, &client_id, &audience, &scope)
+            .await
+            .map(grant_view)
     }
 
     /// Replaces a grant's scopes; client and audience cannot change.
-    pub fn update_grant(
+    pub async fn update_grant(
         &self,
         caller: &Caller,
         id: &str,
         body: GrantBody,
     ) -> Result<GrantView, ManagementError> {
-        self.guard_management_grant(caller, id)?;
+        self.guard_management_grant(caller, id).await?;
         if body.client_id.is_some() || body.audience.is_some() {
             return Err(ManagementError::Invalid(
                 "client_id and audience of a grant cannot be changed".to_owned(),
@@ -103,12 +106,14 @@ impl Management {
         }
         let mut grant = self
             .store
-            .grant(id)?
+            .grant(id)
+            .await?
             .ok_or_else(|| not_found("client grant", id))?;
         if let Some(scope) = body.scope {
             let api = self
                 .store
-                .api_by_identifier(&grant.audience)?
+                .api_by_identifier(&grant.audience)
+                .await?
                 .ok_or_else(|| not_found("API", &grant.audience))?;
             if let Some(unknown) = scope
                 .iter()
@@ -121,21 +126,26 @@ impl Management {
             }
             grant.scope = scope;
         }
-        self.store.update_grant(&grant)?;
+        self.store.update_grant(&grant).await?;
         Ok(grant_view(grant))
     }
 
     /// Deletes a grant.
-    pub fn delete_grant(&self, caller: &Caller, id: &str) -> Result<(), ManagementError> {
-        self.guard_management_grant(caller, id)?;
-        Ok(self.store.delete_grant(id)?)
+    pub async fn delete_grant(&self, caller: &Caller, id: &str) -> Result<(), ManagementError> {
+        self.guard_management_grant(caller, id).await?;
+        Ok(self.store.delete_grant(id).await?)
     }
 
     /// Changing a grant on the Management API takes every management scope.
-    fn guard_management_grant(&self, caller: &Caller, id: &str) -> Result<(), ManagementError> {
+    async fn guard_management_grant(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(), ManagementError> {
         if self
             .store
-            .grant(id)?
+            .grant(id)
+            .await?
             .is_some_and(|grant| grant.audience == self.audience)
         {
             caller.holds_every_scope()?;

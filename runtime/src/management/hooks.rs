@@ -21,6 +21,7 @@ use crate::registry::{
     ShadowWorker, UnavailableHook,
 };
 use crate::secrets::{SecretBox, random_alphanumeric};
+use crate::store::RecordStore;
 use crate::store::Store;
 
 /// Auth0's hook name rule: alphanumerics, spaces and dashes, not starting or ending with
@@ -47,8 +48,8 @@ fn check_hook_name(name: &str) -> Result<(), ManagementError> {
 
 /// A new hook's record, with no module yet: validated name and limits, a fresh id, and
 /// enabled as asked; when not asked, enabled only if it is the first hook of its trigger.
-fn new_hook_record(
-    store: &Store,
+async fn new_hook_record(
+    store: &impl RecordStore,
     name: &str,
     trigger: ExtensibilityPoint,
     enable: Option<bool>,
@@ -59,7 +60,11 @@ fn new_hook_record(
     limits
         .validate()
         .map_err(|error| ManagementError::Invalid(format!("limits: {error}")))?;
-    let first_for_trigger = store.hooks()?.iter().all(|hook| hook.trigger != trigger);
+    let first_for_trigger = store
+        .hooks()
+        .await?
+        .iter()
+        .all(|hook| hook.trigger != trigger);
     Ok(Hook {
         id: random_alphanumeric(20),
         name: name.to_owned(),
@@ -79,8 +84,8 @@ fn new_hook_record(
 /// A new hook from an uploaded module. The module is validated (compiled, checked against the
 /// trigger's world) before anything is stored. The first hook of a trigger is enabled; later
 /// ones start disabled unless `enable` asks otherwise.
-pub fn create_hook(
-    store: &Store,
+pub async fn create_hook(
+    store: &impl RecordStore,
     engine: &HookEngine,
     name: &str,
     trigger: ExtensibilityPoint,
@@ -95,7 +100,8 @@ pub fn create_hook(
         Some(enable),
         HookLimits::default(),
         FailurePolicy::FailClosed,
-    )?;
+    )
+    .await?;
     engine.load(trigger, module, hook.limits)?;
     let sha256 = hex::encode(Sha256::digest(module));
     hook.versions.push(HookVersion {
@@ -104,7 +110,7 @@ pub fn create_hook(
         uploaded_at: now,
     });
     hook.active_version = Some(sha256);
-    store.insert_hook(&hook, module)?;
+    store.insert_hook(&hook, module).await?;
     Ok(hook)
 }
 
@@ -227,7 +233,7 @@ impl HookChanges {
     /// and the Management API shows why ([`HookChanges::run_state`]).
     pub(super) async fn load_enabled(&self) -> Result<(), ManagementError> {
         for point in ExtensibilityPoint::ALL {
-            if let Some(hook) = self.store.enabled_hook(point)? {
+            if let Some(hook) = self.store.enabled_hook(point).await? {
                 self.load_or_mark_unavailable(&hook).await;
             }
         }
@@ -303,14 +309,15 @@ impl HookChanges {
     }
 
     /// Every hook, optionally only those of one trigger or enabled state.
-    pub(super) fn list(
+    pub(super) async fn list(
         &self,
         trigger: Option<&str>,
         enabled: Option<bool>,
     ) -> Result<Vec<Hook>, ManagementError> {
         Ok(self
             .store
-            .hooks()?
+            .hooks()
+            .await?
             .into_iter()
             .filter(|hook| trigger.is_none_or(|t| hook.trigger.trigger_id() == t))
             .filter(|hook| enabled.is_none_or(|e| hook.enabled == e))
@@ -318,9 +325,10 @@ impl HookChanges {
     }
 
     /// One hook.
-    pub(super) fn get(&self, id: &str) -> Result<Hook, ManagementError> {
+    pub(super) async fn get(&self, id: &str) -> Result<Hook, ManagementError> {
         self.store
-            .hook(id)?
+            .hook(id)
+            .await?
             .ok_or_else(|| super::not_found("hook", id))
     }
 
@@ -426,7 +434,8 @@ impl HookChanges {
     async fn load_version(&self, hook: &Hook, sha: &str) -> Result<LoadedHook, ManagementError> {
         let module = self
             .store
-            .module(sha)?
+            .module(sha)
+            .await?
             .ok_or_else(|| ManagementError::Internal(format!("module {sha} is missing")))?;
         let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
         tokio::task::spawn_blocking(move || engine.load(trigger, &module, limits))
@@ -507,7 +516,7 @@ impl HookChanges {
         trigger: ExtensibilityPoint,
         prepared: Option<Arc<ActiveHook>>,
     ) -> Result<(), ManagementError> {
-        let Some(enabled) = self.store.enabled_hook(trigger)? else {
+        let Some(enabled) = self.store.enabled_hook(trigger).await? else {
             self.registry.disable(trigger);
             return Ok(());
         };
@@ -537,12 +546,13 @@ impl HookChanges {
             new.enabled,
             new.limits.unwrap_or_default(),
             new.failure_policy.unwrap_or_default(),
-        )?;
+        )
+        .await?;
         let hook = Hook {
             reuse_instances: new.reuse_instances.unwrap_or(false),
             ..hook
         };
-        self.store.insert_hook(&hook, &[])?;
+        self.store.insert_hook(&hook, &[]).await?;
         // Enabling it disabled the trigger's other hooks; it has no module yet, so the
         // trigger now runs nothing.
         self.registry_follows_store(trigger, None).await?;
@@ -558,7 +568,7 @@ impl HookChanges {
         now: u64,
     ) -> Result<(Hook, HookVersion), ManagementError> {
         let _serialised = self.changes.lock().await;
-        let mut hook = self.get(id)?;
+        let mut hook = self.get(id).await?;
         let (engine, trigger, limits) = (self.engine.clone(), hook.trigger, hook.limits);
         let (module, checked) = tokio::task::spawn_blocking(move || {
             let checked = engine.load(trigger, &module, limits);
@@ -583,7 +593,7 @@ impl HookChanges {
         } else {
             None
         };
-        self.store.add_hook_version(&hook, &module)?;
+        self.store.add_hook_version(&hook, &module).await?;
         self.registry_follows_store(hook.trigger, prepared).await?;
         Ok((hook, version))
     }
@@ -596,7 +606,7 @@ impl HookChanges {
         now: u64,
     ) -> Result<Hook, ManagementError> {
         let _serialised = self.changes.lock().await;
-        let mut hook = self.get(id)?;
+        let mut hook = self.get(id).await?;
         if let Some(name) = patch.name {
             check_hook_name(&name)?;
             hook.name = name;
@@ -638,7 +648,7 @@ impl HookChanges {
             Some(None) => hook.shadow = None,
         }
         let prepared = self.prepare(&hook).await?;
-        self.store.update_hook(&hook)?;
+        self.store.update_hook(&hook).await?;
         self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook)
     }
@@ -646,7 +656,7 @@ impl HookChanges {
     /// Makes an earlier version the active one (live at once when the hook is enabled).
     pub(super) async fn rollback(&self, id: &str, sha256: &str) -> Result<Hook, ManagementError> {
         let _serialised = self.changes.lock().await;
-        let mut hook = self.get(id)?;
+        let mut hook = self.get(id).await?;
         if !hook.versions.iter().any(|version| version.sha256 == sha256) {
             return Err(ManagementError::Invalid(format!(
                 "version: {sha256} is not a version of this hook"
@@ -655,7 +665,7 @@ impl HookChanges {
         hook.active_version = Some(sha256.to_owned());
         end_candidates_now_active(&mut hook);
         let prepared = self.prepare(&hook).await?;
-        self.store.update_hook(&hook)?;
+        self.store.update_hook(&hook).await?;
         self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook)
     }
@@ -663,7 +673,7 @@ impl HookChanges {
     /// Makes the running canary's version the active one, for every client.
     pub(super) async fn promote_canary(&self, id: &str) -> Result<Hook, ManagementError> {
         let _serialised = self.changes.lock().await;
-        let mut hook = self.get(id)?;
+        let mut hook = self.get(id).await?;
         let canary = match hook.canary.take() {
             Some(canary) if canary.state == CanaryState::Running => canary,
             Some(_) => {
@@ -681,7 +691,7 @@ impl HookChanges {
         hook.active_version = Some(canary.version);
         end_candidates_now_active(&mut hook);
         let prepared = self.prepare(&hook).await?;
-        self.store.update_hook(&hook)?;
+        self.store.update_hook(&hook).await?;
         self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook)
     }
@@ -694,7 +704,7 @@ impl HookChanges {
         now: u64,
     ) -> Result<(), ManagementError> {
         let _serialised = self.changes.lock().await;
-        let Some(mut hook) = self.store.hook(&withdrawal.hook_id)? else {
+        let Some(mut hook) = self.store.hook(&withdrawal.hook_id).await? else {
             return Ok(());
         };
         let Some(canary) = hook.canary.as_mut().filter(|canary| {
@@ -709,7 +719,7 @@ impl HookChanges {
         self.metrics
             .canary_withdrawn(&withdrawal.hook_id, &withdrawal.version);
         let prepared = self.prepare(&hook).await?;
-        self.store.update_hook(&hook)?;
+        self.store.update_hook(&hook).await?;
         self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(())
     }
@@ -717,7 +727,7 @@ impl HookChanges {
     /// Deletes a hook (stopping it if it runs).
     pub(super) async fn delete(&self, id: &str) -> Result<(), ManagementError> {
         let _serialised = self.changes.lock().await;
-        let hook = self.store.delete_hook(id)?;
+        let hook = self.store.delete_hook(id).await?;
         self.registry_follows_store(hook.trigger, None).await
     }
 }
@@ -793,7 +803,7 @@ impl Management {
     }
 
     /// Every hook, optionally only those of one trigger or enabled state.
-    pub fn list_hooks(
+    pub async fn list_hooks(
         &self,
         _caller: &Caller,
         trigger_id: Option<&str>,
@@ -801,15 +811,16 @@ impl Management {
     ) -> Result<Vec<HookView>, ManagementError> {
         Ok(self
             .hooks
-            .list(trigger_id, enabled)?
+            .list(trigger_id, enabled)
+            .await?
             .into_iter()
             .map(|hook| self.hook_view(hook))
             .collect())
     }
 
     /// One hook.
-    pub fn get_hook(&self, _caller: &Caller, id: &str) -> Result<HookView, ManagementError> {
-        Ok(self.hook_view(self.hooks.get(id)?))
+    pub async fn get_hook(&self, _caller: &Caller, id: &str) -> Result<HookView, ManagementError> {
+        Ok(self.hook_view(self.hooks.get(id).await?))
     }
 
     /// Creates a hook with no module yet. The first hook of a trigger is enabled (it runs as
@@ -875,12 +886,12 @@ impl Management {
     }
 
     /// A hook's versions, oldest first, marking the active one.
-    pub fn hook_versions(
+    pub async fn hook_versions(
         &self,
         _caller: &Caller,
         id: &str,
     ) -> Result<Vec<HookVersionView>, ManagementError> {
-        let hook = self.hooks.get(id)?;
+        let hook = self.hooks.get(id).await?;
         Ok(hook
             .versions
             .iter()
@@ -904,23 +915,23 @@ impl Management {
     }
 
     /// A hook's recent invocations, oldest first.
-    pub fn hook_logs(
+    pub async fn hook_logs(
         &self,
         _caller: &Caller,
         id: &str,
     ) -> Result<Vec<HookLogEntry>, ManagementError> {
-        self.hooks.get(id)?;
+        self.hooks.get(id).await?;
         Ok(self.hook_log.recent(id))
     }
 
     /// Every new invocation of hook `id`, for a `?follow` stream (which also re-checks its
     /// caller with [`Management::still_holds`]).
-    pub fn follow_hook_logs(
+    pub async fn follow_hook_logs(
         &self,
         _caller: &Caller,
         id: &str,
     ) -> Result<tokio::sync::broadcast::Receiver<HookLogEntry>, ManagementError> {
-        self.hooks.get(id)?;
+        self.hooks.get(id).await?;
         Ok(self.hook_log.follow())
     }
 }

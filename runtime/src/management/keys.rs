@@ -6,12 +6,14 @@ use super::{Caller, Management, ManagementError};
 use crate::keys::{self, KeyRing};
 use crate::model::KeyState;
 use crate::proto::SigningKeyView;
-use crate::store::{Store, StoreError};
+use crate::store::RecordStore;
+use crate::store::StoreError;
 
 /// The longest token lifetime of any API: how long a retired signing key stays published.
-pub fn longest_token_lifetime(store: &Store) -> Result<u64, StoreError> {
+pub async fn longest_token_lifetime(store: &impl RecordStore) -> Result<u64, StoreError> {
     Ok(store
-        .apis()?
+        .apis()
+        .await?
         .iter()
         .map(|api| api.token_lifetime)
         .max()
@@ -47,9 +49,9 @@ impl Management {
     ) -> Result<Vec<SigningKeyView>, ManagementError> {
         // One rotation at a time: each reads the set the previous one wrote.
         let _one_at_a_time = self.rotation.lock().await;
-        let stored = self.store.signing_keys()?;
+        let stored = self.store.signing_keys().await?;
         let secret_box = self.keys.load().secret_box().clone();
-        let keep_retired = longest_token_lifetime(&self.store)?;
+        let keep_retired = longest_token_lifetime(&self.store).await?;
         // RSA key generation is CPU-bound (~100 ms per key): off the async threads.
         let (rotated, ring) = tokio::task::spawn_blocking(move || {
             let rotated = keys::rotate(&stored, now, keep_retired, &secret_box)
@@ -61,7 +63,7 @@ impl Management {
         })
         .await
         .map_err(|error| ManagementError::Internal(error.to_string()))??;
-        self.store.put_signing_keys(&rotated)?;
+        self.store.put_signing_keys(&rotated).await?;
         let shown = views(&ring);
         self.keys.swap(ring);
         tracing::info!("signing keys rotated");

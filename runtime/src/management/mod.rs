@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::model::Tenant;
 use crate::registry::HookRegistry;
 use crate::secrets::{SecretBox, SecretHasher};
+use crate::store::RecordStore as _;
 use crate::store::{Store, StoreError};
 
 /// Why a management operation did not happen. Rendered to HTTP in one place
@@ -157,7 +158,11 @@ impl Management {
     }
 
     /// Whether `client_id` holds a grant on the Management API.
-    fn is_management_client(&self, client_id: &str) -> Result<bool, ManagementError> {
-        Ok(self.store.grant_for(client_id, &self.audience)?.is_some())
+    async fn is_management_client(&self, client_id: &str) -> Result<bool, ManagementError> {
+        Ok(self
+            .store
+            .grant_for(client_id, &self.audience)
+            .await?
+            .is_some())
     }
 }

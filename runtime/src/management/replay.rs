@@ -8,13 +8,13 @@ use crate::proto::{RecordedEvent, ReplayBody, ReplayView, ReplayedCall};
 impl Management {
     /// Hook `id`'s recorded invocation inputs, oldest first (only request `request_id`'s when
     /// given). Secret values are redacted.
-    pub fn recorded_events(
+    pub async fn recorded_events(
         &self,
         _caller: &Caller,
         id: &str,
         request_id: Option<&str>,
     ) -> Result<Vec<RecordedEvent>, ManagementError> {
-        self.hooks.get(id)?;
+        self.hooks.get(id).await?;
         Ok(self.hook_log.events(id, request_id))
     }
 
@@ -27,7 +27,7 @@ impl Management {
         id: &str,
         body: ReplayBody,
     ) -> Result<ReplayView, ManagementError> {
-        let hook = self.hooks.get(id)?;
+        let hook = self.hooks.get(id).await?;
         let recorded = self
             .hook_log
             .events(id, Some(&body.request_id))

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::hooks::HookChanges;
 use super::{Caller, Management, ManagementError};
 use crate::proto::{REDACTED, SecretsView};
+use crate::store::RecordStore as _;
 
 /// The most secrets one hook may have (Auth0 allowed 20).
 pub const MAX_SECRETS_PER_HOOK: usize = 50;
@@ -38,7 +39,7 @@ impl HookChanges {
         change: SecretsChange,
     ) -> Result<Vec<String>, ManagementError> {
         let _serialised = self.changes.lock().await;
-        let mut hook = self.get(id)?;
+        let mut hook = self.get(id).await?;
         if values.is_empty() {
             return Err(ManagementError::Invalid(
                 "body: name at least one secret".to_owned(),
@@ -85,7 +86,7 @@ impl HookChanges {
             )));
         }
         let prepared = self.prepare(&hook).await?;
-        self.store.update_hook(&hook)?;
+        self.store.update_hook(&hook).await?;
         self.registry_follows_store(hook.trigger, prepared).await?;
         Ok(hook.secrets.keys().cloned().collect())
     }
@@ -93,7 +94,7 @@ impl HookChanges {
     /// Deletes secrets by name; an unknown name is 404 and deletes nothing.
     async fn delete_secrets(&self, id: &str, names: &[String]) -> Result<(), ManagementError> {
         let _serialised = self.changes.lock().await;
-        let mut hook = self.get(id)?;
+        let mut hook = self.get(id).await?;
         if let Some(unknown) = names.iter().find(|name| !hook.secrets.contains_key(*name)) {
             return Err(ManagementError::NotFound(format!(
                 "secret {unknown} does not exist"
@@ -103,15 +104,19 @@ impl HookChanges {
             hook.secrets.remove(name);
         }
         let prepared = self.prepare(&hook).await?;
-        self.store.update_hook(&hook)?;
+        self.store.update_hook(&hook).await?;
         self.registry_follows_store(hook.trigger, prepared).await
     }
 }
 
 impl Management {
     /// The names of a hook's secrets (values are never returned).
-    pub fn hook_secrets(&self, _caller: &Caller, id: &str) -> Result<SecretsView, ManagementError> {
-        Ok(redacted(self.hooks.get(id)?.secrets.into_keys()))
+    pub async fn hook_secrets(
+        &self,
+        _caller: &Caller,
+        id: &str,
+    ) -> Result<SecretsView, ManagementError> {
+        Ok(redacted(self.hooks.get(id).await?.secrets.into_keys()))
     }
 
     /// Adds (`POST`) or changes (`PATCH`) secrets; returns every name the hook now has.

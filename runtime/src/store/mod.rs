@@ -1,4 +1,4 @@
-//! The only module that knows the databases: sled, embedded, for one machine ([`Store`]),
+//! The only module that knows the databases: sled, embedded, for one machine ([`SledStore`]),
 //! and PostgreSQL, shared by several nodes ([`postgres::PgStore`]). Both keep the same
 //! records with the same rules, as [`RecordStore`] states and one contract test suite checks.
 //! Every persisted record is wrapped in a versioned envelope (`{"version": "1", ...}`). In
@@ -108,7 +108,7 @@ fn write_hook(
     Ok(())
 }
 
-/// What [`Store::bootstrap`] writes: the tenant, and the parts of the Management API's admin
+/// What [`SledStore::bootstrap`] writes: the tenant, and the parts of the Management API's admin
 /// that do not exist yet.
 #[derive(Debug)]
 pub struct AdminBootstrap<'a> {
@@ -124,7 +124,7 @@ pub struct AdminBootstrap<'a> {
 
 /// hookd's embedded database.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SledStore {
     db: sled::Db,
     meta: sled::Tree,
     clients: sled::Tree,
@@ -136,7 +136,7 @@ pub struct Store {
     modules: sled::Tree,
     keys: sled::Tree,
     /// Decoded clients, APIs and grants for the token endpoint; every method that writes
-    /// those trees goes through [`Store::write`], which empties it.
+    /// those trees goes through [`SledStore::write`], which empties it.
     cache: Arc<RecordCache>,
     /// Told how long each write took to become durable.
     write_timer: WriteTimer,
@@ -147,8 +147,20 @@ pub struct Store {
 #[derive(Clone, Default)]
 struct WriteTimer(Arc<std::sync::OnceLock<ObserveWrite>>);
 
-/// What [`Store::observe_writes`] calls with each write's time.
+/// What [`SledStore::observe_writes`] calls with each write's time.
 type ObserveWrite = Box<dyn Fn(std::time::Duration) + Send + Sync>;
+
+impl WriteTimer {
+    fn set(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        let _ = self.0.set(Box::new(observe));
+    }
+
+    fn observe(&self, took: std::time::Duration) {
+        if let Some(observe) = self.0.get() {
+            observe(took);
+        }
+    }
+}
 
 impl std::fmt::Debug for WriteTimer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,7 +213,7 @@ fn pair_key(client_id: &str, audience: &str) -> Vec<u8> {
     [client_id.as_bytes(), b"\0", audience.as_bytes()].concat()
 }
 
-impl Store {
+impl SledStore {
     /// Opens (creating if needed) the store in `dir`. sled holds an exclusive file lock that
     /// it can release a moment after the last handle closes (its I/O threads finish first),
     /// so a lock held by a just-closed handle in this process is waited out; a lock that stays
@@ -233,7 +245,7 @@ impl Store {
                 Err(error) => return Err(error.into()),
             }
         };
-        Ok(Store {
+        Ok(SledStore {
             meta: db.open_tree("meta")?,
             clients: db.open_tree("clients")?,
             apis: db.open_tree("apis")?,
@@ -294,9 +306,7 @@ impl Store {
         let value = result?;
         let started = std::time::Instant::now();
         self.db.flush()?;
-        if let Some(observe) = self.write_timer.0.get() {
-            observe(started.elapsed());
-        }
+        self.write_timer.observe(started.elapsed());
         Ok(value)
     }
 
@@ -304,7 +314,7 @@ impl Store {
     /// the flush to disk, which is most of a write). Set once per store; later calls are
     /// ignored.
     pub fn observe_writes(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) {
-        let _ = self.write_timer.0.set(Box::new(observe));
+        self.write_timer.set(observe);
     }
 
     /// The tenant settings, once initialised.
@@ -812,7 +822,7 @@ impl Store {
     }
 }
 
-/// The records hookd keeps, as both backends keep them: the sled store ([`Store`]) and
+/// The records hookd keeps, as both backends keep them: the sled store ([`SledStore`]) and
 /// PostgreSQL ([`postgres::PgStore`]) answer every call with the same results and the same
 /// errors (`Conflict` for a broken uniqueness rule, `NotFound` for a missing record), which
 /// one contract test suite checks against both.
@@ -940,16 +950,16 @@ pub trait RecordStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-impl RecordStore for Store {
+impl RecordStore for SledStore {
     fn tenant(&self) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send {
-        std::future::ready(Store::tenant(self))
+        std::future::ready(SledStore::tenant(self))
     }
 
     fn secret_hash_key(
         &self,
         fresh: &[u8],
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
-        std::future::ready(Store::secret_hash_key(self, fresh))
+        std::future::ready(SledStore::secret_hash_key(self, fresh))
     }
 
     fn replace_secret_hash_key(
@@ -957,25 +967,29 @@ impl RecordStore for Store {
         current: &[u8],
         replacement: &[u8],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::replace_secret_hash_key(self, current, replacement))
+        std::future::ready(SledStore::replace_secret_hash_key(
+            self,
+            current,
+            replacement,
+        ))
     }
 
     fn client(
         &self,
         client_id: &str,
     ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send {
-        std::future::ready(Store::client(self, client_id))
+        std::future::ready(SledStore::client(self, client_id))
     }
 
     fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send {
-        std::future::ready(Store::clients(self))
+        std::future::ready(SledStore::clients(self))
     }
 
     fn insert_client(
         &self,
         client: &Client,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::insert_client(self, client))
+        std::future::ready(SledStore::insert_client(self, client))
     }
 
     fn modify_client(
@@ -983,52 +997,52 @@ impl RecordStore for Store {
         client_id: &str,
         change: impl Fn(&mut Client) + Send + Sync,
     ) -> impl Future<Output = Result<Client, StoreError>> + Send {
-        std::future::ready(Store::modify_client(self, client_id, change))
+        std::future::ready(SledStore::modify_client(self, client_id, change))
     }
 
     fn delete_client(
         &self,
         client_id: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::delete_client(self, client_id))
+        std::future::ready(SledStore::delete_client(self, client_id))
     }
 
     fn api(&self, id: &str) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
-        std::future::ready(Store::api(self, id))
+        std::future::ready(SledStore::api(self, id))
     }
 
     fn api_by_identifier(
         &self,
         identifier: &str,
     ) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
-        std::future::ready(Store::api_by_identifier(self, identifier))
+        std::future::ready(SledStore::api_by_identifier(self, identifier))
     }
 
     fn apis(&self) -> impl Future<Output = Result<Vec<Api>, StoreError>> + Send {
-        std::future::ready(Store::apis(self))
+        std::future::ready(SledStore::apis(self))
     }
 
     fn insert_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::insert_api(self, api))
+        std::future::ready(SledStore::insert_api(self, api))
     }
 
     fn update_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::update_api(self, api))
+        std::future::ready(SledStore::update_api(self, api))
     }
 
     fn delete_api(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::delete_api(self, id))
+        std::future::ready(SledStore::delete_api(self, id))
     }
 
     fn grants(&self) -> impl Future<Output = Result<Vec<ClientGrant>, StoreError>> + Send {
-        std::future::ready(Store::grants(self))
+        std::future::ready(SledStore::grants(self))
     }
 
     fn grant(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
-        std::future::ready(Store::grant(self, id))
+        std::future::ready(SledStore::grant(self, id))
     }
 
     fn grant_for(
@@ -1036,32 +1050,32 @@ impl RecordStore for Store {
         client_id: &str,
         audience: &str,
     ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
-        std::future::ready(Store::grant_for(self, client_id, audience))
+        std::future::ready(SledStore::grant_for(self, client_id, audience))
     }
 
     fn insert_grant(
         &self,
         grant: &ClientGrant,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::insert_grant(self, grant))
+        std::future::ready(SledStore::insert_grant(self, grant))
     }
 
     fn update_grant(
         &self,
         grant: &ClientGrant,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::update_grant(self, grant))
+        std::future::ready(SledStore::update_grant(self, grant))
     }
 
     fn delete_grant(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::delete_grant(self, id))
+        std::future::ready(SledStore::delete_grant(self, id))
     }
 
     fn bootstrap(
         &self,
         admin: &AdminBootstrap<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::bootstrap(self, admin))
+        std::future::ready(SledStore::bootstrap(self, admin))
     }
 
     fn change_issuer(
@@ -1070,29 +1084,29 @@ impl RecordStore for Store {
         from: &str,
         to: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::change_issuer(self, tenant, from, to))
+        std::future::ready(SledStore::change_issuer(self, tenant, from, to))
     }
 
     fn hooks(&self) -> impl Future<Output = Result<Vec<Hook>, StoreError>> + Send {
-        std::future::ready(Store::hooks(self))
+        std::future::ready(SledStore::hooks(self))
     }
 
     fn hook(&self, id: &str) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
-        std::future::ready(Store::hook(self, id))
+        std::future::ready(SledStore::hook(self, id))
     }
 
     fn enabled_hook(
         &self,
         trigger: ExtensibilityPoint,
     ) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
-        std::future::ready(Store::enabled_hook(self, trigger))
+        std::future::ready(SledStore::enabled_hook(self, trigger))
     }
 
     fn module(
         &self,
         sha256: &str,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
-        std::future::ready(Store::module(self, sha256))
+        std::future::ready(SledStore::module(self, sha256))
     }
 
     fn insert_hook(
@@ -1100,7 +1114,7 @@ impl RecordStore for Store {
         hook: &Hook,
         module: &[u8],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::insert_hook(self, hook, module))
+        std::future::ready(SledStore::insert_hook(self, hook, module))
     }
 
     fn add_hook_version(
@@ -1108,26 +1122,26 @@ impl RecordStore for Store {
         hook: &Hook,
         module: &[u8],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::add_hook_version(self, hook, module))
+        std::future::ready(SledStore::add_hook_version(self, hook, module))
     }
 
     fn update_hook(&self, hook: &Hook) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::update_hook(self, hook))
+        std::future::ready(SledStore::update_hook(self, hook))
     }
 
     fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send {
-        std::future::ready(Store::delete_hook(self, id))
+        std::future::ready(SledStore::delete_hook(self, id))
     }
 
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send {
-        std::future::ready(Store::signing_keys(self))
+        std::future::ready(SledStore::signing_keys(self))
     }
 
     fn put_signing_keys(
         &self,
         keys: &[SigningKey],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Store::put_signing_keys(self, keys))
+        std::future::ready(SledStore::put_signing_keys(self, keys))
     }
 }
 
@@ -1322,6 +1336,289 @@ impl RecordStore for postgres::PgStore {
     }
 }
 
+/// hookd's store: sled in the data directory (one machine), or PostgreSQL shared by several
+/// nodes. Every call goes to the backend chosen at start.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// sled, embedded.
+    Sled(SledStore),
+    /// PostgreSQL.
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// The sled store in `dir` (see [`SledStore::open`]).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        SledStore::open(dir).map(Store::Sled)
+    }
+
+    /// The sled store, when that is the backend.
+    pub fn sled(&self) -> Option<&SledStore> {
+        match self {
+            Store::Sled(store) => Some(store),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// Makes every write so far durable (PostgreSQL's are when they commit).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => store.flush(),
+            Store::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Calls `observe` with the time each write takes to become durable.
+    pub fn observe_writes(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        match self {
+            Store::Sled(store) => store.observe_writes(observe),
+            Store::Postgres(store) => store.observe_writes(observe),
+        }
+    }
+}
+
+impl RecordStore for Store {
+    async fn tenant(&self) -> Result<Option<Tenant>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::tenant(store).await,
+            Store::Postgres(store) => RecordStore::tenant(store).await,
+        }
+    }
+
+    async fn secret_hash_key(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::secret_hash_key(store, fresh).await,
+            Store::Postgres(store) => RecordStore::secret_hash_key(store, fresh).await,
+        }
+    }
+
+    async fn replace_secret_hash_key(
+        &self,
+        current: &[u8],
+        replacement: &[u8],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => {
+                RecordStore::replace_secret_hash_key(store, current, replacement).await
+            }
+            Store::Postgres(store) => {
+                RecordStore::replace_secret_hash_key(store, current, replacement).await
+            }
+        }
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::client(store, client_id).await,
+            Store::Postgres(store) => RecordStore::client(store, client_id).await,
+        }
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::clients(store).await,
+            Store::Postgres(store) => RecordStore::clients(store).await,
+        }
+    }
+
+    async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::insert_client(store, client).await,
+            Store::Postgres(store) => RecordStore::insert_client(store, client).await,
+        }
+    }
+
+    async fn modify_client(
+        &self,
+        client_id: &str,
+        change: impl Fn(&mut Client) + Send + Sync,
+    ) -> Result<Client, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::modify_client(store, client_id, change).await,
+            Store::Postgres(store) => RecordStore::modify_client(store, client_id, change).await,
+        }
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::delete_client(store, client_id).await,
+            Store::Postgres(store) => RecordStore::delete_client(store, client_id).await,
+        }
+    }
+
+    async fn api(&self, id: &str) -> Result<Option<Api>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::api(store, id).await,
+            Store::Postgres(store) => RecordStore::api(store, id).await,
+        }
+    }
+
+    async fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::api_by_identifier(store, identifier).await,
+            Store::Postgres(store) => RecordStore::api_by_identifier(store, identifier).await,
+        }
+    }
+
+    async fn apis(&self) -> Result<Vec<Api>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::apis(store).await,
+            Store::Postgres(store) => RecordStore::apis(store).await,
+        }
+    }
+
+    async fn insert_api(&self, api: &Api) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::insert_api(store, api).await,
+            Store::Postgres(store) => RecordStore::insert_api(store, api).await,
+        }
+    }
+
+    async fn update_api(&self, api: &Api) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::update_api(store, api).await,
+            Store::Postgres(store) => RecordStore::update_api(store, api).await,
+        }
+    }
+
+    async fn delete_api(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::delete_api(store, id).await,
+            Store::Postgres(store) => RecordStore::delete_api(store, id).await,
+        }
+    }
+
+    async fn grants(&self) -> Result<Vec<ClientGrant>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::grants(store).await,
+            Store::Postgres(store) => RecordStore::grants(store).await,
+        }
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<ClientGrant>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::grant(store, id).await,
+            Store::Postgres(store) => RecordStore::grant(store, id).await,
+        }
+    }
+
+    async fn grant_for(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<Option<ClientGrant>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::grant_for(store, client_id, audience).await,
+            Store::Postgres(store) => RecordStore::grant_for(store, client_id, audience).await,
+        }
+    }
+
+    async fn insert_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::insert_grant(store, grant).await,
+            Store::Postgres(store) => RecordStore::insert_grant(store, grant).await,
+        }
+    }
+
+    async fn update_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::update_grant(store, grant).await,
+            Store::Postgres(store) => RecordStore::update_grant(store, grant).await,
+        }
+    }
+
+    async fn delete_grant(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::delete_grant(store, id).await,
+            Store::Postgres(store) => RecordStore::delete_grant(store, id).await,
+        }
+    }
+
+    async fn bootstrap(&self, admin: &AdminBootstrap<'_>) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::bootstrap(store, admin).await,
+            Store::Postgres(store) => RecordStore::bootstrap(store, admin).await,
+        }
+    }
+
+    async fn change_issuer(&self, tenant: &Tenant, from: &str, to: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::change_issuer(store, tenant, from, to).await,
+            Store::Postgres(store) => RecordStore::change_issuer(store, tenant, from, to).await,
+        }
+    }
+
+    async fn hooks(&self) -> Result<Vec<Hook>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::hooks(store).await,
+            Store::Postgres(store) => RecordStore::hooks(store).await,
+        }
+    }
+
+    async fn hook(&self, id: &str) -> Result<Option<Hook>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::hook(store, id).await,
+            Store::Postgres(store) => RecordStore::hook(store, id).await,
+        }
+    }
+
+    async fn enabled_hook(&self, trigger: ExtensibilityPoint) -> Result<Option<Hook>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::enabled_hook(store, trigger).await,
+            Store::Postgres(store) => RecordStore::enabled_hook(store, trigger).await,
+        }
+    }
+
+    async fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::module(store, sha256).await,
+            Store::Postgres(store) => RecordStore::module(store, sha256).await,
+        }
+    }
+
+    async fn insert_hook(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::insert_hook(store, hook, module).await,
+            Store::Postgres(store) => RecordStore::insert_hook(store, hook, module).await,
+        }
+    }
+
+    async fn add_hook_version(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::add_hook_version(store, hook, module).await,
+            Store::Postgres(store) => RecordStore::add_hook_version(store, hook, module).await,
+        }
+    }
+
+    async fn update_hook(&self, hook: &Hook) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::update_hook(store, hook).await,
+            Store::Postgres(store) => RecordStore::update_hook(store, hook).await,
+        }
+    }
+
+    async fn delete_hook(&self, id: &str) -> Result<Hook, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::delete_hook(store, id).await,
+            Store::Postgres(store) => RecordStore::delete_hook(store, id).await,
+        }
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::signing_keys(store).await,
+            Store::Postgres(store) => RecordStore::signing_keys(store).await,
+        }
+    }
+
+    async fn put_signing_keys(&self, keys: &[SigningKey]) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::put_signing_keys(store, keys).await,
+            Store::Postgres(store) => RecordStore::put_signing_keys(store, keys).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -1340,7 +1637,7 @@ mod tests {
         std::fs::write(&stray, b"x").unwrap();
         std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        drop(Store::open(&data).unwrap());
+        drop(SledStore::open(&data).unwrap());
         assert_eq!(mode(&data), 0o700);
         assert_eq!(mode(&data.join("db")), 0o700);
         assert_eq!(mode(&stray), 0o600);
@@ -1385,7 +1682,7 @@ mod tests {
     #[test]
     fn the_token_endpoints_reads_see_every_write_after_they_were_cached() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = SledStore::open(dir.path()).expect("open");
         store.insert_client(&client("c1", "first")).unwrap();
         store.insert_api(&api("a1", "https://api/", 60)).unwrap();
         store
@@ -1394,7 +1691,7 @@ mod tests {
 
         // What the token endpoint reads: the client's name, the API's token lifetime and the
         // grant's scopes.
-        let read = |store: &Store| {
+        let read = |store: &SledStore| {
             (
                 store.client("c1").unwrap().unwrap().name,
                 store
@@ -1441,7 +1738,7 @@ mod tests {
     #[test]
     fn unknown_ids_are_not_cached_and_a_read_overtaken_by_a_write_is_not_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = SledStore::open(dir.path()).expect("open");
         for n in 0..100 {
             assert_eq!(store.client(&format!("nobody-{n}")).unwrap(), None);
             assert_eq!(
@@ -1459,7 +1756,7 @@ mod tests {
                 |cached| cached.get("c1"),
                 || "c1".to_owned(),
                 || {
-                    let old = Store::get(&store.clients, "clients", b"c1");
+                    let old = SledStore::get(&store.clients, "clients", b"c1");
                     store
                         .modify_client("c1", |c| c.name = "new".to_owned())
                         .unwrap();
@@ -1475,7 +1772,7 @@ mod tests {
     #[test]
     fn concurrent_client_changes_never_undo_each_other() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = SledStore::open(dir.path()).expect("open");
         store.insert_client(&client("c1", "start")).unwrap();
         // Renames and rotations race; every rotation must survive every rename.
         std::thread::scope(|scope| {
@@ -1532,9 +1829,9 @@ mod tests {
     #[test]
     fn a_held_directory_is_refused_after_the_wait_and_a_released_one_opens() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let held = Store::open(dir.path()).expect("first open");
+        let held = SledStore::open(dir.path()).expect("first open");
 
-        let refused = match Store::open_waiting(dir.path(), Duration::from_millis(100)) {
+        let refused = match SledStore::open_waiting(dir.path(), Duration::from_millis(100)) {
             Ok(_) => panic!("a second handle opened while the first is open"),
             Err(error) => error,
         };
@@ -1550,7 +1847,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(200));
             drop(held);
         });
-        Store::open_waiting(dir.path(), Duration::from_secs(10)).expect("opens once released");
+        SledStore::open_waiting(dir.path(), Duration::from_secs(10)).expect("opens once released");
         releaser.join().expect("releaser");
     }
 }

@@ -167,6 +167,8 @@ impl Default for PostgresTimeouts {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Told how long each write took, from its transaction's start to its commit.
+    write_timer: super::WriteTimer,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -279,12 +281,16 @@ macro_rules! in_transaction {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let started = std::time::Instant::now();
             let mut connection = $store.connection().await?;
             let owned = connection.transaction().await.map_err(store_error)?;
             let $transaction = &owned;
             let work: Work<_> = async { $body }.await;
             match finish(owned, work).await {
-                Ok(value) => break Ok(value),
+                Ok(value) => {
+                    $store.write_timer.observe(started.elapsed());
+                    break Ok(value);
+                }
                 Err(WriteError::Postgres(error))
                     if attempt < WRITE_ATTEMPTS && lost_race(&error) => {}
                 Err(WriteError::Postgres(error)) => break Err(store_error(error)),
@@ -327,7 +333,16 @@ impl PgStore {
             .recycle_timeout(Some(timeouts.connect))
             .build()
             .map_err(|error| PostgresError::Connect(error.to_string()))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            write_timer: super::WriteTimer::default(),
+        })
+    }
+
+    /// Calls `observe` with the time each write from now on takes, from its transaction's
+    /// start to its commit. Set once per store; later calls are ignored.
+    pub fn observe_writes(&self, observe: impl Fn(Duration) + Send + Sync + 'static) {
+        self.write_timer.set(observe);
     }
 
     async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {

@@ -22,6 +22,7 @@ use crate::model::{
 use crate::registry::shadow::Decision;
 use crate::registry::{CanaryJudge, CanaryWithdrawal, HookRegistry, RegisteredHook, ShadowJob};
 use crate::secrets::{SecretHasher, random_bytes};
+use crate::store::RecordStore as _;
 use crate::store::{Store, StoreError};
 
 /// The stored hash an unknown client's secret is compared with: the same HMAC and comparison
@@ -252,7 +253,7 @@ impl TokenService {
             } => (client_id, client_secret, false),
         };
         // One HMAC whether or not the client exists, so timing does not tell which ids do.
-        let found = self.store.client(client_id)?;
+        let found = self.store.client(client_id).await?;
         let stored_hash = found
             .as_ref()
             .map_or(NO_CLIENT_HASH, |client| client.secret_hash.as_str());
@@ -274,11 +275,13 @@ impl TokenService {
         };
         let mut api = self
             .store
-            .api_by_identifier(audience)?
+            .api_by_identifier(audience)
+            .await?
             .ok_or_else(|| TokenError::AccessDenied(format!("Service not found: {audience}")))?;
         let grant = self
             .store
-            .grant_for(&client.client_id, audience)?
+            .grant_for(&client.client_id, audience)
+            .await?
             .ok_or_else(|| {
                 TokenError::AccessDenied(format!(
                     "Client is not authorized to access \"{audience}\". You need to create a \

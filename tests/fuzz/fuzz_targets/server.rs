@@ -99,24 +99,30 @@ fn make_fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret_box = hookd::secrets::SecretBox::from_encoded(SECRETS_KEY).expect("key");
     {
-        let store = hookd::store::Store::open(dir.path()).expect("store");
-        let hasher = hookd::app::client_secret_hasher(&store, &secret_box).expect("hasher");
-        management::create_client_with(
+        let store = hookd::store::SledStore::open(dir.path()).expect("store");
+        let hasher = now(hookd::app::client_secret_hasher(&store, &secret_box)).expect("hasher");
+        now(management::create_client_with(
             &store,
             &hasher,
             "fuzzed",
             Default::default(),
             CLIENT_ID,
             CLIENT_SECRET,
-        )
+        ))
         .expect("client");
-        management::create_api(
+        now(management::create_api(
             &store,
             &secret_box,
             NewApi::new(API, "Fuzzed", &["read:things", "write:things"]),
-        )
+        ))
         .expect("api");
-        management::create_grant(&store, CLIENT_ID, API, &["read:things"]).expect("grant");
+        now(management::create_grant(
+            &store,
+            CLIENT_ID,
+            API,
+            &["read:things"],
+        ))
+        .expect("grant");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -135,7 +141,7 @@ fn make_fixture() -> Fixture {
             .expect("json");
     let admin_id = admin["client_id"].as_str().expect("id").to_owned();
     let admin_secret = admin["client_secret"].as_str().expect("secret").to_owned();
-    let store = prepared.store.clone();
+    let store = prepared.store.sled().cloned().expect("sled");
     let mut fixture = Fixture {
         runtime,
         server: prepared.server,
@@ -189,4 +195,14 @@ fn make_fixture() -> Fixture {
         .expect("grant")
         .id;
     fixture
+}
+
+/// The result of `future`, which must complete without waiting (a call on the sled store).
+fn now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("a sled store call had to wait"),
+    }
 }
