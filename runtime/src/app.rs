@@ -203,6 +203,12 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         config.secrets_key.as_deref(),
         &config.data_dir,
     )?);
+    // What this node reads from here on includes every change up to this revision; the change
+    // feed carries the rest.
+    let start_revision = match &store {
+        Store::Postgres(shared) => Some(shared.revision().await?),
+        Store::Sled(_) => None,
+    };
     let hasher = client_secret_hasher(&store, &secret_box).await?;
     seal_stored_secrets(&store, &secret_box).await?;
 
@@ -266,6 +272,13 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         .load_enabled_hooks()
         .await
         .map_err(|error| StartError::Hooks(error.to_string()))?;
+    if let (Store::Postgres(shared), Some(revision)) = (&store, start_revision) {
+        tokio::spawn(follow_changes(
+            Arc::downgrade(&management),
+            shared.clone(),
+            revision,
+        ));
+    }
     if let Some(withdrawals) = registry.withdrawals() {
         tokio::spawn(record_canary_withdrawals(
             Arc::downgrade(&management),
@@ -298,6 +311,65 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         tenant,
         hook_log,
     })
+}
+
+/// How often a node asks PostgreSQL for the current revision, in case it missed a
+/// notification.
+const CHANGES_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Follows the change feed from revision `applied` until the server is gone: listens for
+/// notifications (listening again when the connection ends), polls the revision as a safety
+/// net, and applies what changed after the last revision applied. A change that cannot be
+/// applied yet (the database is unreachable, a module will not compile) is tried again at the
+/// next notification or poll.
+async fn follow_changes(
+    management: std::sync::Weak<Management>,
+    store: crate::store::postgres::PgStore,
+    mut applied: i64,
+) {
+    let mut notified: Option<tokio::sync::mpsc::Receiver<i64>> = None;
+    let mut poll = tokio::time::interval(CHANGES_POLL);
+    loop {
+        if notified.is_none() {
+            notified = match store.listen().await {
+                Ok(receiver) => Some(receiver),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for changes; polling for them");
+                    None
+                }
+            };
+        }
+        match notified.as_mut() {
+            Some(receiver) => {
+                tokio::select! {
+                    revision = receiver.recv() => {
+                        if revision.is_none() {
+                            tracing::warn!("the change feed's connection ended; listening again");
+                            notified = None;
+                        }
+                    }
+                    _ = poll.tick() => {}
+                }
+            }
+            None => {
+                poll.tick().await;
+            }
+        }
+        let Some(management) = management.upgrade() else {
+            return;
+        };
+        match store.changes_since(applied).await {
+            Ok((current, _)) if current == applied => {}
+            Ok((current, changed)) => match management.apply_changes(&changed).await {
+                Ok(()) => {
+                    tracing::debug!(revision = current, "applied changes");
+                    applied = current;
+                }
+                Err(error) => tracing::warn!(%error, "could not apply changes; trying again"),
+            },
+            Err(error) => tracing::warn!(%error, "cannot read the change feed; trying again"),
+        }
+    }
 }
 
 /// Records each canary the token path withdraws, until the server is gone (the task holds

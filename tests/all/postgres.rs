@@ -360,3 +360,176 @@ async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wron
         "the URL stays out of messages: {said}"
     );
 }
+
+/// Waits (up to 20 s) until `done` returns a value.
+async fn eventually<T, F, Fut>(what: &str, done: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            if let Some(value) = done().await {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within 20 s"))
+}
+
+/// The `kid`s a node's JWKS publishes.
+async fn kids(base: &str) -> Vec<String> {
+    let jwks = hookd_tests::send(
+        http::Method::GET,
+        &format!("{base}/.well-known/jwks.json"),
+        &[],
+        "",
+    )
+    .await;
+    jwks.json["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|key| key["kid"].as_str().expect("kid").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_missed_the_notification()
+ {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database("hookd").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let a = node(&url, &dir.path().join("a"), &key_file);
+    let b = node(&url, &dir.path().join("b"), &key_file);
+    let admin = token(
+        &a.base,
+        "pg-admin",
+        "pg-admin-secret-0123456789",
+        "https://pg.test/api/v2/",
+    )
+    .await;
+    let admin = admin.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let on_a = |method, path: String, body| {
+        let (base, admin) = (a.base.clone(), admin.clone());
+        async move { hookd_tests::call_at(&base, &admin, method, &path, body).await }
+    };
+    let api = on_a(
+        http::Method::POST,
+        "/api/v2/resource-servers".to_owned(),
+        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    let client = on_a(
+        http::Method::POST,
+        "/api/v2/clients".to_owned(),
+        Some(serde_json::json!({"name": "worker", "app_type": "non_interactive"})),
+    )
+    .await;
+    let (id, secret) = (
+        client.json["client_id"].as_str().expect("id").to_owned(),
+        client.json["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+    );
+    let grant = on_a(
+        http::Method::POST,
+        "/api/v2/client-grants".to_owned(),
+        Some(serde_json::json!({"client_id": id, "audience": "https://api.pg.test/", "scope": []})),
+    )
+    .await;
+    assert_eq!(grant.status, 201, "{}", grant.text);
+    let claim_on = |base: String| {
+        let (id, secret) = (id.clone(), secret.clone());
+        async move {
+            let reply = token(&base, &id, &secret, "https://api.pg.test/").await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            let token = reply.json["access_token"]
+                .as_str()
+                .expect("token")
+                .to_owned();
+            (
+                hookd_tests::payload(&token)["https://foo.com/claim"].clone(),
+                hookd_tests::header(&token)["kid"]
+                    .as_str()
+                    .expect("kid")
+                    .to_owned(),
+            )
+        }
+    };
+    assert_eq!(claim_on(b.base.clone()).await.0, serde_json::Value::Null);
+
+    // A hook deployed and enabled through A runs on B.
+    let hook = on_a(
+        http::Method::POST,
+        "/api/v2/hooks".to_owned(),
+        Some(serde_json::json!({"name": "seed", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(hook.status, 201, "{}", hook.text);
+    let hook_id = hook.json["id"].as_str().expect("id").to_owned();
+    let uploaded = hookd_tests::upload_at(
+        &a.base,
+        &admin,
+        &hook_id,
+        hookd_tests::wasm(hookd_tests::SEED),
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    eventually("B runs the hook enabled on A", || {
+        let claim = claim_on(b.base.clone());
+        async move { (claim.await.0 == "bar").then_some(()) }
+    })
+    .await;
+
+    // B misses the notifications: its listening connection is terminated by the database
+    // while A rotates the keys and disables the hook. It catches up all the same.
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let terminated: i64 = db
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert_eq!(terminated, 2, "both nodes listen");
+    let rotated = on_a(
+        http::Method::POST,
+        "/api/v2/keys/signing/rotate".to_owned(),
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.text);
+    let disabled = on_a(
+        http::Method::PATCH,
+        format!("/api/v2/hooks/{hook_id}"),
+        Some(serde_json::json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(disabled.status, 201, "{}", disabled.text);
+    let published_by_a = kids(&a.base).await;
+    let (_, signed_by_a) = claim_on(a.base.clone()).await;
+    eventually("B follows A's rotation and its disabled hook", || {
+        let (claim, published) = (claim_on(b.base.clone()), kids(&b.base));
+        let (expected_kids, expected_kid) = (published_by_a.clone(), signed_by_a.clone());
+        async move {
+            let ((claim, kid), published) = (claim.await, published.await);
+            (claim.is_null() && kid == expected_kid && published == expected_kids).then_some(())
+        }
+    })
+    .await;
+}

@@ -532,6 +532,17 @@ impl HookChanges {
         Ok(())
     }
 
+    /// Makes the registry run what the store says for every trigger, after another node
+    /// changed hooks: a version already running is kept (with its canary and shadow run), a
+    /// new one is compiled (or taken from the artifact cache) before it is switched to.
+    pub(super) async fn follow_store(&self) -> Result<(), ManagementError> {
+        let _serialised = self.changes.lock().await;
+        for point in ExtensibilityPoint::ALL {
+            self.registry_follows_store(point, None).await?;
+        }
+        Ok(())
+    }
+
     /// Creates a hook with no module yet. The first hook of a trigger is enabled (it runs as
     /// soon as a module is uploaded); later ones start disabled unless `enabled` asks.
     pub(super) async fn create(&self, new: NewHook) -> Result<Hook, ManagementError> {

@@ -34,6 +34,18 @@ fn views(ring: &KeyRing) -> Vec<SigningKeyView> {
 }
 
 impl Management {
+    /// Swaps in the signing keys the store holds, after another node rotated them.
+    pub(super) async fn reload_signing_keys(&self) -> Result<(), ManagementError> {
+        let _one_at_a_time = self.rotation.lock().await;
+        let stored = self.store.signing_keys().await?;
+        let secret_box = self.keys.load().secret_box().clone();
+        let ring = KeyRing::from_keys(&stored, secret_box).map_err(|error| {
+            ManagementError::Internal(format!("stored keys are unusable: {error}"))
+        })?;
+        self.keys.swap(ring);
+        Ok(())
+    }
+
     /// The published signing keys.
     pub fn signing_keys(&self, _caller: &Caller) -> Vec<SigningKeyView> {
         views(&self.keys.load())

@@ -152,6 +152,20 @@ impl Management {
         self.hooks.load_enabled().await
     }
 
+    /// Applies what the store's change feed says changed (as `(entity, id)` pairs, another
+    /// node's writes or this node's own): hooks are run as the store now says, and signing keys
+    /// are reloaded. Applying a change twice changes nothing. Clients, APIs and grants need
+    /// nothing: they are read from the store per request.
+    pub async fn apply_changes(&self, changed: &[(String, String)]) -> Result<(), ManagementError> {
+        if changed.iter().any(|(entity, _)| entity == "hook") {
+            self.hooks.follow_store().await?;
+        }
+        if changed.iter().any(|(entity, _)| entity == "keys") {
+            self.reload_signing_keys().await?;
+        }
+        Ok(())
+    }
+
     /// The Management API's audience.
     pub fn audience(&self) -> &str {
         &self.audience

@@ -167,6 +167,8 @@ impl Default for PostgresTimeouts {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// How to connect, for the change feed's listening connection (outside the pool).
+    config: tokio_postgres::Config,
     /// Told how long each write took, from its transaction's start to its commit.
     write_timer: super::WriteTimer,
 }
@@ -319,7 +321,7 @@ impl PgStore {
         ));
         migrate_with(&config).await?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -335,6 +337,7 @@ impl PgStore {
             .map_err(|error| PostgresError::Connect(error.to_string()))?;
         Ok(PgStore {
             pool,
+            config,
             write_timer: super::WriteTimer::default(),
         })
     }
@@ -895,6 +898,69 @@ impl PgStore {
             }
             Ok(((), vec![("keys", "signing".to_owned())]))
         })
+    }
+
+    /// The revisions notified on the change feed from now on, on a connection of its own
+    /// (outside the pool). The channel closes when that connection ends (the database went
+    /// away, or an operator terminated it); the caller listens again and catches up with
+    /// [`PgStore::changes_since`], which it also polls, since a notification can be missed.
+    pub async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<i64>, StoreError> {
+        let (client, mut connection) = self.config.connect(NoTls).await.map_err(store_error)?;
+        let (notify, notified) = tokio::sync::mpsc::channel(64);
+        let statement = format!("LISTEN {CHANGES_CHANNEL}");
+        let listening = client.batch_execute(&statement);
+        // The connection must be driven for the LISTEN to complete; the notifications it
+        // carries afterwards go to the channel.
+        let driver = tokio::spawn(async move {
+            let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            futures_util::pin_mut!(messages);
+            while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
+                        if let Ok(revision) = notification.payload().parse::<i64>() {
+                            // A full channel only means the listener is behind: it catches
+                            // up from the log anyway.
+                            let _ = notify.try_send(revision);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        listening.await.map_err(store_error)?;
+        // The client stays alive as long as the connection is driven.
+        tokio::spawn(async move {
+            let _ = driver.await;
+            drop(client);
+        });
+        Ok(notified)
+    }
+
+    /// The current revision and every entity changed after revision `applied` up to it (the
+    /// same entity may appear more than once).
+    pub async fn changes_since(
+        &self,
+        applied: i64,
+    ) -> Result<(i64, Vec<(String, String)>), StoreError> {
+        let client = self.connection().await?;
+        let current: i64 = client
+            .query_one("SELECT value FROM revision", &[])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        let rows = client
+            .query(
+                "SELECT DISTINCT entity, entity_id FROM changes
+                 WHERE revision > $1 AND revision <= $2",
+                &[&applied, &current],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok((
+            current,
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
+        ))
     }
 
     /// The change feed's current revision.
