@@ -533,3 +533,76 @@ async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_m
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_management_writes_get_503_within_seconds_and_nothing_hangs() {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database("hookd").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let a = node(&url, &dir.path().join("a"), &key_file);
+    let admin = token(
+        &a.base,
+        "pg-admin",
+        "pg-admin-secret-0123456789",
+        "https://pg.test/api/v2/",
+    )
+    .await;
+    let admin = admin.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let create = || {
+        let (base, admin) = (a.base.clone(), admin.clone());
+        async move {
+            hookd_tests::call_at(
+                &base,
+                &admin,
+                http::Method::POST,
+                "/api/v2/clients",
+                Some(serde_json::json!({"name": "worker", "app_type": "non_interactive"})),
+            )
+            .await
+        }
+    };
+    assert_eq!(create().await.status, 201);
+
+    postgres.halt();
+    let started = std::time::Instant::now();
+    let refused = create().await;
+    let took = started.elapsed();
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.headers["retry-after"], "2");
+    assert_eq!(refused.json["errorCode"], "temporarily_unavailable");
+    assert!(
+        !refused.text.contains("127.0.0.1"),
+        "no internals: {}",
+        refused.text
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "answered in {took:?}"
+    );
+    // The server is still up: its discovery document answers.
+    let discovery = hookd_tests::send(
+        http::Method::GET,
+        &format!("{}/.well-known/openid-configuration", a.base),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(discovery.status, 200);
+
+    // Once the database is back, writes succeed again without a restart.
+    postgres.resume();
+    let back = eventually("writes succeed again", || {
+        let created = create();
+        async move {
+            let reply = created.await;
+            (reply.status == 201).then_some(reply)
+        }
+    })
+    .await;
+    assert_eq!(back.json["name"], "worker");
+}

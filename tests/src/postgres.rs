@@ -100,26 +100,43 @@ impl TestPostgres {
             .arg(&data)
             .args(["-U", "hookd", "-A", "trust", "-E", "UTF8", "--no-sync"]);
         run(initdb, "initdb");
-        let port = free_port();
-        let mut pg_ctl = command(&bin.join("pg_ctl"));
+        let postgres = TestPostgres {
+            bin,
+            data,
+            port: free_port(),
+            dir,
+        };
+        postgres.resume();
+        postgres
+    }
+
+    /// Stops the server at once (the cluster and its data stay), as a crash or an outage
+    /// would: clients' connections drop and new ones are refused.
+    pub fn halt(&self) {
+        let mut pg_ctl = command(&self.bin.join("pg_ctl"));
         pg_ctl
             .arg("-D")
-            .arg(&data)
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        run(pg_ctl, "pg_ctl stop");
+    }
+
+    /// Starts the server (again) on the same port.
+    pub fn resume(&self) {
+        let mut pg_ctl = command(&self.bin.join("pg_ctl"));
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
             .arg("-l")
-            .arg(dir.path().join("server.log"))
+            .arg(self.dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                dir.path().display()
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                self.port,
+                self.dir.path().display()
             ))
             .args(["-w", "-t", "30", "start"]);
         run(pg_ctl, "pg_ctl start");
-        TestPostgres {
-            bin,
-            data,
-            port,
-            dir,
-        }
     }
 
     /// Creates the empty database `name`; returns its URL.

@@ -96,6 +96,17 @@ pub fn token_error(error: &TokenError) -> Response<Body> {
                 &clean_description(&description),
             )
         }
+        TokenError::Unavailable => {
+            let mut response = oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                &description,
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("2"));
+            response
+        }
         TokenError::HookFailed | TokenError::Internal => oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -170,6 +181,18 @@ pub fn management_failure(error: &crate::management::ManagementError) -> Respons
         }
         ManagementError::Conflict(message) => {
             management_error(StatusCode::CONFLICT, message, Some("conflict"))
+        }
+        ManagementError::Unavailable(detail) => {
+            tracing::warn!(%detail, "the database is unavailable for a Management API call");
+            let mut response = management_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; nothing was changed. Retry shortly",
+                Some("temporarily_unavailable"),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("2"));
+            response
         }
         ManagementError::Internal(detail) => {
             tracing::error!(%detail, "internal failure in the Management API");

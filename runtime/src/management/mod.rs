@@ -61,6 +61,9 @@ pub enum ManagementError {
     /// The write would break a uniqueness rule (409 `conflict`).
     #[error("{0}")]
     Conflict(String),
+    /// The database could not be reached in time; nothing changed (503 with `Retry-After`).
+    #[error("{0}")]
+    Unavailable(String),
     /// Something on the server broke (the store, a stored secret that will not open, a module
     /// missing from the store, a task that died): not the caller's doing. The detail is for
     /// the log only.
@@ -73,6 +76,7 @@ impl From<StoreError> for ManagementError {
         match error {
             StoreError::NotFound(message) => ManagementError::NotFound(message),
             StoreError::Conflict(message) => ManagementError::Conflict(message),
+            StoreError::Unavailable(detail) => ManagementError::Unavailable(detail),
             other => ManagementError::Internal(other.to_string()),
         }
     }

@@ -46,6 +46,10 @@ pub enum StoreError {
     /// The record the write depends on does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The database could not be reached, or did not answer in time: nothing was written,
+    /// and the call can be tried again.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sled::Error> for StoreError {

@@ -193,12 +193,26 @@ type Changed<'a> = (&'static str, &'a str);
 /// What a write did inside its transaction: its result and the entities it changed.
 type Work<R> = Result<(R, Vec<(&'static str, String)>), WriteError>;
 
+/// A failed statement as the store reports it: the database gone, or too slow (a statement
+/// or lock timeout), is `Unavailable`; anything else is a storage error.
 fn store_error(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Storage(describe(&error))
+    let timed_out = error.as_db_error().is_some_and(|db| {
+        matches!(
+            *db.code(),
+            SqlState::QUERY_CANCELED | SqlState::LOCK_NOT_AVAILABLE
+        )
+    });
+    let gone = error.is_closed() || (error.as_db_error().is_none() && error.code().is_none());
+    if timed_out || gone {
+        StoreError::Unavailable(describe(&error))
+    } else {
+        StoreError::Storage(describe(&error))
+    }
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Storage(format!("PostgreSQL is unavailable: {error}"))
+    // The pool's errors name the backend's error, never the connection string.
+    StoreError::Unavailable(error.to_string())
 }
 
 /// The constraint a write broke, if it broke a uniqueness rule.

@@ -107,6 +107,9 @@ pub enum TokenError {
     /// The hook failed and its policy is fail-closed: 500 `server_error`, details logged only.
     #[error("The token hook failed; see the hook log for details")]
     HookFailed,
+    /// The database could not be reached in time: 503 `temporarily_unavailable`.
+    #[error("The store is unavailable; retry shortly")]
+    Unavailable,
     /// Something on the server broke: 500 `server_error`, details logged only.
     #[error("Internal error")]
     Internal,
@@ -114,8 +117,16 @@ pub enum TokenError {
 
 impl From<StoreError> for TokenError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "store error while issuing a token");
-        TokenError::Internal
+        match error {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "the store is unavailable to the token endpoint");
+                TokenError::Unavailable
+            }
+            error => {
+                tracing::error!(%error, "store error while issuing a token");
+                TokenError::Internal
+            }
+        }
     }
 }
 
