@@ -209,6 +209,12 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         Store::Postgres(shared) => Some(shared.revision().await?),
         Store::Sled(_) => None,
     };
+    // Nodes starting together on one database settle the tenant, the admin and the first
+    // signing keys one after the other: the first makes them, the others find them.
+    let startup_lock = match &store {
+        Store::Postgres(shared) => Some(shared.startup_lock().await?),
+        Store::Sled(_) => None,
+    };
     let hasher = client_secret_hasher(&store, &secret_box).await?;
     seal_stored_secrets(&store, &secret_box).await?;
 
@@ -240,6 +246,7 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         store.put_signing_keys(&kept).await?;
         signing_keys = kept;
     }
+    drop(startup_lock);
     let key_ring = KeyRing::from_keys(&signing_keys, secret_box.clone())?;
     let cache_dir = config
         .cache_dir

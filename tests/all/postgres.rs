@@ -606,3 +606,66 @@ async fn with_the_database_down_management_writes_get_503_within_seconds_and_not
     .await;
     assert_eq!(back.json["name"], "worker");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_starting_together_on_an_empty_database_make_one_admin_and_one_key_set() {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database("hookd").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let starting: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| {
+            let (url, data, key_file) = (url.clone(), dir.path().join(name), key_file.clone());
+            std::thread::spawn(move || node(&url, &data, &key_file))
+        })
+        .collect();
+    let nodes: Vec<hookd_tests::ServeProcess> = starting
+        .into_iter()
+        .map(|thread| thread.join().expect("every node starts"))
+        .collect();
+
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0) }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM hookd_schema").await,
+        1,
+        "one migration"
+    );
+    assert_eq!(count("SELECT count(*) FROM clients").await, 1, "one admin");
+    assert_eq!(
+        count("SELECT count(*) FROM signing_keys WHERE record ->> 'state' = 'current'").await,
+        3,
+        "one current key per algorithm"
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT revision) FROM changes WHERE entity = 'keys'").await,
+        1,
+        "one node made the keys; the others found them"
+    );
+    // Every node publishes the same keys and signs with one of them.
+    let published = kids(&nodes[0].base).await;
+    for node in &nodes {
+        assert_eq!(kids(&node.base).await, published);
+        let issued = token(
+            &node.base,
+            "pg-admin",
+            "pg-admin-secret-0123456789",
+            "https://pg.test/api/v2/",
+        )
+        .await;
+        assert_eq!(issued.status, 200, "{}", issued.text);
+        let kid = hookd_tests::header(issued.json["access_token"].as_str().expect("token"))["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned();
+        assert!(published.contains(&kid), "{kid} not in {published:?}");
+    }
+}

@@ -183,6 +183,18 @@ impl std::fmt::Debug for PgStore {
 /// The channel the change feed notifies on.
 pub const CHANGES_CHANNEL: &str = "hookd_changes";
 
+/// The advisory lock a starting node holds while it settles the tenant, the admin and the
+/// signing keys ("hookds" in ASCII).
+const STARTUP_LOCK: i64 = 0x0000_686f_6f6b_6473;
+
+/// Held by a starting node (see [`PgStore::startup_lock`]); released when dropped, as its
+/// connection closes.
+#[derive(Debug)]
+pub struct StartupLock {
+    _client: tokio_postgres::Client,
+    _driver: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
 /// How often a write is tried when it lost a race on a rule another transaction was changing
 /// at the same moment (two nodes enabling hooks of one trigger).
 const WRITE_ATTEMPTS: usize = 3;
@@ -975,6 +987,26 @@ impl PgStore {
             current,
             rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
         ))
+    }
+
+    /// Waits (up to a minute) until no other node is starting, and keeps them waiting while
+    /// the returned guard lives: the tenant, the admin and the first signing keys are then
+    /// made by one node, and the others find them.
+    pub async fn startup_lock(&self) -> Result<StartupLock, StoreError> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(store_error)?;
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute("SET statement_timeout = '60s'; SET lock_timeout = '60s'")
+            .await
+            .map_err(store_error)?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&STARTUP_LOCK])
+            .await
+            .map_err(store_error)?;
+        Ok(StartupLock {
+            _client: client,
+            _driver: driver,
+        })
     }
 
     /// The change feed's current revision.
