@@ -13,6 +13,10 @@ setup:
 demo:
     cargo xtask demo
 
+# PostgreSQL and three hookd nodes on 127.0.0.1 sharing it (Enter stops them)
+cluster nodes="3":
+    cargo xtask cluster {{nodes}}
+
 # Run every test (extra arguments go to `cargo test --workspace`)
 test *args:
     cargo xtask test {{args}}

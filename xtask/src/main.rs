@@ -3,6 +3,8 @@
 //! packages of the JavaScript SDK and examples, from their lockfiles), so nothing depends on a
 //! step done by hand. Plain std only, so it builds in seconds.
 
+mod cluster;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +25,9 @@ tasks:
   fuzz [SECONDS]   run every fuzz target in tests/fuzz for SECONDS (default 20) on its seed
                    corpus, with cargo-fuzz (installed into HOOKD_CACHE/cargo-fuzz if missing);
                    finds go to tests/fuzz/artifacts, new corpus entries to a temporary folder
+  cluster [NODES]  PostgreSQL (from Debian's packages) and NODES hookd nodes (default 3) on
+                   127.0.0.1, sharing one database, for trying the multi-node mode; prints
+                   their addresses and the admin's credentials; Enter or Ctrl-C stops them
 ";
 
 /// The cargo-fuzz release the fuzz task installs when `cargo fuzz` is missing.
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
         "test" => setup().and_then(|()| test(&rest)),
         "build-examples" => setup().and_then(|()| build_examples().map(drop)),
         "fuzz" => fuzz(&rest),
+        "cluster" => cluster::cluster(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
