@@ -203,16 +203,17 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         config.secrets_key.as_deref(),
         &config.data_dir,
     )?);
-    // What this node reads from here on includes every change up to this revision; the change
-    // feed carries the rest.
-    let start_revision = match &store {
-        Store::Postgres(shared) => Some(shared.revision().await?),
-        Store::Sled(_) => None,
-    };
     // Nodes starting together on one database settle the tenant, the admin and the first
     // signing keys one after the other: the first makes them, the others find them.
     let startup_lock = match &store {
         Store::Postgres(shared) => Some(shared.startup_lock().await?),
+        Store::Sled(_) => None,
+    };
+    // Read again under the lock, so this node sees what a node that started first made. What
+    // it has read, and reads from here on, includes every change up to this revision; the
+    // change feed carries the rest.
+    let start_revision = match &store {
+        Store::Postgres(shared) => Some(shared.reload_snapshot().await?),
         Store::Sled(_) => None,
     };
     let hasher = client_secret_hasher(&store, &secret_box).await?;
@@ -326,7 +327,8 @@ const CHANGES_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Follows the change feed from revision `applied` until the server is gone: listens for
 /// notifications (listening again when the connection ends), polls the revision as a safety
-/// net, and applies what changed after the last revision applied. A change that cannot be
+/// net, and applies what changed after the last revision applied: to the store's snapshot
+/// (what the token path reads), then to the running hooks and keys. A change that cannot be
 /// applied yet (the database is unreachable, a module will not compile) is tried again at the
 /// next notification or poll.
 async fn follow_changes(
@@ -367,13 +369,19 @@ async fn follow_changes(
         };
         match store.changes_since(applied).await {
             Ok((current, _)) if current == applied => {}
-            Ok((current, changed)) => match management.apply_changes(&changed).await {
-                Ok(()) => {
-                    tracing::debug!(revision = current, "applied changes");
-                    applied = current;
+            Ok((current, changed)) => {
+                let applying = async {
+                    store.refresh(&changed).await?;
+                    management.apply_changes(&changed).await
+                };
+                match applying.await {
+                    Ok(()) => {
+                        tracing::debug!(revision = current, "applied changes");
+                        applied = current;
+                    }
+                    Err(error) => tracing::warn!(%error, "could not apply changes; trying again"),
                 }
-                Err(error) => tracing::warn!(%error, "could not apply changes; trying again"),
-            },
+            }
             Err(error) => tracing::warn!(%error, "cannot read the change feed; trying again"),
         }
     }

@@ -466,6 +466,12 @@ async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_m
             )
         }
     };
+    // B's snapshot follows A's writes through the change feed.
+    eventually("B knows the client made on A", || {
+        let issued = token(&b.base, &id, &secret, "https://api.pg.test/");
+        async move { (issued.await.status == 200).then_some(()) }
+    })
+    .await;
     assert_eq!(claim_on(b.base.clone()).await.0, serde_json::Value::Null);
 
     // A hook deployed and enabled through A runs on B.
@@ -534,14 +540,46 @@ async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_m
     .await;
 }
 
+/// Creates an application granted `audience` through `base`; returns its credentials.
+async fn granted_client(base: &str, admin: &str, audience: &str) -> (String, String) {
+    let created = hookd_tests::call_at(
+        base,
+        admin,
+        http::Method::POST,
+        "/api/v2/clients",
+        Some(serde_json::json!({"name": "worker", "app_type": "non_interactive"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let (id, secret) = (
+        created.json["client_id"].as_str().expect("id").to_owned(),
+        created.json["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+    );
+    let grant = hookd_tests::call_at(
+        base,
+        admin,
+        http::Method::POST,
+        "/api/v2/client-grants",
+        Some(serde_json::json!({"client_id": id, "audience": audience, "scope": []})),
+    )
+    .await;
+    assert_eq!(grant.status, 201, "{}", grant.text);
+    (id, secret)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_database_down_management_writes_get_503_within_seconds_and_nothing_hangs() {
+async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_every_node_catches_up()
+ {
     let postgres = TestPostgres::start();
     let url = postgres.create_database("hookd").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("secrets.key");
     std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
     let a = node(&url, &dir.path().join("a"), &key_file);
+    let b = node(&url, &dir.path().join("b"), &key_file);
     let admin = token(
         &a.base,
         "pg-admin",
@@ -553,24 +591,39 @@ async fn with_the_database_down_management_writes_get_503_within_seconds_and_not
         .as_str()
         .expect("token")
         .to_owned();
-    let create = || {
-        let (base, admin) = (a.base.clone(), admin.clone());
-        async move {
-            hookd_tests::call_at(
-                &base,
-                &admin,
-                http::Method::POST,
-                "/api/v2/clients",
-                Some(serde_json::json!({"name": "worker", "app_type": "non_interactive"})),
-            )
-            .await
-        }
-    };
-    assert_eq!(create().await.status, 201);
+    let api = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/resource-servers",
+        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    let (id, secret) = granted_client(&a.base, &admin, "https://api.pg.test/").await;
+    eventually("B knows the client", || {
+        let issued = token(&b.base, &id, &secret, "https://api.pg.test/");
+        async move { (issued.await.status == 200).then_some(()) }
+    })
+    .await;
 
     postgres.halt();
+    // Tokens and keys come from each node's memory: both keep serving.
+    for node in [&a, &b] {
+        let issued = token(&node.base, &id, &secret, "https://api.pg.test/").await;
+        assert_eq!(issued.status, 200, "{}", issued.text);
+        assert!(!kids(&node.base).await.is_empty());
+    }
+    // A write cannot be made: 503 within the bound, nothing hangs, nothing leaks.
     let started = std::time::Instant::now();
-    let refused = create().await;
+    let refused = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/clients",
+        Some(serde_json::json!({"name": "late", "app_type": "non_interactive"})),
+    )
+    .await;
     let took = started.elapsed();
     assert_eq!(refused.status, 503, "{}", refused.text);
     assert_eq!(refused.headers["retry-after"], "2");
@@ -584,27 +637,45 @@ async fn with_the_database_down_management_writes_get_503_within_seconds_and_not
         took < std::time::Duration::from_secs(10),
         "answered in {took:?}"
     );
-    // The server is still up: its discovery document answers.
-    let discovery = hookd_tests::send(
-        http::Method::GET,
-        &format!("{}/.well-known/openid-configuration", a.base),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(discovery.status, 200);
 
-    // Once the database is back, writes succeed again without a restart.
+    // Back: A writes first, and B, which reconnects on its own, catches up.
     postgres.resume();
-    let back = eventually("writes succeed again", || {
-        let created = create();
+    let (late_id, late_secret) = eventually("A writes again", || {
+        let created = hookd_tests::call_at(
+            &a.base,
+            &admin,
+            http::Method::POST,
+            "/api/v2/clients",
+            Some(serde_json::json!({"name": "late", "app_type": "non_interactive"})),
+        );
         async move {
             let reply = created.await;
-            (reply.status == 201).then_some(reply)
+            (reply.status == 201).then(|| {
+                (
+                    reply.json["client_id"].as_str().expect("id").to_owned(),
+                    reply.json["client_secret"]
+                        .as_str()
+                        .expect("secret")
+                        .to_owned(),
+                )
+            })
         }
     })
     .await;
-    assert_eq!(back.json["name"], "worker");
+    let grant = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/client-grants",
+        Some(serde_json::json!({"client_id": late_id, "audience": "https://api.pg.test/", "scope": []})),
+    )
+    .await;
+    assert_eq!(grant.status, 201, "{}", grant.text);
+    eventually("B serves the client A made after the outage", || {
+        let issued = token(&b.base, &late_id, &late_secret, "https://api.pg.test/");
+        async move { (issued.await.status == 200).then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,6 +167,9 @@ impl Default for PostgresTimeouts {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// What a token needs (applications, APIs, grants), complete and in memory, so that the
+    /// token path never waits on the database and keeps working while it is away.
+    snapshot: std::sync::Arc<std::sync::RwLock<Snapshot>>,
     /// How to connect, for the change feed's listening connection (outside the pool).
     config: tokio_postgres::Config,
     /// Told how long each write took, from its transaction's start to its commit.
@@ -284,15 +287,18 @@ async fn advance(
 }
 
 /// Commits `work`'s transaction after advancing the change feed by what it changed.
-async fn finish<R>(transaction: Transaction<'_>, work: Work<R>) -> Result<R, WriteError> {
+async fn finish<R>(
+    transaction: Transaction<'_>,
+    work: Work<R>,
+) -> Result<(R, Vec<(&'static str, String)>), WriteError> {
     let (value, changed) = work?;
-    let changed: Vec<Changed<'_>> = changed
+    let named: Vec<Changed<'_>> = changed
         .iter()
         .map(|(entity, id)| (*entity, id.as_str()))
         .collect();
-    advance(&transaction, &changed).await?;
+    advance(&transaction, &named).await?;
     transaction.commit().await?;
-    Ok(value)
+    Ok((value, changed))
 }
 
 /// Whether a write lost a race on a rule another transaction was changing at the same moment
@@ -315,8 +321,13 @@ macro_rules! in_transaction {
             let $transaction = &owned;
             let work: Work<_> = async { $body }.await;
             match finish(owned, work).await {
-                Ok(value) => {
+                Ok((value, changed)) => {
                     $store.write_timer.observe(started.elapsed());
+                    // This node reads its own writes at once; if the database cannot be read
+                    // right now, the change feed brings them a moment later.
+                    if let Err(error) = $store.refresh(&changed).await {
+                        tracing::warn!(%error, "the snapshot will follow this write later");
+                    }
                     break Ok(value);
                 }
                 Err(WriteError::Postgres(error))
@@ -361,11 +372,17 @@ impl PgStore {
             .recycle_timeout(Some(timeouts.connect))
             .build()
             .map_err(|error| PostgresError::Connect(error.to_string()))?;
-        Ok(PgStore {
+        let store = PgStore {
             pool,
+            snapshot: Default::default(),
             config,
             write_timer: super::WriteTimer::default(),
-        })
+        };
+        store
+            .reload_snapshot()
+            .await
+            .map_err(|error| PostgresError::Statement(error.to_string()))?;
+        Ok(store)
     }
 
     /// Calls `observe` with the time each write from now on takes, from its transaction's
@@ -453,14 +470,10 @@ impl PgStore {
         })
     }
 
-    /// An application by `client_id`.
+    /// An application by `client_id`, from the snapshot.
     pub async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        self.one(
-            "clients",
-            "SELECT client_id, record::text FROM clients WHERE client_id = $1",
-            &[&client_id],
-        )
-        .await
+        let snapshot = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
+        Ok(snapshot.clients.get(client_id).cloned())
     }
 
     /// Every application.
@@ -535,14 +548,10 @@ impl PgStore {
         .await
     }
 
-    /// An API by its identifier (the audience).
+    /// An API by its identifier (the audience), from the snapshot.
     pub async fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError> {
-        self.one(
-            "apis",
-            "SELECT id, record::text FROM apis WHERE identifier = $1",
-            &[&identifier],
-        )
-        .await
+        let snapshot = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
+        Ok(snapshot.apis.get(identifier).cloned())
     }
 
     /// Every API.
@@ -624,18 +633,17 @@ impl PgStore {
         .await
     }
 
-    /// The grant of `client_id` for `audience`, if there is one.
+    /// The grant of `client_id` for `audience`, if there is one, from the snapshot.
     pub async fn grant_for(
         &self,
         client_id: &str,
         audience: &str,
     ) -> Result<Option<ClientGrant>, StoreError> {
-        self.one(
-            "grants",
-            "SELECT id, record::text FROM grants WHERE client_id = $1 AND audience = $2",
-            &[&client_id, &audience],
-        )
-        .await
+        let snapshot = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
+        Ok(snapshot
+            .grants
+            .get(&(client_id.to_owned(), audience.to_owned()))
+            .cloned())
     }
 
     /// Adds a client grant; the (client, audience) pair must be new, and both must exist.
@@ -1009,6 +1017,80 @@ impl PgStore {
         })
     }
 
+    /// Reads every application, API and grant into a new snapshot and swaps it in whole;
+    /// returns the revision read just before, from which following the change feed replays
+    /// nothing the snapshot lacks (replaying what it has changes nothing).
+    pub async fn reload_snapshot(&self) -> Result<i64, StoreError> {
+        let revision = self.revision().await?;
+        let mut fresh = Snapshot::default();
+        for client in self.clients().await? {
+            fresh.put_client(&client.client_id.clone(), Some(client));
+        }
+        for api in self.apis().await? {
+            fresh.put_api(&api.id.clone(), Some(api));
+        }
+        for grant in self.grants().await? {
+            fresh.put_grant(&grant.id.clone(), Some(grant));
+        }
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(revision)
+    }
+
+    /// Brings the snapshot up to date with what changed (`(entity, id)` pairs from the change
+    /// feed or this node's own writes): each changed application, API and grant is read again,
+    /// and removed when it is gone. Applying a change twice changes nothing.
+    pub async fn refresh<E: AsRef<str>, I: AsRef<str>>(
+        &self,
+        changed: &[(E, I)],
+    ) -> Result<(), StoreError> {
+        let (mut clients, mut apis, mut grants) = (Vec::new(), Vec::new(), Vec::new());
+        for (entity, id) in changed {
+            let id = id.as_ref().to_owned();
+            match entity.as_ref() {
+                "client" => clients.push(id),
+                "api" => apis.push(id),
+                "grant" => grants.push(id),
+                _ => {}
+            }
+        }
+        let mut read_clients = Vec::new();
+        for id in clients {
+            let client = self.read_client(&id).await?;
+            read_clients.push((id, client));
+        }
+        let mut read_apis = Vec::new();
+        for id in apis {
+            let api = PgStore::api(self, &id).await?;
+            read_apis.push((id, api));
+        }
+        let mut read_grants = Vec::new();
+        for id in grants {
+            let grant = PgStore::grant(self, &id).await?;
+            read_grants.push((id, grant));
+        }
+        let mut snapshot = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        for (id, client) in read_clients {
+            snapshot.put_client(&id, client);
+        }
+        for (id, api) in read_apis {
+            snapshot.put_api(&id, api);
+        }
+        for (id, grant) in read_grants {
+            snapshot.put_grant(&id, grant);
+        }
+        Ok(())
+    }
+
+    /// An application as the database has it now.
+    async fn read_client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        self.one(
+            "clients",
+            "SELECT client_id, record::text FROM clients WHERE client_id = $1",
+            &[&client_id],
+        )
+        .await
+    }
+
     /// The change feed's current revision.
     pub async fn revision(&self) -> Result<i64, StoreError> {
         let client = self.connection().await?;
@@ -1017,6 +1099,49 @@ impl PgStore {
             .await
             .map_err(store_error)?;
         Ok(row.get(0))
+    }
+}
+
+/// The records a token request reads, by the keys it reads them by.
+#[derive(Debug, Default)]
+struct Snapshot {
+    clients: std::collections::HashMap<String, Client>,
+    /// APIs by identifier, and each API's identifier by id.
+    apis: std::collections::HashMap<String, Api>,
+    api_identifiers: std::collections::HashMap<String, String>,
+    /// Grants by (client, audience), and each grant's pair by id.
+    grants: std::collections::HashMap<(String, String), ClientGrant>,
+    grant_pairs: std::collections::HashMap<String, (String, String)>,
+}
+
+impl Snapshot {
+    fn put_client(&mut self, id: &str, client: Option<Client>) {
+        match client {
+            Some(client) => self.clients.insert(id.to_owned(), client),
+            None => self.clients.remove(id),
+        };
+    }
+
+    fn put_api(&mut self, id: &str, api: Option<Api>) {
+        if let Some(identifier) = self.api_identifiers.remove(id) {
+            self.apis.remove(&identifier);
+        }
+        if let Some(api) = api {
+            self.api_identifiers
+                .insert(id.to_owned(), api.identifier.clone());
+            self.apis.insert(api.identifier.clone(), api);
+        }
+    }
+
+    fn put_grant(&mut self, id: &str, grant: Option<ClientGrant>) {
+        if let Some(pair) = self.grant_pairs.remove(id) {
+            self.grants.remove(&pair);
+        }
+        if let Some(grant) = grant {
+            let pair = (grant.client_id.clone(), grant.audience.clone());
+            self.grant_pairs.insert(id.to_owned(), pair.clone());
+            self.grants.insert(pair, grant);
+        }
     }
 }
 
