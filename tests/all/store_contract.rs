@@ -302,6 +302,19 @@ async fn keys_and_installation_contract(store: &impl RecordStore) {
     );
     store.put_signing_keys(&[key("k3")]).await.expect("keys");
     assert_eq!(kids(store.signing_keys().await.expect("keys")), ["k3"]);
+    // A rotation writes only over the set it read.
+    assert!(is_conflict(
+        store.replace_signing_keys(&[key("k1")], &[key("k4")]).await
+    ));
+    assert_eq!(kids(store.signing_keys().await.expect("keys")), ["k3"]);
+    store
+        .replace_signing_keys(&[key("k3")], &[key("k3"), key("k4")])
+        .await
+        .expect("replace");
+    assert_eq!(
+        kids(store.signing_keys().await.expect("keys")),
+        ["k3", "k4"]
+    );
 
     assert_eq!(
         store.secret_hash_key(b"first").await.expect("key"),

@@ -62,6 +62,7 @@ impl Management {
         // One rotation at a time: each reads the set the previous one wrote.
         let _one_at_a_time = self.rotation.lock().await;
         let stored = self.store.signing_keys().await?;
+        let stored_kids = stored.clone();
         let secret_box = self.keys.load().secret_box().clone();
         let keep_retired = longest_token_lifetime(&self.store).await?;
         // RSA key generation is CPU-bound (~100 ms per key): off the async threads.
@@ -75,7 +76,19 @@ impl Management {
         })
         .await
         .map_err(|error| ManagementError::Internal(error.to_string()))??;
-        self.store.put_signing_keys(&rotated).await?;
+        // Written only if no other node rotated since `stored` was read: of two nodes rotating
+        // at once, one wins and the other answers 409 (and keeps signing with what it had).
+        self.store
+            .replace_signing_keys(&stored_kids, &rotated)
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(_) => ManagementError::Conflict(
+                    "the signing keys were rotated at the same moment through another node; \
+                     list them, and rotate again if another rotation is wanted"
+                        .to_owned(),
+                ),
+                other => other.into(),
+            })?;
         let shown = views(&ring);
         self.keys.swap(ring);
         tracing::info!("signing keys rotated");

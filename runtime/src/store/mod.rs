@@ -112,6 +112,16 @@ fn write_hook(
     Ok(())
 }
 
+/// Whether two key sets hold the same kids.
+fn same_kids(a: &[SigningKey], b: &[SigningKey]) -> bool {
+    fn kids(keys: &[SigningKey]) -> Vec<&str> {
+        let mut kids: Vec<&str> = keys.iter().map(|key| key.kid.as_str()).collect();
+        kids.sort_unstable();
+        kids
+    }
+    kids(a) == kids(b)
+}
+
 /// What [`SledStore::bootstrap`] writes: the tenant, and the parts of the Management API's admin
 /// that do not exist yet.
 #[derive(Debug)]
@@ -808,6 +818,22 @@ impl SledStore {
         Self::all(&self.keys, "keys")
     }
 
+    /// Replaces the stored signing keys with `keys` if they are still `expected` (by kid).
+    /// One process owns a sled store, and its rotations are serialised, so the check and the
+    /// write cannot interleave with another writer's.
+    pub fn replace_signing_keys(
+        &self,
+        expected: &[SigningKey],
+        keys: &[SigningKey],
+    ) -> Result<(), StoreError> {
+        if !same_kids(&self.signing_keys()?, expected) {
+            return Err(StoreError::Conflict(
+                "the signing keys changed since they were read".to_owned(),
+            ));
+        }
+        self.put_signing_keys(keys)
+    }
+
     /// Replaces the stored set of signing keys with `keys` in one transaction.
     pub fn put_signing_keys(&self, keys: &[SigningKey]) -> Result<(), StoreError> {
         let stale: Vec<sled::IVec> = self.keys.iter().keys().collect::<Result<_, _>>()?;
@@ -947,6 +973,14 @@ pub trait RecordStore: Send + Sync {
     fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send;
     /// Every signing key.
     fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send;
+    /// Replaces the set of signing keys if it is still `expected` (by kid), in one step:
+    /// `Conflict` when another writer (another node rotating at the same moment) changed it
+    /// since it was read.
+    fn replace_signing_keys(
+        &self,
+        expected: &[SigningKey],
+        keys: &[SigningKey],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces the set of signing keys.
     fn put_signing_keys(
         &self,
@@ -1147,6 +1181,14 @@ impl RecordStore for SledStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(SledStore::put_signing_keys(self, keys))
     }
+
+    fn replace_signing_keys(
+        &self,
+        expected: &[SigningKey],
+        keys: &[SigningKey],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(SledStore::replace_signing_keys(self, expected, keys))
+    }
 }
 
 impl RecordStore for postgres::PgStore {
@@ -1337,6 +1379,14 @@ impl RecordStore for postgres::PgStore {
         keys: &[SigningKey],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         postgres::PgStore::put_signing_keys(self, keys)
+    }
+
+    fn replace_signing_keys(
+        &self,
+        expected: &[SigningKey],
+        keys: &[SigningKey],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        postgres::PgStore::replace_signing_keys(self, expected, keys)
     }
 }
 
@@ -1619,6 +1669,19 @@ impl RecordStore for Store {
         match self {
             Store::Sled(store) => RecordStore::put_signing_keys(store, keys).await,
             Store::Postgres(store) => RecordStore::put_signing_keys(store, keys).await,
+        }
+    }
+
+    async fn replace_signing_keys(
+        &self,
+        expected: &[SigningKey],
+        keys: &[SigningKey],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => RecordStore::replace_signing_keys(store, expected, keys).await,
+            Store::Postgres(store) => {
+                RecordStore::replace_signing_keys(store, expected, keys).await
+            }
         }
     }
 }

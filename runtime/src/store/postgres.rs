@@ -198,6 +198,10 @@ pub struct StartupLock {
     _driver: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
 }
 
+/// The advisory lock every write of the signing keys holds ("hookdk" in ASCII), so that a
+/// rotation's check of the current keys and its write are one step.
+const KEYS_LOCK: i64 = 0x0000_686f_6f6b_646b;
+
 /// How often a write is tried when it lost a race on a rule another transaction was changing
 /// at the same moment (two nodes enabling hooks of one trigger).
 const WRITE_ATTEMPTS: usize = 3;
@@ -918,18 +922,44 @@ impl PgStore {
         .await
     }
 
+    /// Replaces the stored signing keys with `keys` if they are still `expected` (by kid), in
+    /// one transaction that holds the key lock: of two nodes rotating at once, one wins and
+    /// the other gets `Conflict`.
+    pub async fn replace_signing_keys(
+        &self,
+        expected: &[SigningKey],
+        keys: &[SigningKey],
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |transaction| {
+            transaction
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&KEYS_LOCK])
+                .await?;
+            let rows = transaction
+                .query("SELECT kid FROM signing_keys", &[])
+                .await?;
+            let mut stored: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            let mut wanted: Vec<String> = expected.iter().map(|key| key.kid.clone()).collect();
+            stored.sort_unstable();
+            wanted.sort_unstable();
+            if stored != wanted {
+                return Err(StoreError::Conflict(
+                    "the signing keys changed since they were read (another node rotated them)"
+                        .to_owned(),
+                )
+                .into());
+            }
+            write_keys(transaction, keys).await?;
+            Ok(((), vec![("keys", "signing".to_owned())]))
+        })
+    }
+
     /// Replaces the stored set of signing keys with `keys` in one transaction.
     pub async fn put_signing_keys(&self, keys: &[SigningKey]) -> Result<(), StoreError> {
         in_transaction!(self, |transaction| {
-            transaction.execute("DELETE FROM signing_keys", &[]).await?;
-            for key in keys {
-                transaction
-                    .execute(
-                        "INSERT INTO signing_keys (kid, record) VALUES ($1, $2::text::jsonb)",
-                        &[&key.kid, &text(key)],
-                    )
-                    .await?;
-            }
+            transaction
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&KEYS_LOCK])
+                .await?;
+            write_keys(transaction, keys).await?;
             Ok(((), vec![("keys", "signing".to_owned())]))
         })
     }
@@ -1242,6 +1272,20 @@ async fn grant_ids(
     };
     let rows = transaction.query(sql, &[&value]).await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Replaces every stored signing key with `keys`.
+async fn write_keys(transaction: &Transaction<'_>, keys: &[SigningKey]) -> Result<(), WriteError> {
+    transaction.execute("DELETE FROM signing_keys", &[]).await?;
+    for key in keys {
+        transaction
+            .execute(
+                "INSERT INTO signing_keys (kid, record) VALUES ($1, $2::text::jsonb)",
+                &[&key.kid, &text(key)],
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// Stores a module under its sha256 (a module is immutable: storing it again changes nothing).
