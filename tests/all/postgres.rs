@@ -853,3 +853,67 @@ async fn two_nodes_rotating_keys_at_once_converge_and_every_token_they_sign_veri
         "no rotation was refused in three concurrent rounds"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_writes_on_one_node_are_live_on_the_other_two_within_a_bound() {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database("hookd").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let a = node(&url, &dir.path().join("a"), &key_file);
+    let others = [
+        node(&url, &dir.path().join("b"), &key_file),
+        node(&url, &dir.path().join("c"), &key_file),
+    ];
+    let admin = token(
+        &a.base,
+        "pg-admin",
+        "pg-admin-secret-0123456789",
+        "https://pg.test/api/v2/",
+    )
+    .await;
+    let admin = admin.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let api = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/resource-servers",
+        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+
+    // Each write is a client and its grant made through A; it is live on a node once that
+    // node issues the client a token.
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        let (id, secret) = granted_client(&a.base, &admin, "https://api.pg.test/").await;
+        let written = std::time::Instant::now();
+        for other in &others {
+            eventually("the write is live on every node", || {
+                let issued = token(&other.base, &id, &secret, "https://api.pg.test/");
+                async move { (issued.await.status == 200).then_some(()) }
+            })
+            .await;
+            latencies.push(written.elapsed());
+        }
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "propagation of 50 writes to 2 nodes: p50 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+    // The change feed notifies at once; the poll that backs it up runs every second.
+    assert!(
+        at(0.99) < std::time::Duration::from_secs(3),
+        "p99 {:?}",
+        at(0.99)
+    );
+}
