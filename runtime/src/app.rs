@@ -59,6 +59,10 @@ pub struct ServeConfig {
     /// A PostgreSQL URL: keep the store there instead of sled in the data directory
     /// (`HOOKD_DATABASE_URL`). Requires `secrets_key`.
     pub database: Option<String>,
+    /// With `database`: refuse tokens (503) once this node has not heard from the database for
+    /// this many seconds, rather than serve from a snapshot that may be stale. `None`, the
+    /// default, serves from the snapshot however long the database is away.
+    pub max_staleness: Option<u64>,
 }
 
 /// Connections each node keeps to PostgreSQL at most.
@@ -80,6 +84,7 @@ impl ServeConfig {
             admin_credentials: None,
             secrets_key: None,
             database: None,
+            max_staleness: None,
         }
     }
 }
@@ -294,7 +299,12 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         ));
     }
 
+    if let Store::Postgres(shared) = &store {
+        // Heard from just now: the snapshot was read under the startup lock.
+        shared.heard_from_database(unix_now());
+    }
     let tokens = TokenService::new(TokenParts {
+        max_staleness: config.max_staleness,
         store: store.clone(),
         hasher,
         keys,
@@ -367,7 +377,11 @@ async fn follow_changes(
         let Some(management) = management.upgrade() else {
             return;
         };
-        match store.changes_since(applied).await {
+        let reached = store.changes_since(applied).await;
+        if reached.is_ok() {
+            store.heard_from_database(unix_now());
+        }
+        match reached {
             Ok((current, _)) if current == applied => {}
             Ok((current, changed)) => {
                 let applying = async {

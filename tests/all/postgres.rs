@@ -198,17 +198,29 @@ fn node(
     data: &std::path::Path,
     key_file: &std::path::Path,
 ) -> hookd_tests::ServeProcess {
+    node_with(url, data, key_file, &[])
+}
+
+/// [`node`] with more arguments.
+fn node_with(
+    url: &str,
+    data: &std::path::Path,
+    key_file: &std::path::Path,
+    more: &[&str],
+) -> hookd_tests::ServeProcess {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--database".as_ref(),
+        url.as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--secrets-key-file".as_ref(),
+        key_file.as_os_str(),
+        "--issuer".as_ref(),
+        "https://pg.test/".as_ref(),
+    ];
+    args.extend(more.iter().map(std::ffi::OsStr::new));
     hookd_tests::ServeProcess::start(
-        &[
-            "--database".as_ref(),
-            url.as_ref(),
-            "--data-dir".as_ref(),
-            data.as_os_str(),
-            "--secrets-key-file".as_ref(),
-            key_file.as_os_str(),
-            "--issuer".as_ref(),
-            "https://pg.test/".as_ref(),
-        ],
+        &args,
         &[
             ("HOOKD_ADMIN_CLIENT_ID", "pg-admin"),
             ("HOOKD_ADMIN_CLIENT_SECRET", "pg-admin-secret-0123456789"),
@@ -916,4 +928,54 @@ async fn fifty_writes_on_one_node_are_live_on_the_other_two_within_a_bound() {
         "p99 {:?}",
         at(0.99)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_max_staleness_refuses_tokens_once_the_database_has_been_away_that_long() {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database("hookd").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let strict = node_with(
+        &url,
+        &dir.path().join("a"),
+        &key_file,
+        &["--max-staleness", "2"],
+    );
+    let lenient = node(&url, &dir.path().join("b"), &key_file);
+    let admin = |base: String| async move {
+        token(
+            &base,
+            "pg-admin",
+            "pg-admin-secret-0123456789",
+            "https://pg.test/api/v2/",
+        )
+        .await
+    };
+    assert_eq!(admin(strict.base.clone()).await.status, 200);
+
+    postgres.halt();
+    let refused = eventually("the strict node refuses tokens", || {
+        let reply = admin(strict.base.clone());
+        async move {
+            let reply = reply.await;
+            (reply.status != 200).then_some(reply)
+        }
+    })
+    .await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.json["error"], "temporarily_unavailable");
+    // The default keeps serving from what it knows.
+    assert_eq!(admin(lenient.base.clone()).await.status, 200);
+
+    postgres.resume();
+    eventually(
+        "the strict node serves again once it hears from the database",
+        || {
+            let reply = admin(strict.base.clone());
+            async move { (reply.await.status == 200).then_some(()) }
+        },
+    )
+    .await;
 }

@@ -123,6 +123,15 @@ pub struct ServeArgs {
     /// holds only the compiled-hook cache.
     #[arg(long, env = "HOOKD_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
+    /// With --database: refuse tokens (503) once this node has not heard from the database
+    /// for this many seconds, instead of serving from what it last knew (the default).
+    #[arg(
+        long,
+        env = "HOOKD_MAX_STALENESS",
+        requires = "database",
+        value_name = "SECONDS"
+    )]
+    pub max_staleness: Option<u64>,
     /// Read the secrets key (base64url of 32 bytes) from this file instead of
     /// HOOKD_SECRETS_KEY.
     #[arg(long, env = "HOOKD_SECRETS_KEY_FILE")]

@@ -80,6 +80,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ),
         };
         config.database = args.database;
+        config.max_staleness = args.max_staleness;
         let prepared = app::prepare(config).await?;
         tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
         if let Some(metrics) = prepared.metrics_addr {

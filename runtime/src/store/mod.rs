@@ -1422,6 +1422,15 @@ impl Store {
         }
     }
 
+    /// How long, at `now`, this node has not heard from a shared database (`None` for sled,
+    /// which is always at hand).
+    pub fn silent_for(&self, now: u64) -> Option<u64> {
+        match self {
+            Store::Sled(_) => None,
+            Store::Postgres(store) => Some(store.silent_for(now)),
+        }
+    }
+
     /// Calls `observe` with the time each write takes to become durable.
     pub fn observe_writes(&self, observe: impl Fn(std::time::Duration) + Send + Sync + 'static) {
         match self {

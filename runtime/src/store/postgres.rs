@@ -170,6 +170,9 @@ pub struct PgStore {
     /// What a token needs (applications, APIs, grants), complete and in memory, so that the
     /// token path never waits on the database and keeps working while it is away.
     snapshot: std::sync::Arc<std::sync::RwLock<Snapshot>>,
+    /// When the change feed last reached the database (seconds since the Unix epoch), as its
+    /// follower reports it.
+    heard_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// How to connect, for the change feed's listening connection (outside the pool).
     config: tokio_postgres::Config,
     /// Told how long each write took, from its transaction's start to its commit.
@@ -379,6 +382,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             snapshot: Default::default(),
+            heard_at: Default::default(),
             config,
             write_timer: super::WriteTimer::default(),
         };
@@ -1119,6 +1123,17 @@ impl PgStore {
             &[&client_id],
         )
         .await
+    }
+
+    /// The change feed reached the database at `now` (seconds since the Unix epoch).
+    pub fn heard_from_database(&self, now: u64) {
+        self.heard_at
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Seconds since the change feed last reached the database, at `now`.
+    pub fn silent_for(&self, now: u64) -> u64 {
+        now.saturating_sub(self.heard_at.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The change feed's current revision.

@@ -133,6 +133,7 @@ impl From<StoreError> for TokenError {
 /// Issues tokens. Shared by every request.
 #[derive(Debug)]
 pub struct TokenService {
+    max_staleness: Option<u64>,
     store: Store,
     hasher: SecretHasher,
     keys: LiveKeys,
@@ -187,6 +188,8 @@ fn split_scopes(scope: &str) -> Vec<String> {
 /// What the token service is built from.
 #[derive(Debug)]
 pub struct TokenParts {
+    /// Refuse tokens once a shared store has not been heard from for this many seconds.
+    pub max_staleness: Option<u64>,
     /// The store (its in-memory records serve the token path).
     pub store: Store,
     /// Checks client secrets.
@@ -209,6 +212,7 @@ impl TokenService {
     /// A service over these parts.
     pub fn new(parts: TokenParts) -> Self {
         TokenService {
+            max_staleness: parts.max_staleness,
             management_audience: crate::model::management_audience(&parts.tenant.issuer),
             store: parts.store,
             hasher: parts.hasher,
@@ -247,6 +251,15 @@ impl TokenService {
             Some(other) => return Err(TokenError::UnsupportedGrantType(shown_grant_type(other))),
         }
 
+        // A node told to fail closed refuses once its view of a shared store may be stale.
+        if let Some(max) = self.max_staleness
+            && self
+                .store
+                .silent_for(now)
+                .is_some_and(|silent| silent > max)
+        {
+            return Err(TokenError::Unavailable);
+        }
         let (client_id, secret, used_basic) = match &request.auth {
             ClientAuth::Conflicting => {
                 return Err(TokenError::InvalidRequest(
