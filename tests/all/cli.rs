@@ -532,21 +532,6 @@ fn start_serve(data_dir: &Path) -> hookd_tests::ServeProcess {
     )
 }
 
-async fn form_token(base: &str, id: &str, secret: &str, audience: &str) -> hookd_tests::Reply {
-    hookd_tests::send(
-        http::Method::POST,
-        &format!("{base}/oauth/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        hookd_tests::form_body(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-            ("audience", audience),
-        ]),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_secret_rotation_survives_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -555,7 +540,7 @@ async fn an_acknowledged_secret_rotation_survives_a_crash() {
     let base = server.base.clone();
     let admin = hookd_tests::admin(&data);
     let audience = admin["audience"].as_str().expect("audience").to_owned();
-    let token = form_token(
+    let token = hookd_tests::token_at(
         &base,
         admin["client_id"].as_str().expect("id"),
         admin["client_secret"].as_str().expect("secret"),
@@ -601,10 +586,10 @@ async fn an_acknowledged_secret_rotation_survives_a_crash() {
 
     let restarted = start_serve(&data);
     let base = restarted.base.clone();
-    let old = form_token(&base, &client_id, &old_secret, &audience).await;
+    let old = hookd_tests::token_at(&base, &client_id, &old_secret, &audience).await;
     assert_eq!(old.status, 401, "the old secret works again: {}", old.text);
     assert_eq!(old.json["error"], "invalid_client");
-    let new = form_token(&base, &client_id, &new_secret, &audience).await;
+    let new = hookd_tests::token_at(&base, &client_id, &new_secret, &audience).await;
     assert_ne!(new.json["error"], "invalid_client", "{}", new.text);
 }
 
@@ -1049,7 +1034,8 @@ async fn serve_configured_by_the_environment_logs_json_without_secrets_and_stops
     let base = format!("http://{addr}");
 
     // The admin from the environment; a client, an API, a grant and a hook with a secret.
-    let admin = form_token(&base, "env-admin", admin_secret, &format!("{base}/api/v2/")).await;
+    let admin =
+        hookd_tests::token_at(&base, "env-admin", admin_secret, &format!("{base}/api/v2/")).await;
     assert_eq!(admin.status, 200, "{}", admin.text);
     let admin_token = admin.json["access_token"]
         .as_str()
@@ -1103,7 +1089,7 @@ async fn serve_configured_by_the_environment_logs_json_without_secrets_and_stops
     let uploaded =
         hookd_tests::upload_at(&base, &admin_token, &hook_id, hookd_tests::wasm(SEED)).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.text);
-    let token = form_token(&base, &client_id, &client_secret, audience).await;
+    let token = hookd_tests::token_at(&base, &client_id, &client_secret, audience).await;
     assert_eq!(token.status, 200, "{}", token.text);
     let request_id = token.headers["x-request-id"]
         .to_str()

@@ -191,6 +191,47 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     assert!(!text.contains("s3cret-password"), "{text}");
 }
 
+/// A PostgreSQL of the test's own with an empty database `hookd`, a directory for the nodes'
+/// data, and the secrets key every node shares.
+struct Shared {
+    postgres: TestPostgres,
+    url: String,
+    dir: tempfile::TempDir,
+    key_file: std::path::PathBuf,
+}
+
+impl Shared {
+    async fn start() -> Self {
+        let postgres = TestPostgres::start();
+        let url = postgres.create_database("hookd").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_file = dir.path().join("secrets.key");
+        std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+        Shared {
+            postgres,
+            url,
+            dir,
+            key_file,
+        }
+    }
+}
+
+/// A Management API token of the admin every node is started with, from `base`.
+async fn admin_token(base: &str) -> String {
+    let issued = hookd_tests::token_at(
+        base,
+        "pg-admin",
+        "pg-admin-secret-0123456789",
+        "https://pg.test/api/v2/",
+    )
+    .await;
+    assert_eq!(issued.status, 200, "{}", issued.text);
+    issued.json["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
 /// `hookd serve` on the database at `url`, its data directory `data`, with the secrets key
 /// in `key_file` and the admin's credentials given.
 fn node(
@@ -228,29 +269,10 @@ fn node_with(
     )
 }
 
-/// A client-credentials token from `base`, or the error.
-async fn token(base: &str, id: &str, secret: &str, audience: &str) -> hookd_tests::Reply {
-    hookd_tests::send(
-        http::Method::POST,
-        &format!("{base}/oauth/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        hookd_tests::form_body(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-            ("audience", audience),
-        ]),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wrong_key() {
-    let postgres = TestPostgres::start();
-    let url = postgres.create_database("hookd").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("secrets.key");
-    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
 
     // Without the shared secrets key, a node refuses to start, saying why.
     let refused = std::process::Command::new(hookd_tests::hookd_binary())
@@ -259,7 +281,7 @@ async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wron
             "--listen",
             "127.0.0.1:0",
             "--database",
-            &url,
+            url,
             "--data-dir",
         ])
         .arg(dir.path().join("keyless"))
@@ -273,19 +295,8 @@ async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wron
         "{said}"
     );
 
-    let mut first = node(&url, &dir.path().join("a"), &key_file);
-    let admin = token(
-        &first.base,
-        "pg-admin",
-        "pg-admin-secret-0123456789",
-        "https://pg.test/api/v2/",
-    )
-    .await;
-    assert_eq!(admin.status, 200, "{}", admin.text);
-    let admin = admin.json["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let mut first = node(url, &dir.path().join("a"), key_file);
+    let admin = admin_token(&first.base).await;
     let call = |method, path: &'static str, body| {
         let (base, admin) = (first.base.clone(), admin.clone());
         async move { hookd_tests::call_at(&base, &admin, method, path, Some(body)).await }
@@ -318,12 +329,12 @@ async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wron
     )
     .await;
     assert_eq!(grant.status, 201, "{}", grant.text);
-    let issued = token(&first.base, &id, &secret, "https://api.pg.test/").await;
+    let issued = hookd_tests::token_at(&first.base, &id, &secret, "https://api.pg.test/").await;
     assert_eq!(issued.status, 200, "{}", issued.text);
     assert_eq!(issued.json["scope"], "read");
 
     // The records are in PostgreSQL, not in the node's data directory.
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(connection);
@@ -341,8 +352,8 @@ async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wron
     // Another node, with an empty data directory of its own, serves the same client; the
     // first one is gone.
     first.kill();
-    let second = node(&url, &dir.path().join("b"), &key_file);
-    let again = token(&second.base, &id, &secret, "https://api.pg.test/").await;
+    let second = node(url, &dir.path().join("b"), key_file);
+    let again = hookd_tests::token_at(&second.base, &id, &secret, "https://api.pg.test/").await;
     assert_eq!(again.status, 200, "{}", again.text);
     drop(second);
 
@@ -355,7 +366,7 @@ async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wron
             "--listen",
             "127.0.0.1:0",
             "--database",
-            &url,
+            url,
             "--data-dir",
         ])
         .arg(dir.path().join("c"))
@@ -368,7 +379,7 @@ async fn a_node_on_postgres_keeps_everything_there_and_refuses_a_missing_or_wron
     let said = String::from_utf8_lossy(&wrong.stderr);
     assert!(said.contains("wrong secrets key"), "{said}");
     assert!(
-        !said.contains(&url),
+        !said.contains(url.as_str()),
         "the URL stays out of messages: {said}"
     );
 }
@@ -411,24 +422,11 @@ async fn kids(base: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_missed_the_notification()
  {
-    let postgres = TestPostgres::start();
-    let url = postgres.create_database("hookd").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("secrets.key");
-    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
-    let a = node(&url, &dir.path().join("a"), &key_file);
-    let b = node(&url, &dir.path().join("b"), &key_file);
-    let admin = token(
-        &a.base,
-        "pg-admin",
-        "pg-admin-secret-0123456789",
-        "https://pg.test/api/v2/",
-    )
-    .await;
-    let admin = admin.json["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
+    let a = node(url, &dir.path().join("a"), key_file);
+    let b = node(url, &dir.path().join("b"), key_file);
+    let admin = admin_token(&a.base).await;
     let on_a = |method, path: String, body| {
         let (base, admin) = (a.base.clone(), admin.clone());
         async move { hookd_tests::call_at(&base, &admin, method, &path, body).await }
@@ -463,7 +461,7 @@ async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_m
     let claim_on = |base: String| {
         let (id, secret) = (id.clone(), secret.clone());
         async move {
-            let reply = token(&base, &id, &secret, "https://api.pg.test/").await;
+            let reply = hookd_tests::token_at(&base, &id, &secret, "https://api.pg.test/").await;
             assert_eq!(reply.status, 200, "{}", reply.text);
             let token = reply.json["access_token"]
                 .as_str()
@@ -480,7 +478,7 @@ async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_m
     };
     // B's snapshot follows A's writes through the change feed.
     eventually("B knows the client made on A", || {
-        let issued = token(&b.base, &id, &secret, "https://api.pg.test/");
+        let issued = hookd_tests::token_at(&b.base, &id, &secret, "https://api.pg.test/");
         async move { (issued.await.status == 200).then_some(()) }
     })
     .await;
@@ -511,7 +509,7 @@ async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_m
 
     // B misses the notifications: its listening connection is terminated by the database
     // while A rotates the keys and disables the hook. It catches up all the same.
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(connection);
@@ -585,24 +583,12 @@ async fn granted_client(base: &str, admin: &str, audience: &str) -> (String, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_every_node_catches_up()
  {
-    let postgres = TestPostgres::start();
-    let url = postgres.create_database("hookd").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("secrets.key");
-    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
-    let a = node(&url, &dir.path().join("a"), &key_file);
-    let b = node(&url, &dir.path().join("b"), &key_file);
-    let admin = token(
-        &a.base,
-        "pg-admin",
-        "pg-admin-secret-0123456789",
-        "https://pg.test/api/v2/",
-    )
-    .await;
-    let admin = admin.json["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let shared = Shared::start().await;
+    let (postgres, url, dir, key_file) =
+        (&shared.postgres, &shared.url, &shared.dir, &shared.key_file);
+    let a = node(url, &dir.path().join("a"), key_file);
+    let b = node(url, &dir.path().join("b"), key_file);
+    let admin = admin_token(&a.base).await;
     let api = hookd_tests::call_at(
         &a.base,
         &admin,
@@ -614,7 +600,7 @@ async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_ev
     assert_eq!(api.status, 201, "{}", api.text);
     let (id, secret) = granted_client(&a.base, &admin, "https://api.pg.test/").await;
     eventually("B knows the client", || {
-        let issued = token(&b.base, &id, &secret, "https://api.pg.test/");
+        let issued = hookd_tests::token_at(&b.base, &id, &secret, "https://api.pg.test/");
         async move { (issued.await.status == 200).then_some(()) }
     })
     .await;
@@ -622,7 +608,7 @@ async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_ev
     postgres.halt();
     // Tokens and keys come from each node's memory: both keep serving.
     for node in [&a, &b] {
-        let issued = token(&node.base, &id, &secret, "https://api.pg.test/").await;
+        let issued = hookd_tests::token_at(&node.base, &id, &secret, "https://api.pg.test/").await;
         assert_eq!(issued.status, 200, "{}", issued.text);
         assert!(!kids(&node.base).await.is_empty());
     }
@@ -684,7 +670,7 @@ async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_ev
     .await;
     assert_eq!(grant.status, 201, "{}", grant.text);
     eventually("B serves the client A made after the outage", || {
-        let issued = token(&b.base, &late_id, &late_secret, "https://api.pg.test/");
+        let issued = hookd_tests::token_at(&b.base, &late_id, &late_secret, "https://api.pg.test/");
         async move { (issued.await.status == 200).then_some(()) }
     })
     .await;
@@ -692,11 +678,8 @@ async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_ev
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_starting_together_on_an_empty_database_make_one_admin_and_one_key_set() {
-    let postgres = TestPostgres::start();
-    let url = postgres.create_database("hookd").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("secrets.key");
-    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
     let starting: Vec<_> = ["a", "b", "c"]
         .into_iter()
         .map(|name| {
@@ -709,7 +692,7 @@ async fn three_nodes_starting_together_on_an_empty_database_make_one_admin_and_o
         .map(|thread| thread.join().expect("every node starts"))
         .collect();
 
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(connection);
@@ -737,7 +720,7 @@ async fn three_nodes_starting_together_on_an_empty_database_make_one_admin_and_o
     let published = kids(&nodes[0].base).await;
     for node in &nodes {
         assert_eq!(kids(&node.base).await, published);
-        let issued = token(
+        let issued = hookd_tests::token_at(
             &node.base,
             "pg-admin",
             "pg-admin-secret-0123456789",
@@ -755,15 +738,12 @@ async fn three_nodes_starting_together_on_an_empty_database_make_one_admin_and_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_rotating_keys_at_once_converge_and_every_token_they_sign_verifies() {
-    let postgres = TestPostgres::start();
-    let url = postgres.create_database("hookd").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("secrets.key");
-    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
-    let a = node(&url, &dir.path().join("a"), &key_file);
-    let b = node(&url, &dir.path().join("b"), &key_file);
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
+    let a = node(url, &dir.path().join("a"), key_file);
+    let b = node(url, &dir.path().join("b"), key_file);
     let admin_on = |base: String| async move {
-        let reply = token(
+        let reply = hookd_tests::token_at(
             &base,
             "pg-admin",
             "pg-admin-secret-0123456789",
@@ -813,7 +793,7 @@ async fn two_nodes_rotating_keys_at_once_converge_and_every_token_they_sign_veri
         // Whatever each node signs with right away is published once they agree.
         let mut signed = Vec::new();
         for base in [&a.base, &b.base] {
-            let issued = token(
+            let issued = hookd_tests::token_at(
                 base,
                 "pg-admin",
                 "pg-admin-secret-0123456789",
@@ -868,27 +848,14 @@ async fn two_nodes_rotating_keys_at_once_converge_and_every_token_they_sign_veri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_writes_on_one_node_are_live_on_the_other_two_within_a_bound() {
-    let postgres = TestPostgres::start();
-    let url = postgres.create_database("hookd").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("secrets.key");
-    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
-    let a = node(&url, &dir.path().join("a"), &key_file);
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
+    let a = node(url, &dir.path().join("a"), key_file);
     let others = [
-        node(&url, &dir.path().join("b"), &key_file),
-        node(&url, &dir.path().join("c"), &key_file),
+        node(url, &dir.path().join("b"), key_file),
+        node(url, &dir.path().join("c"), key_file),
     ];
-    let admin = token(
-        &a.base,
-        "pg-admin",
-        "pg-admin-secret-0123456789",
-        "https://pg.test/api/v2/",
-    )
-    .await;
-    let admin = admin.json["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let admin = admin_token(&a.base).await;
     let api = hookd_tests::call_at(
         &a.base,
         &admin,
@@ -907,7 +874,8 @@ async fn fifty_writes_on_one_node_are_live_on_the_other_two_within_a_bound() {
         let written = std::time::Instant::now();
         for other in &others {
             eventually("the write is live on every node", || {
-                let issued = token(&other.base, &id, &secret, "https://api.pg.test/");
+                let issued =
+                    hookd_tests::token_at(&other.base, &id, &secret, "https://api.pg.test/");
                 async move { (issued.await.status == 200).then_some(()) }
             })
             .await;
@@ -932,20 +900,18 @@ async fn fifty_writes_on_one_node_are_live_on_the_other_two_within_a_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_max_staleness_refuses_tokens_once_the_database_has_been_away_that_long() {
-    let postgres = TestPostgres::start();
-    let url = postgres.create_database("hookd").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("secrets.key");
-    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let shared = Shared::start().await;
+    let (postgres, url, dir, key_file) =
+        (&shared.postgres, &shared.url, &shared.dir, &shared.key_file);
     let strict = node_with(
-        &url,
+        url,
         &dir.path().join("a"),
-        &key_file,
+        key_file,
         &["--max-staleness", "2"],
     );
-    let lenient = node(&url, &dir.path().join("b"), &key_file);
+    let lenient = node(url, &dir.path().join("b"), key_file);
     let admin = |base: String| async move {
-        token(
+        hookd_tests::token_at(
             &base,
             "pg-admin",
             "pg-admin-secret-0123456789",

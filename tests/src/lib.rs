@@ -779,3 +779,20 @@ impl ServeProcess {
         process
     }
 }
+
+/// A client-credentials token request to the server at `base` (a `hookd serve` process),
+/// with the credentials in the form body.
+pub async fn token_at(base: &str, id: &str, secret: &str, audience: &str) -> Reply {
+    send(
+        http::Method::POST,
+        &format!("{base}/oauth/token"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form_body(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("audience", audience),
+        ]),
+    )
+    .await
+}
