@@ -852,544 +852,6 @@ impl SledStore {
     }
 }
 
-/// The records hookd keeps, as both backends keep them: the sled store ([`SledStore`]) and
-/// PostgreSQL ([`postgres::PgStore`]) answer every call with the same results and the same
-/// errors (`Conflict` for a broken uniqueness rule, `NotFound` for a missing record), which
-/// one contract test suite checks against both.
-pub trait RecordStore: Send + Sync {
-    /// The tenant settings, once initialised.
-    fn tenant(&self) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send;
-    /// The installation's client-secret key (as stored), `fresh` stored on first use.
-    fn secret_hash_key(
-        &self,
-        fresh: &[u8],
-    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
-    /// Replaces the client-secret key `current` with `replacement`, unless another writer did.
-    fn replace_secret_hash_key(
-        &self,
-        current: &[u8],
-        replacement: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// An application by `client_id`.
-    fn client(
-        &self,
-        client_id: &str,
-    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send;
-    /// Every application.
-    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send;
-    /// Adds an application; its `client_id` must be new (409).
-    fn insert_client(&self, client: &Client)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Changes an application's record as stored at that moment, in one step.
-    fn modify_client(
-        &self,
-        client_id: &str,
-        change: impl Fn(&mut Client) + Send + Sync,
-    ) -> impl Future<Output = Result<Client, StoreError>> + Send;
-    /// Deletes an application and its grants.
-    fn delete_client(&self, client_id: &str)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// An API by hookd's id for it.
-    fn api(&self, id: &str) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send;
-    /// An API by its identifier (the audience).
-    fn api_by_identifier(
-        &self,
-        identifier: &str,
-    ) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send;
-    /// Every API.
-    fn apis(&self) -> impl Future<Output = Result<Vec<Api>, StoreError>> + Send;
-    /// Adds an API; its identifier must be new (409).
-    fn insert_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Replaces an API's record; its identifier cannot change (409).
-    fn update_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes an API and every grant for it.
-    fn delete_api(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every client grant.
-    fn grants(&self) -> impl Future<Output = Result<Vec<ClientGrant>, StoreError>> + Send;
-    /// A client grant by id.
-    fn grant(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send;
-    /// The grant of `client_id` for `audience`.
-    fn grant_for(
-        &self,
-        client_id: &str,
-        audience: &str,
-    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send;
-    /// Adds a grant; one per (client, audience) pair (409).
-    fn insert_grant(
-        &self,
-        grant: &ClientGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Replaces a grant's record.
-    fn update_grant(
-        &self,
-        grant: &ClientGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes a grant.
-    fn delete_grant(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Writes the tenant and what the Management API's admin lacks, in one transaction.
-    fn bootstrap(
-        &self,
-        admin: &AdminBootstrap<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Moves the tenant, the Management API's identifier and its grants to a new issuer.
-    fn change_issuer(
-        &self,
-        tenant: &Tenant,
-        from: &str,
-        to: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every hook.
-    fn hooks(&self) -> impl Future<Output = Result<Vec<Hook>, StoreError>> + Send;
-    /// A hook by id.
-    fn hook(&self, id: &str) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send;
-    /// The enabled hook of `trigger`.
-    fn enabled_hook(
-        &self,
-        trigger: ExtensibilityPoint,
-    ) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send;
-    /// A stored module by sha256.
-    fn module(
-        &self,
-        sha256: &str,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
-    /// Adds a hook with its first module; enabling it disables the trigger's other hooks.
-    fn insert_hook(
-        &self,
-        hook: &Hook,
-        module: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Stores a hook's new module version and its record.
-    fn add_hook_version(
-        &self,
-        hook: &Hook,
-        module: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Replaces a hook's record; enabling it disables the trigger's other hooks.
-    fn update_hook(&self, hook: &Hook) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes a hook and the modules no other hook uses.
-    fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send;
-    /// Every signing key.
-    fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send;
-    /// Replaces the set of signing keys if it is still `expected` (by kid), in one step:
-    /// `Conflict` when another writer (another node rotating at the same moment) changed it
-    /// since it was read.
-    fn replace_signing_keys(
-        &self,
-        expected: &[SigningKey],
-        keys: &[SigningKey],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Replaces the set of signing keys.
-    fn put_signing_keys(
-        &self,
-        keys: &[SigningKey],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-impl RecordStore for SledStore {
-    fn tenant(&self) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send {
-        std::future::ready(SledStore::tenant(self))
-    }
-
-    fn secret_hash_key(
-        &self,
-        fresh: &[u8],
-    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
-        std::future::ready(SledStore::secret_hash_key(self, fresh))
-    }
-
-    fn replace_secret_hash_key(
-        &self,
-        current: &[u8],
-        replacement: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::replace_secret_hash_key(
-            self,
-            current,
-            replacement,
-        ))
-    }
-
-    fn client(
-        &self,
-        client_id: &str,
-    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send {
-        std::future::ready(SledStore::client(self, client_id))
-    }
-
-    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send {
-        std::future::ready(SledStore::clients(self))
-    }
-
-    fn insert_client(
-        &self,
-        client: &Client,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::insert_client(self, client))
-    }
-
-    fn modify_client(
-        &self,
-        client_id: &str,
-        change: impl Fn(&mut Client) + Send + Sync,
-    ) -> impl Future<Output = Result<Client, StoreError>> + Send {
-        std::future::ready(SledStore::modify_client(self, client_id, change))
-    }
-
-    fn delete_client(
-        &self,
-        client_id: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::delete_client(self, client_id))
-    }
-
-    fn api(&self, id: &str) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
-        std::future::ready(SledStore::api(self, id))
-    }
-
-    fn api_by_identifier(
-        &self,
-        identifier: &str,
-    ) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
-        std::future::ready(SledStore::api_by_identifier(self, identifier))
-    }
-
-    fn apis(&self) -> impl Future<Output = Result<Vec<Api>, StoreError>> + Send {
-        std::future::ready(SledStore::apis(self))
-    }
-
-    fn insert_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::insert_api(self, api))
-    }
-
-    fn update_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::update_api(self, api))
-    }
-
-    fn delete_api(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::delete_api(self, id))
-    }
-
-    fn grants(&self) -> impl Future<Output = Result<Vec<ClientGrant>, StoreError>> + Send {
-        std::future::ready(SledStore::grants(self))
-    }
-
-    fn grant(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
-        std::future::ready(SledStore::grant(self, id))
-    }
-
-    fn grant_for(
-        &self,
-        client_id: &str,
-        audience: &str,
-    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
-        std::future::ready(SledStore::grant_for(self, client_id, audience))
-    }
-
-    fn insert_grant(
-        &self,
-        grant: &ClientGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::insert_grant(self, grant))
-    }
-
-    fn update_grant(
-        &self,
-        grant: &ClientGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::update_grant(self, grant))
-    }
-
-    fn delete_grant(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::delete_grant(self, id))
-    }
-
-    fn bootstrap(
-        &self,
-        admin: &AdminBootstrap<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::bootstrap(self, admin))
-    }
-
-    fn change_issuer(
-        &self,
-        tenant: &Tenant,
-        from: &str,
-        to: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::change_issuer(self, tenant, from, to))
-    }
-
-    fn hooks(&self) -> impl Future<Output = Result<Vec<Hook>, StoreError>> + Send {
-        std::future::ready(SledStore::hooks(self))
-    }
-
-    fn hook(&self, id: &str) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
-        std::future::ready(SledStore::hook(self, id))
-    }
-
-    fn enabled_hook(
-        &self,
-        trigger: ExtensibilityPoint,
-    ) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
-        std::future::ready(SledStore::enabled_hook(self, trigger))
-    }
-
-    fn module(
-        &self,
-        sha256: &str,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
-        std::future::ready(SledStore::module(self, sha256))
-    }
-
-    fn insert_hook(
-        &self,
-        hook: &Hook,
-        module: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::insert_hook(self, hook, module))
-    }
-
-    fn add_hook_version(
-        &self,
-        hook: &Hook,
-        module: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::add_hook_version(self, hook, module))
-    }
-
-    fn update_hook(&self, hook: &Hook) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::update_hook(self, hook))
-    }
-
-    fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send {
-        std::future::ready(SledStore::delete_hook(self, id))
-    }
-
-    fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send {
-        std::future::ready(SledStore::signing_keys(self))
-    }
-
-    fn put_signing_keys(
-        &self,
-        keys: &[SigningKey],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::put_signing_keys(self, keys))
-    }
-
-    fn replace_signing_keys(
-        &self,
-        expected: &[SigningKey],
-        keys: &[SigningKey],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(SledStore::replace_signing_keys(self, expected, keys))
-    }
-}
-
-impl RecordStore for postgres::PgStore {
-    fn tenant(&self) -> impl Future<Output = Result<Option<Tenant>, StoreError>> + Send {
-        postgres::PgStore::tenant(self)
-    }
-
-    fn secret_hash_key(
-        &self,
-        fresh: &[u8],
-    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
-        postgres::PgStore::secret_hash_key(self, fresh)
-    }
-
-    fn replace_secret_hash_key(
-        &self,
-        current: &[u8],
-        replacement: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::replace_secret_hash_key(self, current, replacement)
-    }
-
-    fn client(
-        &self,
-        client_id: &str,
-    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send {
-        postgres::PgStore::client(self, client_id)
-    }
-
-    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send {
-        postgres::PgStore::clients(self)
-    }
-
-    fn insert_client(
-        &self,
-        client: &Client,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::insert_client(self, client)
-    }
-
-    fn modify_client(
-        &self,
-        client_id: &str,
-        change: impl Fn(&mut Client) + Send + Sync,
-    ) -> impl Future<Output = Result<Client, StoreError>> + Send {
-        postgres::PgStore::modify_client(self, client_id, change)
-    }
-
-    fn delete_client(
-        &self,
-        client_id: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::delete_client(self, client_id)
-    }
-
-    fn api(&self, id: &str) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
-        postgres::PgStore::api(self, id)
-    }
-
-    fn api_by_identifier(
-        &self,
-        identifier: &str,
-    ) -> impl Future<Output = Result<Option<Api>, StoreError>> + Send {
-        postgres::PgStore::api_by_identifier(self, identifier)
-    }
-
-    fn apis(&self) -> impl Future<Output = Result<Vec<Api>, StoreError>> + Send {
-        postgres::PgStore::apis(self)
-    }
-
-    fn insert_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::insert_api(self, api)
-    }
-
-    fn update_api(&self, api: &Api) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::update_api(self, api)
-    }
-
-    fn delete_api(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::delete_api(self, id)
-    }
-
-    fn grants(&self) -> impl Future<Output = Result<Vec<ClientGrant>, StoreError>> + Send {
-        postgres::PgStore::grants(self)
-    }
-
-    fn grant(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
-        postgres::PgStore::grant(self, id)
-    }
-
-    fn grant_for(
-        &self,
-        client_id: &str,
-        audience: &str,
-    ) -> impl Future<Output = Result<Option<ClientGrant>, StoreError>> + Send {
-        postgres::PgStore::grant_for(self, client_id, audience)
-    }
-
-    fn insert_grant(
-        &self,
-        grant: &ClientGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::insert_grant(self, grant)
-    }
-
-    fn update_grant(
-        &self,
-        grant: &ClientGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::update_grant(self, grant)
-    }
-
-    fn delete_grant(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::delete_grant(self, id)
-    }
-
-    fn bootstrap(
-        &self,
-        admin: &AdminBootstrap<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::bootstrap(self, admin)
-    }
-
-    fn change_issuer(
-        &self,
-        tenant: &Tenant,
-        from: &str,
-        to: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::change_issuer(self, tenant, from, to)
-    }
-
-    fn hooks(&self) -> impl Future<Output = Result<Vec<Hook>, StoreError>> + Send {
-        postgres::PgStore::hooks(self)
-    }
-
-    fn hook(&self, id: &str) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
-        postgres::PgStore::hook(self, id)
-    }
-
-    fn enabled_hook(
-        &self,
-        trigger: ExtensibilityPoint,
-    ) -> impl Future<Output = Result<Option<Hook>, StoreError>> + Send {
-        postgres::PgStore::enabled_hook(self, trigger)
-    }
-
-    fn module(
-        &self,
-        sha256: &str,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
-        postgres::PgStore::module(self, sha256)
-    }
-
-    fn insert_hook(
-        &self,
-        hook: &Hook,
-        module: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::insert_hook(self, hook, module)
-    }
-
-    fn add_hook_version(
-        &self,
-        hook: &Hook,
-        module: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::add_hook_version(self, hook, module)
-    }
-
-    fn update_hook(&self, hook: &Hook) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::update_hook(self, hook)
-    }
-
-    fn delete_hook(&self, id: &str) -> impl Future<Output = Result<Hook, StoreError>> + Send {
-        postgres::PgStore::delete_hook(self, id)
-    }
-
-    fn signing_keys(&self) -> impl Future<Output = Result<Vec<SigningKey>, StoreError>> + Send {
-        postgres::PgStore::signing_keys(self)
-    }
-
-    fn put_signing_keys(
-        &self,
-        keys: &[SigningKey],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::put_signing_keys(self, keys)
-    }
-
-    fn replace_signing_keys(
-        &self,
-        expected: &[SigningKey],
-        keys: &[SigningKey],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        postgres::PgStore::replace_signing_keys(self, expected, keys)
-    }
-}
-
 /// hookd's store: sled in the data directory (one machine), or PostgreSQL shared by several
 /// nodes. Every call goes to the backend chosen at start.
 #[derive(Debug, Clone)]
@@ -1440,259 +902,129 @@ impl Store {
     }
 }
 
-impl RecordStore for Store {
-    async fn tenant(&self) -> Result<Option<Tenant>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::tenant(store).await,
-            Store::Postgres(store) => RecordStore::tenant(store).await,
+/// Declares [`RecordStore`] from its methods' signatures, and implements it for the sled
+/// store (whose answers are ready at once), for PostgreSQL (its own async methods of the same
+/// names) and for [`Store`] (the backend chosen at start).
+macro_rules! record_store {
+    (
+        [$(#[$trait_meta:meta])*]
+        $(
+            $(#[$meta:meta])*
+            fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;
+        )*
+    ) => {
+        $(#[$trait_meta])*
+        pub trait RecordStore: Send + Sync {
+            $(
+                $(#[$meta])*
+                fn $name(&self $(, $arg: $ty)*) -> impl Future<Output = $ret> + Send;
+            )*
         }
-    }
 
-    async fn secret_hash_key(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::secret_hash_key(store, fresh).await,
-            Store::Postgres(store) => RecordStore::secret_hash_key(store, fresh).await,
+        impl RecordStore for SledStore {
+            $(
+                fn $name(&self $(, $arg: $ty)*) -> impl Future<Output = $ret> + Send {
+                    std::future::ready(SledStore::$name(self $(, $arg)*))
+                }
+            )*
         }
-    }
 
-    async fn replace_secret_hash_key(
-        &self,
-        current: &[u8],
-        replacement: &[u8],
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => {
-                RecordStore::replace_secret_hash_key(store, current, replacement).await
-            }
-            Store::Postgres(store) => {
-                RecordStore::replace_secret_hash_key(store, current, replacement).await
-            }
+        impl RecordStore for postgres::PgStore {
+            $(
+                fn $name(&self $(, $arg: $ty)*) -> impl Future<Output = $ret> + Send {
+                    postgres::PgStore::$name(self $(, $arg)*)
+                }
+            )*
         }
-    }
 
-    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::client(store, client_id).await,
-            Store::Postgres(store) => RecordStore::client(store, client_id).await,
+        impl RecordStore for Store {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Store::Sled(store) => RecordStore::$name(store $(, $arg)*).await,
+                        Store::Postgres(store) => RecordStore::$name(store $(, $arg)*).await,
+                    }
+                }
+            )*
         }
-    }
+    };
+}
 
-    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::clients(store).await,
-            Store::Postgres(store) => RecordStore::clients(store).await,
-        }
-    }
-
-    async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::insert_client(store, client).await,
-            Store::Postgres(store) => RecordStore::insert_client(store, client).await,
-        }
-    }
-
-    async fn modify_client(
-        &self,
-        client_id: &str,
-        change: impl Fn(&mut Client) + Send + Sync,
-    ) -> Result<Client, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::modify_client(store, client_id, change).await,
-            Store::Postgres(store) => RecordStore::modify_client(store, client_id, change).await,
-        }
-    }
-
-    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::delete_client(store, client_id).await,
-            Store::Postgres(store) => RecordStore::delete_client(store, client_id).await,
-        }
-    }
-
-    async fn api(&self, id: &str) -> Result<Option<Api>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::api(store, id).await,
-            Store::Postgres(store) => RecordStore::api(store, id).await,
-        }
-    }
-
-    async fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::api_by_identifier(store, identifier).await,
-            Store::Postgres(store) => RecordStore::api_by_identifier(store, identifier).await,
-        }
-    }
-
-    async fn apis(&self) -> Result<Vec<Api>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::apis(store).await,
-            Store::Postgres(store) => RecordStore::apis(store).await,
-        }
-    }
-
-    async fn insert_api(&self, api: &Api) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::insert_api(store, api).await,
-            Store::Postgres(store) => RecordStore::insert_api(store, api).await,
-        }
-    }
-
-    async fn update_api(&self, api: &Api) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::update_api(store, api).await,
-            Store::Postgres(store) => RecordStore::update_api(store, api).await,
-        }
-    }
-
-    async fn delete_api(&self, id: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::delete_api(store, id).await,
-            Store::Postgres(store) => RecordStore::delete_api(store, id).await,
-        }
-    }
-
-    async fn grants(&self) -> Result<Vec<ClientGrant>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::grants(store).await,
-            Store::Postgres(store) => RecordStore::grants(store).await,
-        }
-    }
-
-    async fn grant(&self, id: &str) -> Result<Option<ClientGrant>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::grant(store, id).await,
-            Store::Postgres(store) => RecordStore::grant(store, id).await,
-        }
-    }
-
-    async fn grant_for(
-        &self,
-        client_id: &str,
-        audience: &str,
-    ) -> Result<Option<ClientGrant>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::grant_for(store, client_id, audience).await,
-            Store::Postgres(store) => RecordStore::grant_for(store, client_id, audience).await,
-        }
-    }
-
-    async fn insert_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::insert_grant(store, grant).await,
-            Store::Postgres(store) => RecordStore::insert_grant(store, grant).await,
-        }
-    }
-
-    async fn update_grant(&self, grant: &ClientGrant) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::update_grant(store, grant).await,
-            Store::Postgres(store) => RecordStore::update_grant(store, grant).await,
-        }
-    }
-
-    async fn delete_grant(&self, id: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::delete_grant(store, id).await,
-            Store::Postgres(store) => RecordStore::delete_grant(store, id).await,
-        }
-    }
-
-    async fn bootstrap(&self, admin: &AdminBootstrap<'_>) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::bootstrap(store, admin).await,
-            Store::Postgres(store) => RecordStore::bootstrap(store, admin).await,
-        }
-    }
-
-    async fn change_issuer(&self, tenant: &Tenant, from: &str, to: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::change_issuer(store, tenant, from, to).await,
-            Store::Postgres(store) => RecordStore::change_issuer(store, tenant, from, to).await,
-        }
-    }
-
-    async fn hooks(&self) -> Result<Vec<Hook>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::hooks(store).await,
-            Store::Postgres(store) => RecordStore::hooks(store).await,
-        }
-    }
-
-    async fn hook(&self, id: &str) -> Result<Option<Hook>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::hook(store, id).await,
-            Store::Postgres(store) => RecordStore::hook(store, id).await,
-        }
-    }
-
-    async fn enabled_hook(&self, trigger: ExtensibilityPoint) -> Result<Option<Hook>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::enabled_hook(store, trigger).await,
-            Store::Postgres(store) => RecordStore::enabled_hook(store, trigger).await,
-        }
-    }
-
-    async fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::module(store, sha256).await,
-            Store::Postgres(store) => RecordStore::module(store, sha256).await,
-        }
-    }
-
-    async fn insert_hook(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::insert_hook(store, hook, module).await,
-            Store::Postgres(store) => RecordStore::insert_hook(store, hook, module).await,
-        }
-    }
-
-    async fn add_hook_version(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::add_hook_version(store, hook, module).await,
-            Store::Postgres(store) => RecordStore::add_hook_version(store, hook, module).await,
-        }
-    }
-
-    async fn update_hook(&self, hook: &Hook) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::update_hook(store, hook).await,
-            Store::Postgres(store) => RecordStore::update_hook(store, hook).await,
-        }
-    }
-
-    async fn delete_hook(&self, id: &str) -> Result<Hook, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::delete_hook(store, id).await,
-            Store::Postgres(store) => RecordStore::delete_hook(store, id).await,
-        }
-    }
-
-    async fn signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::signing_keys(store).await,
-            Store::Postgres(store) => RecordStore::signing_keys(store).await,
-        }
-    }
-
-    async fn put_signing_keys(&self, keys: &[SigningKey]) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::put_signing_keys(store, keys).await,
-            Store::Postgres(store) => RecordStore::put_signing_keys(store, keys).await,
-        }
-    }
-
-    async fn replace_signing_keys(
-        &self,
-        expected: &[SigningKey],
-        keys: &[SigningKey],
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(store) => RecordStore::replace_signing_keys(store, expected, keys).await,
-            Store::Postgres(store) => {
-                RecordStore::replace_signing_keys(store, expected, keys).await
-            }
-        }
-    }
+record_store! {
+    [
+        /// The records hookd keeps, as both backends keep them: the sled store ([`SledStore`]) and
+        /// PostgreSQL ([`postgres::PgStore`]) answer every call with the same results and the same
+        /// errors (`Conflict` for a broken uniqueness rule, `NotFound` for a missing record), which
+        /// one contract test suite checks against both.
+    ]
+    /// The tenant settings, once initialised.
+    fn tenant(&self) -> Result<Option<Tenant>, StoreError>;
+    /// The installation's client-secret key (as stored), `fresh` stored on first use.
+    fn secret_hash_key(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Replaces the client-secret key `current` with `replacement`, unless another writer did.
+    fn replace_secret_hash_key(&self, current: &[u8], replacement: &[u8]) -> Result<(), StoreError>;
+    /// An application by `client_id`.
+    fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError>;
+    /// Every application.
+    fn clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// Adds an application; its `client_id` must be new (409).
+    fn insert_client(&self, client: &Client) -> Result<(), StoreError>;
+    /// Changes an application's record as stored at that moment, in one step.
+    fn modify_client(&self, client_id: &str, change: impl Fn(&mut Client) + Send + Sync) -> Result<Client, StoreError>;
+    /// Deletes an application and its grants.
+    fn delete_client(&self, client_id: &str) -> Result<(), StoreError>;
+    /// An API by hookd's id for it.
+    fn api(&self, id: &str) -> Result<Option<Api>, StoreError>;
+    /// An API by its identifier (the audience).
+    fn api_by_identifier(&self, identifier: &str) -> Result<Option<Api>, StoreError>;
+    /// Every API.
+    fn apis(&self) -> Result<Vec<Api>, StoreError>;
+    /// Adds an API; its identifier must be new (409).
+    fn insert_api(&self, api: &Api) -> Result<(), StoreError>;
+    /// Replaces an API's record; its identifier cannot change (409).
+    fn update_api(&self, api: &Api) -> Result<(), StoreError>;
+    /// Deletes an API and every grant for it.
+    fn delete_api(&self, id: &str) -> Result<(), StoreError>;
+    /// Every client grant.
+    fn grants(&self) -> Result<Vec<ClientGrant>, StoreError>;
+    /// A client grant by id.
+    fn grant(&self, id: &str) -> Result<Option<ClientGrant>, StoreError>;
+    /// The grant of `client_id` for `audience`.
+    fn grant_for(&self, client_id: &str, audience: &str) -> Result<Option<ClientGrant>, StoreError>;
+    /// Adds a grant; one per (client, audience) pair (409).
+    fn insert_grant(&self, grant: &ClientGrant) -> Result<(), StoreError>;
+    /// Replaces a grant's record.
+    fn update_grant(&self, grant: &ClientGrant) -> Result<(), StoreError>;
+    /// Deletes a grant.
+    fn delete_grant(&self, id: &str) -> Result<(), StoreError>;
+    /// Writes the tenant and what the Management API's admin lacks, in one transaction.
+    fn bootstrap(&self, admin: &AdminBootstrap<'_>) -> Result<(), StoreError>;
+    /// Moves the tenant, the Management API's identifier and its grants to a new issuer.
+    fn change_issuer(&self, tenant: &Tenant, from: &str, to: &str) -> Result<(), StoreError>;
+    /// Every hook.
+    fn hooks(&self) -> Result<Vec<Hook>, StoreError>;
+    /// A hook by id.
+    fn hook(&self, id: &str) -> Result<Option<Hook>, StoreError>;
+    /// The enabled hook of `trigger`.
+    fn enabled_hook(&self, trigger: ExtensibilityPoint) -> Result<Option<Hook>, StoreError>;
+    /// A stored module by sha256.
+    fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Adds a hook with its first module; enabling it disables the trigger's other hooks.
+    fn insert_hook(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError>;
+    /// Stores a hook's new module version and its record.
+    fn add_hook_version(&self, hook: &Hook, module: &[u8]) -> Result<(), StoreError>;
+    /// Replaces a hook's record; enabling it disables the trigger's other hooks.
+    fn update_hook(&self, hook: &Hook) -> Result<(), StoreError>;
+    /// Deletes a hook and the modules no other hook uses.
+    fn delete_hook(&self, id: &str) -> Result<Hook, StoreError>;
+    /// Every signing key.
+    fn signing_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
+    /// Replaces the set of signing keys if it is still `expected` (by kid), in one step:
+    /// `Conflict` when another writer (another node rotating at the same moment) changed it
+    /// since it was read.
+    fn replace_signing_keys(&self, expected: &[SigningKey], keys: &[SigningKey]) -> Result<(), StoreError>;
+    /// Replaces the set of signing keys.
+    fn put_signing_keys(&self, keys: &[SigningKey]) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]
