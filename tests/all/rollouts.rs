@@ -181,6 +181,18 @@ impl Rollout {
         .expect("the shadow worker catches up")
     }
 
+    /// The value of `family`'s series for the hostile version, with `more` labels after
+    /// the hook's and the version's (e.g. `outcome="ok"`).
+    async fn hostile_metric(&self, family: &str, more: &str) -> f64 {
+        let labels = format!(
+            "hook_id=\"{}\",version=\"{}\"{}{more}",
+            self.hook_id,
+            &self.hostile_sha[..12],
+            if more.is_empty() { "" } else { "," }
+        );
+        self.metric(&format!("{family}{{{labels}}}")).await
+    }
+
     async fn metric(&self, series: &str) -> f64 {
         let url = format!(
             "{}/metrics",
@@ -293,23 +305,18 @@ async fn a_failing_canary_is_withdrawn_automatically_and_the_log_the_api_and_met
     assert_eq!(canary_calls, 5);
 
     // Metrics count the withdrawal and each version's calls apart.
-    let short = |sha: &str| sha.chars().take(12).collect::<String>();
-    let labels = format!(
-        "hook_id=\"{}\",version=\"{}\"",
-        rollout.hook_id,
-        short(&rollout.hostile_sha)
-    );
     assert_eq!(
         rollout
-            .metric(&format!("hookd_hook_canary_withdrawals_total{{{labels}}}"))
+            .hostile_metric("hookd_hook_canary_withdrawals_total", "")
             .await,
         1.0
     );
     assert_eq!(
         rollout
-            .metric(&format!(
-                "hookd_hook_invocations_total{{{labels},outcome=\"failed_reported\"}}"
-            ))
+            .hostile_metric(
+                "hookd_hook_invocations_total",
+                "outcome=\"failed_reported\""
+            )
             .await,
         5.0
     );
@@ -556,16 +563,9 @@ async fn a_shadow_run_never_changes_a_token_and_logs_where_the_candidate_differs
             );
         }
     }
-    let labels = format!(
-        "hook_id=\"{}\",version=\"{}\"",
-        rollout.hook_id,
-        &rollout.hostile_sha[..12]
-    );
     assert_eq!(
         rollout
-            .metric(&format!(
-                "hookd_hook_shadow_runs_total{{{labels},result=\"differed\"}}"
-            ))
+            .hostile_metric("hookd_hook_shadow_runs_total", "result=\"differed\"")
             .await,
         12.0
     );
@@ -654,16 +654,9 @@ async fn shadow_work_that_cannot_keep_up_is_dropped_and_counted_while_tokens_flo
     let dropped = observed["dropped"].as_u64().expect("dropped");
     assert!(dropped > 0, "{observed}");
     assert_eq!(observed["differed"], observed["runs"]);
-    let labels = format!(
-        "hook_id=\"{}\",version=\"{}\"",
-        rollout.hook_id,
-        &rollout.hostile_sha[..12]
-    );
     assert_eq!(
         rollout
-            .metric(&format!(
-                "hookd_hook_shadow_runs_total{{{labels},result=\"dropped\"}}"
-            ))
+            .hostile_metric("hookd_hook_shadow_runs_total", "result=\"dropped\"")
             .await,
         dropped as f64
     );
