@@ -1,6 +1,7 @@
 //! Token endpoint load run on loopback: tokens/s, p50/p99 latency and server CPU-µs per token
 //! at 1, 16 and 64 connections with no hook and the seed hook in Rust and in JavaScript (each
 //! with fresh and with reused instances), all RS256, the Rust seed with a 10 % canary beside it,
+//! no hook and the Rust seed on PostgreSQL (a cluster the benchmark starts) instead of sled,
 //! and with no hook on ES256; next to the RS256 and ES256 signing ceilings measured in the
 //! same run. `docs/BENCHMARKS.md` records the results of:
 //!
@@ -126,7 +127,7 @@ struct RunningServer {
     thread: std::thread::JoinHandle<()>,
 }
 
-fn start_server(dir: std::path::PathBuf) -> RunningServer {
+fn start_server(dir: std::path::PathBuf, database: Option<String>) -> RunningServer {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Named, so a profile can tell the server's samples from the load generator's.
@@ -143,6 +144,7 @@ fn start_server(dir: std::path::PathBuf) -> RunningServer {
                 config.cache_dir = Some(hookd_tests::COMPILED_CACHE_DIR.into());
                 config.secrets_key = Some(hookd_tests::TEST_SECRETS_KEY.to_owned());
                 config.http.max_in_flight = 1024;
+                config.database = database;
                 let prepared = hookd::app::prepare(config).await.expect("server starts");
                 ready_tx.send((prepared.addr, thread_id())).unwrap();
                 prepared
@@ -296,15 +298,18 @@ struct Scenario {
     alg: SigningAlg,
     /// A second version (the hostile guest's echo) as a 10 % canary beside `module`.
     canary: bool,
+    /// The store is PostgreSQL (a cluster the benchmark starts) instead of sled.
+    postgres: bool,
 }
 
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         label: "none",
         module: None,
         reuse_instances: false,
         alg: SigningAlg::RS256,
         canary: false,
+        postgres: false,
     },
     Scenario {
         label: "seed (Rust)",
@@ -312,6 +317,7 @@ const SCENARIOS: [Scenario; 7] = [
         reuse_instances: false,
         alg: SigningAlg::RS256,
         canary: false,
+        postgres: false,
     },
     Scenario {
         label: "seed (Rust, reused instances)",
@@ -319,6 +325,7 @@ const SCENARIOS: [Scenario; 7] = [
         reuse_instances: true,
         alg: SigningAlg::RS256,
         canary: false,
+        postgres: false,
     },
     Scenario {
         label: "seed (JavaScript)",
@@ -326,6 +333,7 @@ const SCENARIOS: [Scenario; 7] = [
         reuse_instances: false,
         alg: SigningAlg::RS256,
         canary: false,
+        postgres: false,
     },
     Scenario {
         label: "seed (JavaScript, reused instances)",
@@ -333,6 +341,7 @@ const SCENARIOS: [Scenario; 7] = [
         reuse_instances: true,
         alg: SigningAlg::RS256,
         canary: false,
+        postgres: false,
     },
     Scenario {
         label: "none (ES256)",
@@ -340,6 +349,7 @@ const SCENARIOS: [Scenario; 7] = [
         reuse_instances: false,
         alg: SigningAlg::ES256,
         canary: false,
+        postgres: false,
     },
     Scenario {
         label: "seed (Rust), 10 % canary",
@@ -347,11 +357,102 @@ const SCENARIOS: [Scenario; 7] = [
         reuse_instances: false,
         alg: SigningAlg::RS256,
         canary: true,
+        postgres: false,
+    },
+    Scenario {
+        label: "none (PostgreSQL)",
+        module: None,
+        reuse_instances: false,
+        alg: SigningAlg::RS256,
+        canary: false,
+        postgres: true,
+    },
+    Scenario {
+        label: "seed (Rust, PostgreSQL)",
+        module: Some(SEED),
+        reuse_instances: false,
+        alg: SigningAlg::RS256,
+        canary: false,
+        postgres: true,
     },
 ];
 
 /// Seeds a data directory for `scenario`; returns the full HTTP request a client sends.
-fn prepare(dir: &std::path::Path, scenario: &Scenario) -> Bytes {
+/// Seeds database `url` as [`seed`] seeds a data directory: the client, the API, the grant
+/// and the hook `module`, if any.
+fn seed_postgres(url: &str, module: Option<&str>) -> hookd_tests::Seeded {
+    use hookd::management::{self, NewApi};
+    use hookd::store::postgres::{PgStore, PostgresTimeouts};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = PgStore::connect(url, 2, PostgresTimeouts::default())
+            .await
+            .unwrap();
+        let secret_box = hookd_tests::test_secret_box();
+        let hasher = hookd::app::client_secret_hasher(&store, &secret_box)
+            .await
+            .unwrap();
+        let metadata = [("tier".to_owned(), "gold".to_owned())].into();
+        let (client, secret) = management::create_client(&store, &hasher, "reporting", metadata)
+            .await
+            .unwrap();
+        management::create_api(
+            &store,
+            &secret_box,
+            NewApi::new(API, "Reports", &["read:reports", "write:reports", "admin"]),
+        )
+        .await
+        .unwrap();
+        management::create_grant(
+            &store,
+            &client.client_id,
+            API,
+            &["read:reports", "write:reports"],
+        )
+        .await
+        .unwrap();
+        if let Some(path) = module {
+            management::create_hook(
+                &store,
+                &hookd_tests::cached_engine(),
+                "under-test",
+                hookd::hooks::ExtensibilityPoint::CredentialsExchange,
+                &hookd_tests::wasm(path),
+                true,
+                hookd::clock::unix_now(),
+            )
+            .await
+            .unwrap();
+        }
+        hookd_tests::Seeded {
+            client_id: client.client_id,
+            secret,
+        }
+    })
+}
+
+/// The token request a client of `seeded` sends.
+fn token_request(seeded: &hookd_tests::Seeded) -> Bytes {
+    let body = hookd_tests::form_body(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &seeded.client_id),
+        ("client_secret", &seeded.secret),
+        ("audience", API),
+    ]);
+    Bytes::from(format!(
+        "POST /oauth/token HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+fn prepare(dir: &std::path::Path, scenario: &Scenario, database: Option<&str>) -> Bytes {
+    if let Some(url) = database {
+        return token_request(&seed_postgres(url, scenario.module));
+    }
     let seeded = seed(dir, scenario.module);
     let store = hookd::store::SledStore::open(dir).unwrap();
     if scenario.reuse_instances {
@@ -410,17 +511,7 @@ fn prepare(dir: &std::path::Path, scenario: &Scenario) -> Bytes {
         store.update_api(&api).unwrap();
     }
     store.flush().unwrap();
-    let body = hookd_tests::form_body(&[
-        ("grant_type", "client_credentials"),
-        ("client_id", &seeded.client_id),
-        ("client_secret", &seeded.secret),
-        ("audience", API),
-    ]);
-    Bytes::from(format!(
-        "POST /oauth/token HTTP/1.1\r\nhost: 127.0.0.1\r\n\
-         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    ))
+    token_request(&seeded)
 }
 
 fn main() {
@@ -460,14 +551,34 @@ fn main() {
         .iter()
         .map(|_| tempfile::tempdir().unwrap())
         .collect();
+    // One PostgreSQL for the scenarios on it (a database each), unpinned: the token path does
+    // not touch it, only each node's change feed does, once a second.
+    let postgres = scenarios
+        .iter()
+        .any(|s| s.postgres)
+        .then(hookd_tests::postgres::TestPostgres::start);
+    let databases: Vec<Option<String>> = scenarios
+        .iter()
+        .enumerate()
+        .map(|(index, scenario)| {
+            let postgres = postgres.as_ref().filter(|_| scenario.postgres)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            Some(runtime.block_on(postgres.create_database(&format!("scenario{index}"))))
+        })
+        .collect();
     let requests: Vec<Bytes> = scenarios
         .iter()
         .zip(&dirs)
-        .map(|(scenario, dir)| prepare(dir.path(), scenario))
+        .zip(&databases)
+        .map(|((scenario, dir), database)| prepare(dir.path(), scenario, database.as_deref()))
         .collect();
     let servers: Vec<RunningServer> = dirs
         .iter()
-        .map(|dir| start_server(dir.path().to_owned()))
+        .zip(&databases)
+        .map(|(dir, database)| start_server(dir.path().to_owned(), database.clone()))
         .collect();
 
     pin_current_thread(CLIENT_CPU);
@@ -554,6 +665,17 @@ fn main() {
                 "seed hook / no hook at {connections} connections: {}",
                 ratios.join(", ")
             );
+        }
+        for (on_postgres, on_sled) in [
+            ("none (PostgreSQL)", "none"),
+            ("seed (Rust, PostgreSQL)", "seed (Rust)"),
+        ] {
+            if let (Some(postgres), Some(sled)) = (rate(on_postgres), rate(on_sled)) {
+                println!(
+                    "{on_postgres} / {on_sled} (sled) at {connections} connections: {:.1}%",
+                    100.0 * postgres / sled
+                );
+            }
         }
         if let (Some(canary), Some(seed)) = (rate("seed (Rust), 10 % canary"), rate("seed (Rust)"))
         {
