@@ -31,6 +31,7 @@ bench:
     cargo xtask setup
     cargo bench -p hookd-tests --bench hooks
     cargo bench -p hookd-tests --bench token_load
+    cargo bench -p hookd-tests --bench join
 
 # Every fuzz target for SECONDS (default 20) on its seed corpus
 fuzz seconds="20":
