@@ -402,7 +402,8 @@ where
     .unwrap_or_else(|_| panic!("{what} within 20 s"))
 }
 
-/// The `kid`s a node's JWKS publishes.
+/// The `kid`s a node's JWKS publishes, sorted (the order of a JWKS means nothing, and a
+/// node that rotated lists its keys in the order it made them until it reloads them).
 async fn kids(base: &str) -> Vec<String> {
     let jwks = hookd_tests::send(
         http::Method::GET,
@@ -416,6 +417,8 @@ async fn kids(base: &str) -> Vec<String> {
         .expect("keys")
         .iter()
         .map(|key| key["kid"].as_str().expect("kid").to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 
