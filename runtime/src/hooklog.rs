@@ -1,7 +1,7 @@
 //! The recent invocations of each hook: a bounded in-memory ring per hook, plus a broadcast
 //! channel for followers. Entries hold what hookd knows of the call (request id, client,
-//! outcome, time, fuel) and what the hook logged; never the hook's secrets. Beside them, the
-//! inputs of the same recent invocations for replay, with secret values redacted.
+//! outcome, time, fuel) and what the hook logged; never the hook's secrets. An entry of a call
+//! that ran a loaded hook also keeps its input, for replay, with secret values redacted.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -83,11 +83,27 @@ impl HookLogEntry {
     }
 }
 
+/// What a call was given (its secrets redacted) and what it answered, kept for replay.
+#[derive(Debug)]
+pub struct CallInput {
+    /// The event, secret values redacted ([`redacted`]).
+    pub event: CredentialsExchangeEvent,
+    /// The scope and claims it returned, when it allowed the token.
+    pub changes: Option<TokenChanges>,
+}
+
+/// An entry as the book keeps it, with the call's input when it has one (shadow runs and
+/// unavailable hooks have none).
+#[derive(Debug)]
+struct Kept {
+    entry: HookLogEntry,
+    input: Option<Box<CallInput>>,
+}
+
 /// Every hook's recent invocations, and their inputs.
 #[derive(Debug)]
 pub struct HookLogBook {
-    rings: Mutex<HashMap<String, VecDeque<HookLogEntry>>>,
-    events: Mutex<HashMap<String, VecDeque<RecordedEvent>>>,
+    rings: Mutex<HashMap<String, VecDeque<Kept>>>,
     followers: broadcast::Sender<HookLogEntry>,
 }
 
@@ -95,7 +111,6 @@ impl Default for HookLogBook {
     fn default() -> Self {
         HookLogBook {
             rings: Mutex::new(HashMap::new()),
-            events: Mutex::new(HashMap::new()),
             followers: broadcast::channel(1024).0,
         }
     }
@@ -109,44 +124,57 @@ impl HookLogBook {
 
     /// Records an invocation, dropping the hook's oldest entry beyond the bound.
     pub fn record(&self, entry: HookLogEntry) {
+        self.keep(entry, None);
+    }
+
+    /// Records an invocation with its input, kept for replay as long as its entry is.
+    pub fn record_with_input(&self, entry: HookLogEntry, input: CallInput) {
+        self.keep(entry, Some(Box::new(input)));
+    }
+
+    fn keep(&self, entry: HookLogEntry, input: Option<Box<CallInput>>) {
         let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
         let ring = rings.entry(entry.hook_id.clone()).or_default();
         if ring.len() == ENTRIES_PER_HOOK {
             ring.pop_front();
         }
         if self.followers.receiver_count() == 0 {
-            ring.push_back(entry);
+            ring.push_back(Kept { entry, input });
             return;
         }
-        ring.push_back(entry.clone());
+        ring.push_back(Kept {
+            entry: entry.clone(),
+            input,
+        });
         drop(rings);
         // A follower may have left since the count was read; that is fine.
         let _ = self.followers.send(entry);
     }
 
-    /// Keeps an invocation's input (its secrets already redacted), dropping the hook's
-    /// oldest beyond the bound.
-    pub fn record_event(&self, recorded: RecordedEvent) {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let ring = events.entry(recorded.hook_id.clone()).or_default();
-        if ring.len() == ENTRIES_PER_HOOK {
-            ring.pop_front();
-        }
-        ring.push_back(recorded);
-    }
-
     /// A hook's recorded inputs, oldest first; only request `request_id`'s when given.
     pub fn events(&self, hook_id: &str, request_id: Option<&str>) -> Vec<RecordedEvent> {
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        events
-            .get(hook_id)
-            .map(|ring| {
-                ring.iter()
-                    .filter(|recorded| request_id.is_none_or(|id| recorded.request_id == id))
-                    .cloned()
-                    .collect()
+        let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ring) = rings.get(hook_id) else {
+            return Vec::new();
+        };
+        ring.iter()
+            .filter(|kept| request_id.is_none_or(|id| kept.entry.request_id == id))
+            .filter_map(|Kept { entry, input }| {
+                let input = input.as_deref()?;
+                Some(RecordedEvent {
+                    hook_id: entry.hook_id.clone(),
+                    request_id: entry.request_id.clone(),
+                    time: entry.time,
+                    version: entry.version.clone(),
+                    canary: entry.canary,
+                    event: input.event.clone(),
+                    outcome: entry.outcome.clone(),
+                    changes: input.changes.clone(),
+                    fuel_used: entry.fuel_used,
+                    duration_us: entry.duration_us,
+                })
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// A hook's recent invocations, oldest first.
@@ -154,7 +182,7 @@ impl HookLogBook {
         let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
         rings
             .get(hook_id)
-            .map(|ring| ring.iter().cloned().collect())
+            .map(|ring| ring.iter().map(|kept| kept.entry.clone()).collect())
             .unwrap_or_default()
     }
 

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::hooklog::{HookLogBook, HookLogEntry, LoggedOutcome, RecordedEvent, redacted};
+use crate::hooklog::{CallInput, HookLogBook, HookLogEntry, LoggedOutcome, redacted};
 use crate::hooks::{
     ClientInfo, CredentialsExchangeEvent, Denial, ExtensibilityPoint, HookContext, HookEngine,
     HookError, Invocation, RequestInfo, ResourceServerInfo,
@@ -443,7 +443,7 @@ impl TokenService {
             if let Some(ran) = &ran
                 && let Some(judge) = ran.judge
             {
-                let failed = matches!(&invocation.result, Err(error) if error.kind() != "denied");
+                let failed = matches!(&invocation.result, Err(error) if !matches!(error, HookError::Denied(_)));
                 if let Some(reason) = judge.record(ran.canary, failed) {
                     tracing::warn!(hook = %hook_name, version = %ran.sha256, %reason, "canary withdrawn");
                     invocation.log.notice(reason.clone());
@@ -463,23 +463,18 @@ impl TokenService {
                 outcome,
                 &invocation,
             );
-            if let Some(ran) = ran {
-                entry.version = ran.sha256.to_owned();
-                entry.canary = ran.canary;
-                self.hook_log.record_event(RecordedEvent {
-                    hook_id: hook_id.clone(),
-                    request_id: request.request_id.clone(),
-                    time: now,
-                    version: ran.sha256.to_owned(),
-                    canary: ran.canary,
-                    event: ran.recorded,
-                    outcome: entry.outcome.clone(),
-                    changes: invocation.result.as_ref().ok().cloned(),
-                    fuel_used: entry.fuel_used,
-                    duration_us: entry.duration_us,
-                });
+            match ran {
+                Some(ran) => {
+                    entry.version = ran.sha256.to_owned();
+                    entry.canary = ran.canary;
+                    let input = CallInput {
+                        event: ran.recorded,
+                        changes: invocation.result.as_ref().ok().cloned(),
+                    };
+                    self.hook_log.record_with_input(entry, input);
+                }
+                None => self.hook_log.record(entry),
             }
-            self.hook_log.record(entry);
             match invocation.result {
                 Ok(changes) => {
                     if let Some(replacement) = changes.scope {
