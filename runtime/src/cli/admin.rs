@@ -333,10 +333,7 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                 canary: Some(canary),
                 ..HookPatch::default()
             };
-            let updated: HookView = api
-                .call(Method::PATCH, &format!("hooks/{id}"), Some(&patch))
-                .await?;
-            print_one(&updated, json);
+            print_one(&patch_hook(api, &id, &patch).await?, json);
         }
         HooksCommand::Shadow {
             hook,
@@ -353,10 +350,7 @@ async fn hooks(api: &ManagementClient, command: HooksCommand, json: bool) -> any
                 shadow: Some(shadow),
                 ..HookPatch::default()
             };
-            let updated: HookView = api
-                .call(Method::PATCH, &format!("hooks/{id}"), Some(&patch))
-                .await?;
-            print_one(&updated, json);
+            print_one(&patch_hook(api, &id, &patch).await?, json);
         }
         HooksCommand::Replay {
             request_id,
@@ -431,7 +425,16 @@ async fn enable_hook(api: &ManagementClient, id: &str, enabled: bool) -> anyhow:
         enabled: Some(enabled),
         ..HookPatch::default()
     };
-    api.call(Method::PATCH, &format!("hooks/{id}"), Some(&patch))
+    patch_hook(api, id, &patch).await
+}
+
+/// Applies `patch` to hook `id`; returns it as changed.
+async fn patch_hook(
+    api: &ManagementClient,
+    id: &str,
+    patch: &HookPatch,
+) -> anyhow::Result<HookView> {
+    api.call(Method::PATCH, &format!("hooks/{id}"), Some(patch))
         .await
 }
 

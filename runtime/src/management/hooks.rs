@@ -332,6 +332,22 @@ impl HookChanges {
             .ok_or_else(|| super::not_found("hook", id))
     }
 
+    /// What the registry runs for `hook`'s trigger, when that is `hook` (any version).
+    fn running(&self, hook: &Hook) -> Option<Arc<ActiveHook>> {
+        self.registry
+            .enabled(hook.trigger)
+            .filter(|running| running.id == hook.id)
+    }
+
+    /// Version `sha` of `hook` compiled from the store, with the hook's instance reuse, to run
+    /// beside its active version.
+    async fn load_beside(&self, hook: &Hook, sha: &str) -> Result<LoadedHook, ManagementError> {
+        let mut loaded = self.load_version(hook, sha).await?;
+        self.engine
+            .set_instance_reuse(&mut loaded, hook.reuse_instances);
+        Ok(loaded)
+    }
+
     /// What the registry should run for `hook` if it is the trigger's enabled hook: its
     /// active version loaded with its settings, or `None` when it is disabled or has no
     /// module yet. Called before a change is written, so a version that cannot be loaded
@@ -344,9 +360,8 @@ impl HookChanges {
             return Ok(None);
         };
         let running = self
-            .registry
-            .enabled(hook.trigger)
-            .filter(|running| running.id == hook.id && running.loaded.sha256 == sha);
+            .running(hook)
+            .filter(|running| running.loaded.sha256 == sha);
         let loaded = match running
             .as_ref()
             .filter(|running| running.loaded.limits == hook.limits)
@@ -375,9 +390,7 @@ impl HookChanges {
             return Ok(None);
         };
         let running = self
-            .registry
-            .enabled(hook.trigger)
-            .filter(|running| running.id == hook.id)
+            .running(hook)
             .and_then(|running| running.shadow.clone())
             .filter(|run| {
                 run.loaded.sha256 == shadow.version
@@ -388,9 +401,7 @@ impl HookChanges {
         if running.is_some() {
             return Ok(running);
         }
-        let mut loaded = self.load_version(hook, &shadow.version).await?;
-        self.engine
-            .set_instance_reuse(&mut loaded, hook.reuse_instances);
+        let loaded = self.load_beside(hook, &shadow.version).await?;
         Ok(Some(ShadowRun::start(
             &hook.id,
             loaded,
@@ -410,20 +421,16 @@ impl HookChanges {
         hook: &Hook,
         sha: &str,
     ) -> Result<LoadedHook, ManagementError> {
-        let running = self
-            .registry
-            .enabled(hook.trigger)
-            .filter(|running| running.id == hook.id)
-            .and_then(|running| {
-                [
-                    Some(running.loaded.clone()),
-                    running.canary.as_ref().map(|run| run.loaded.clone()),
-                    running.shadow.as_ref().map(|run| run.loaded.clone()),
-                ]
-                .into_iter()
-                .flatten()
-                .find(|loaded| loaded.sha256 == sha && loaded.limits == hook.limits)
-            });
+        let running = self.running(hook).and_then(|running| {
+            [
+                Some(running.loaded.clone()),
+                running.canary.as_ref().map(|run| run.loaded.clone()),
+                running.shadow.as_ref().map(|run| run.loaded.clone()),
+            ]
+            .into_iter()
+            .flatten()
+            .find(|loaded| loaded.sha256 == sha && loaded.limits == hook.limits)
+        });
         match running {
             Some(loaded) => Ok(loaded),
             None => self.load_version(hook, sha).await,
@@ -456,9 +463,7 @@ impl HookChanges {
             return Ok(None);
         };
         let running = self
-            .registry
-            .enabled(hook.trigger)
-            .filter(|running| running.id == hook.id)
+            .running(hook)
             .and_then(|running| running.canary.clone())
             .filter(|run| run.loaded.sha256 == canary.version);
         if let Some(run) = running {
@@ -474,9 +479,7 @@ impl HookChanges {
                 return Ok(Some(run));
             }
         }
-        let mut loaded = self.load_version(hook, &canary.version).await?;
-        self.engine
-            .set_instance_reuse(&mut loaded, hook.reuse_instances);
+        let loaded = self.load_beside(hook, &canary.version).await?;
         Ok(Some(Arc::new(CanaryRun {
             metrics: self.metrics.hook(&hook.id, &canary.version),
             loaded,
@@ -777,9 +780,7 @@ impl Management {
     fn shadow_view(&self, hook: &Hook, shadow: Shadow) -> ShadowView {
         let observed = self
             .hooks
-            .registry
-            .enabled(hook.trigger)
-            .filter(|running| running.id == hook.id)
+            .running(hook)
             .and_then(|running| running.shadow.clone())
             .filter(|run| run.loaded.sha256 == shadow.version)
             .map(|run| run.observed());
@@ -795,9 +796,7 @@ impl Management {
     fn canary_view(&self, hook: &Hook, canary: Canary) -> CanaryView {
         let observed = self
             .hooks
-            .registry
-            .enabled(hook.trigger)
-            .filter(|running| running.id == hook.id)
+            .running(hook)
             .and_then(|running| running.canary.clone())
             .filter(|run| {
                 run.loaded.sha256 == canary.version && canary.state == CanaryState::Running
