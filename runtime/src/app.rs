@@ -11,17 +11,17 @@ use crate::hooklog::HookLogBook;
 use crate::hooks::{ArtifactCacheSettings, EngineSettings, HookEngine};
 use crate::http::{AppState, HttpLimits, Server};
 use crate::keys::{self, KeyRing, LiveKeys};
+use crate::management::ManagementError;
 use crate::management::{self, Management, ManagementParts, NewApi};
 use crate::metrics::Metrics;
-use crate::model::MANAGEMENT_SCOPES;
-use crate::model::Tenant;
+use crate::model::{MANAGEMENT_SCOPES, NodeReport, Tenant};
 use crate::registry::HookRegistry;
 use crate::secrets::{
     AtRest, SEALED_CLIENT_SECRET_KEY, SEALED_HS256_SECRET, Sealed, SecretBox, SecretHasher,
     random_bytes,
 };
-use crate::store::RecordStore;
-use crate::store::Store;
+use crate::store::postgres::ChangesSince;
+use crate::store::{RecordStore, Store};
 use crate::token::{TokenParts, TokenService};
 
 /// How to run the server.
@@ -63,6 +63,12 @@ pub struct ServeConfig {
     /// this many seconds, rather than serve from a snapshot that may be stale. `None`, the
     /// default, serves from the snapshot however long the database is away.
     pub max_staleness: Option<u64>,
+    /// With `database`: how many revisions of the change feed each write keeps; a node further
+    /// behind (stopped, cut off) reloads everything when it comes back.
+    pub change_history: i64,
+    /// How this node is named in the list of nodes (`GET /api/v2/nodes`); `None` names it
+    /// `<host name>:<port>`.
+    pub node_name: Option<String>,
 }
 
 /// Connections each node keeps to PostgreSQL at most.
@@ -85,6 +91,8 @@ impl ServeConfig {
             secrets_key: None,
             database: None,
             max_staleness: None,
+            change_history: crate::store::postgres::CHANGE_HISTORY,
+            node_name: None,
         }
     }
 }
@@ -200,7 +208,8 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
                     DATABASE_CONNECTIONS,
                     crate::store::postgres::PostgresTimeouts::default(),
                 )
-                .await?,
+                .await?
+                .keep_change_history(config.change_history),
             )
         }
     };
@@ -280,6 +289,17 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
         registry: registry.clone(),
         metrics: metrics.clone(),
         tenant: tenant.clone(),
+        node: NodeReport {
+            name: config
+                .node_name
+                .clone()
+                .unwrap_or_else(|| default_node_name(addr)),
+            address: addr.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: unix_now(),
+            applied_revision: None,
+            heartbeat_at: unix_now(),
+        },
     }));
     management
         .load_enabled_hooks()
@@ -290,6 +310,27 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
             Arc::downgrade(&management),
             shared.clone(),
             revision,
+        ));
+        // Each process writes its log entries under a name of its own, so that it relays
+        // every other node's entries to its followers and never its own twice.
+        let writer = format!(
+            "{}#{}",
+            management.node_report(None, 0).name,
+            crate::secrets::random_alphanumeric(8)
+        );
+        if let Some(entries) = hook_log.ship(SHIPPING_QUEUE) {
+            tokio::spawn(ship_hook_logs(
+                entries,
+                Arc::downgrade(&hook_log),
+                shared.clone(),
+                writer.clone(),
+                metrics.clone(),
+            ));
+        }
+        tokio::spawn(relay_hook_logs(
+            Arc::downgrade(&hook_log),
+            shared.clone(),
+            writer,
         ));
     }
     if let Some(withdrawals) = registry.withdrawals() {
@@ -348,12 +389,17 @@ async fn follow_changes(
 ) {
     let mut notified: Option<tokio::sync::mpsc::Receiver<i64>> = None;
     let mut poll = tokio::time::interval(CHANGES_POLL);
+    // What went wrong, while following does not work.
+    let mut trouble: Option<String> = None;
+    let mut reported_at = 0;
     loop {
         if notified.is_none() {
             notified = match store.listen().await {
                 Ok(receiver) => Some(receiver),
                 Err(error) => {
-                    tracing::warn!(%error, "cannot listen for changes; polling for them");
+                    if trouble.is_none() {
+                        tracing::warn!(%error, "cannot listen for changes; polling for them");
+                    }
                     None
                 }
             };
@@ -381,22 +427,168 @@ async fn follow_changes(
         if reached.is_ok() {
             store.heard_from_database(unix_now());
         }
-        match reached {
-            Ok((current, _)) if current == applied => {}
-            Ok((current, changed)) => {
-                let applying = async {
+        let applying = async {
+            match reached? {
+                ChangesSince::Changed { current, .. } if current == applied => Ok(current),
+                ChangesSince::Changed { current, changed } => {
                     store.refresh(&changed).await?;
-                    management.apply_changes(&changed).await
-                };
-                match applying.await {
-                    Ok(()) => {
-                        tracing::debug!(revision = current, "applied changes");
-                        applied = current;
-                    }
-                    Err(error) => tracing::warn!(%error, "could not apply changes; trying again"),
+                    management.apply_changes(&changed).await?;
+                    tracing::debug!(revision = current, "applied changes");
+                    Ok(current)
+                }
+                ChangesSince::Pruned { current } => {
+                    tracing::warn!(
+                        applied,
+                        current,
+                        "this node fell behind the change history the database keeps; \
+                         reloading everything"
+                    );
+                    let reloaded = store.reload_snapshot().await?;
+                    management.apply_everything().await?;
+                    Ok(reloaded)
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot read the change feed; trying again"),
+        };
+        match applying.await {
+            Ok(reached) => {
+                applied = reached;
+                if trouble.take().is_some() {
+                    tracing::info!(revision = applied, "the change feed is caught up again");
+                }
+            }
+            Err(error) => {
+                let error: ManagementError = error;
+                // Said once when it starts, not at every poll while it lasts.
+                if trouble.replace(error.to_string()).is_none() {
+                    tracing::warn!(%error, "cannot follow the change feed; trying again every second");
+                }
+            }
+        }
+        let now = unix_now();
+        if trouble.is_none() && now.saturating_sub(reported_at) >= management::HEARTBEAT_EVERY {
+            match store
+                .report_node(&management.node_report(Some(applied), now))
+                .await
+            {
+                Ok(()) => reported_at = now,
+                Err(error) => tracing::debug!(%error, "could not report this node"),
+            }
+        }
+    }
+}
+
+/// This node's name unless one is given: the host's name and the port it serves on.
+fn default_node_name(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "hookd".to_owned());
+    format!("{host}:{}", addr.port())
+}
+
+/// Entries waiting to be written to the shared database at most; beyond, new ones are dropped
+/// (and counted) rather than slowing the token path.
+const SHIPPING_QUEUE: usize = 10_000;
+/// Entries written in one transaction at most.
+const SHIPPING_BATCH: usize = 500;
+/// How long the first entry of a batch waits for others.
+const SHIPPING_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often a node with followers asks for other nodes' entries.
+const RELAY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Writes the hook log entries this node records to the shared database, in batches, off the
+/// token path, until the log book is gone. A batch that cannot be written (the database is
+/// away) is tried again every second; meanwhile the queue fills and then drops new entries,
+/// which the metrics count.
+async fn ship_hook_logs(
+    mut entries: tokio::sync::mpsc::Receiver<crate::hooklog::HookLogEntry>,
+    book: std::sync::Weak<HookLogBook>,
+    store: crate::store::postgres::PgStore,
+    writer: String,
+    metrics: Arc<Metrics>,
+) {
+    let node = writer.split('#').next().unwrap_or_default().to_owned();
+    let take_dropped = || book.upgrade().map_or(0, |book| book.take_dropped());
+    while let Some(first) = entries.recv().await {
+        let mut batch = vec![first];
+        let window = tokio::time::sleep(SHIPPING_WINDOW);
+        tokio::pin!(window);
+        while batch.len() < SHIPPING_BATCH {
+            tokio::select! {
+                next = entries.recv() => match next {
+                    Some(entry) => batch.push(entry),
+                    None => break,
+                },
+                () = &mut window => break,
+            }
+        }
+        let rows: Vec<(String, String)> = batch
+            .into_iter()
+            .filter_map(|mut entry| {
+                entry.node = Some(node.clone());
+                let text = serde_json::to_string(&entry).ok()?;
+                Some((entry.hook_id, text))
+            })
+            .collect();
+        let mut failing = false;
+        loop {
+            match store
+                .append_hook_logs(&writer, &rows, crate::hooklog::ENTRIES_PER_HOOK)
+                .await
+            {
+                Ok(()) => {
+                    metrics.hook_log_shipping(rows.len() as u64, take_dropped());
+                    break;
+                }
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, "cannot write hook log entries to the database; trying again every second");
+                        failing = true;
+                    }
+                    metrics.hook_log_shipping(0, take_dropped());
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Passes the entries other nodes write to the shared database to this node's `?follow`
+/// streams, while there are any, until the log book is gone.
+async fn relay_hook_logs(
+    book: std::sync::Weak<HookLogBook>,
+    store: crate::store::postgres::PgStore,
+    writer: String,
+) {
+    let mut seen: Option<i64> = None;
+    let mut tick = tokio::time::interval(RELAY_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(book) = book.upgrade() else {
+            return;
+        };
+        if book.followers() == 0 {
+            seen = None;
+            continue;
+        }
+        let after = match seen {
+            Some(after) => after,
+            None => {
+                // Followers see what is written from now on.
+                seen = store.last_hook_log().await.ok();
+                continue;
+            }
+        };
+        // The database away only pauses the relay; the next tick asks again.
+        if let Ok(rows) = store.hook_logs_after(after, &writer, SHIPPING_BATCH).await {
+            for (sequence, text) in rows {
+                seen = Some(sequence);
+                if let Ok(entry) = serde_json::from_str(&text) {
+                    book.relay(entry);
+                }
+            }
         }
     }
 }
@@ -583,14 +775,77 @@ fn write_admin_file(
     })
 }
 
-/// Whether some application holds every management scope on `audience`.
-async fn has_admin(store: &Store, audience: &str) -> Result<bool, StartError> {
-    Ok(store.grants().await?.iter().any(|grant| {
-        grant.audience == audience
-            && MANAGEMENT_SCOPES
+/// Whether the Management API `api` defines every management scope and some application
+/// holds them all.
+async fn has_admin(store: &Store, api: &crate::model::Api) -> Result<bool, StartError> {
+    let defines_all = MANAGEMENT_SCOPES
+        .iter()
+        .all(|scope| api.scopes.iter().any(|defined| defined.value == *scope));
+    Ok(defines_all
+        && store.grants().await?.iter().any(|grant| {
+            grant.audience == api.identifier
+                && MANAGEMENT_SCOPES
+                    .iter()
+                    .all(|scope| grant.scope.iter().any(|held| held == scope))
+        }))
+}
+
+/// Adds the management scopes a newer hookd introduced to the Management API and to every
+/// application that held all the scopes it had before (the admin); returns whether there was
+/// such an application. Without this, an upgrade would make a second admin rather than give
+/// the first the new scopes. Each write is whole, and a start that stops between them finishes
+/// the job at the next.
+async fn grant_new_management_scopes(
+    store: &Store,
+    api: &crate::model::Api,
+) -> Result<bool, StartError> {
+    let defined: Vec<&str> = api
+        .scopes
+        .iter()
+        .map(|scope| scope.value.as_str())
+        .collect();
+    let held_everything = |grant: &crate::model::ClientGrant| {
+        grant.audience == api.identifier
+            && defined
                 .iter()
                 .all(|scope| grant.scope.iter().any(|held| held == scope))
-    }))
+    };
+    let admins: Vec<_> = store
+        .grants()
+        .await?
+        .into_iter()
+        .filter(held_everything)
+        .collect();
+    if admins.is_empty() {
+        return Ok(false);
+    }
+    // The grants first: a start that stops before the API is written finds the admin again
+    // (it holds every scope the API defines) and writes the API then.
+    for mut grant in admins {
+        let held = grant.scope.len();
+        for scope in MANAGEMENT_SCOPES {
+            if !grant.scope.iter().any(|value| value == scope) {
+                grant.scope.push((*scope).to_owned());
+            }
+        }
+        if grant.scope.len() != held {
+            store.update_grant(&grant).await?;
+            tracing::info!(client_id = %grant.client_id, "granted the admin application the management scopes this hookd adds");
+        }
+    }
+    let mut upgraded = api.clone();
+    for scope in MANAGEMENT_SCOPES {
+        if !defined.contains(scope) {
+            upgraded.scopes.push(crate::model::ApiScope {
+                value: (*scope).to_owned(),
+                description: String::new(),
+            });
+        }
+    }
+    if upgraded != *api {
+        store.update_api(&upgraded).await?;
+    }
+    Ok(true)
 }
 
 /// Makes sure the Management API exists and an application holds every management scope on
@@ -608,8 +863,13 @@ async fn bootstrap_admin(
 ) -> Result<(), StartError> {
     let audience = crate::http::management_audience(&tenant.issuer);
     let existing_api = store.api_by_identifier(&audience).await?;
-    if existing_api.is_some() && has_admin(store, &audience).await? {
-        return Ok(());
+    if let Some(api) = &existing_api {
+        if has_admin(store, api).await? {
+            return Ok(());
+        }
+        if grant_new_management_scopes(store, api).await? {
+            return Ok(());
+        }
     }
     let api = match existing_api {
         Some(_) => None,

@@ -4,9 +4,10 @@
 //! that ran a loaded hook also keeps its input, for replay, with secret values redacted.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::hooks::{CredentialsExchangeEvent, HookContext, HookError, Invocation, TokenChanges};
 
@@ -75,6 +76,7 @@ impl HookLogEntry {
             version: String::new(),
             canary: false,
             shadow: false,
+            node: None,
             outcome,
             duration_us: invocation.elapsed.as_micros() as u64,
             fuel_used: invocation.fuel_used,
@@ -105,6 +107,10 @@ struct Kept {
 pub struct HookLogBook {
     rings: Mutex<HashMap<String, VecDeque<Kept>>>,
     followers: broadcast::Sender<HookLogEntry>,
+    /// Where each entry is also sent when the log is shared with other nodes.
+    outbox: OnceLock<mpsc::Sender<HookLogEntry>>,
+    /// Entries the outbox had no room for since [`HookLogBook::take_dropped`] was last asked.
+    dropped: AtomicU64,
 }
 
 impl Default for HookLogBook {
@@ -112,6 +118,8 @@ impl Default for HookLogBook {
         HookLogBook {
             rings: Mutex::new(HashMap::new()),
             followers: broadcast::channel(1024).0,
+            outbox: OnceLock::new(),
+            dropped: AtomicU64::new(0),
         }
     }
 }
@@ -132,7 +140,34 @@ impl HookLogBook {
         self.keep(entry, Some(Box::new(input)));
     }
 
+    /// Sends every entry recorded from now on to the returned receiver as well, which holds at
+    /// most `capacity` entries: when it is full, entries are dropped (and counted) rather than
+    /// slowing the token path. Set once; later calls return `None`.
+    pub fn ship(&self, capacity: usize) -> Option<mpsc::Receiver<HookLogEntry>> {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        self.outbox.set(sender).ok()?;
+        Some(receiver)
+    }
+
+    /// How many entries the shipping receiver had no room for since the last call.
+    pub fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Ordering::Relaxed)
+    }
+
+    /// Passes an entry recorded elsewhere (another node) to this book's followers, without
+    /// keeping it.
+    pub fn relay(&self, entry: HookLogEntry) {
+        if self.followers.receiver_count() > 0 {
+            let _ = self.followers.send(entry);
+        }
+    }
+
     fn keep(&self, entry: HookLogEntry, input: Option<Box<CallInput>>) {
+        if let Some(outbox) = self.outbox.get()
+            && outbox.try_send(entry.clone()).is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
         let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
         let ring = rings.entry(entry.hook_id.clone()).or_default();
         if ring.len() == ENTRIES_PER_HOOK {
@@ -235,5 +270,32 @@ mod tests {
         assert_eq!(book.recent("b").len(), 1);
         assert!(book.recent("c").is_empty());
         assert_eq!(follower.try_recv().map(|e| e.fuel_used), Ok(0));
+    }
+
+    #[test]
+    fn shipping_takes_every_entry_it_has_room_for_and_counts_the_rest() {
+        let book = HookLogBook::new();
+        let mut shipped = book.ship(2).expect("the first outbox");
+        assert!(book.ship(2).is_none(), "one outbox");
+        for n in 0..5 {
+            book.record(entry("a", n));
+        }
+        assert_eq!(shipped.try_recv().map(|e| e.fuel_used), Ok(0));
+        assert_eq!(shipped.try_recv().map(|e| e.fuel_used), Ok(1));
+        assert!(shipped.try_recv().is_err());
+        assert_eq!(book.take_dropped(), 3);
+        assert_eq!(book.take_dropped(), 0);
+        // Every entry is kept locally all the same.
+        assert_eq!(book.recent("a").len(), 5);
+    }
+
+    #[test]
+    fn relayed_entries_reach_followers_but_are_not_kept() {
+        let book = HookLogBook::new();
+        book.relay(entry("a", 1));
+        let mut follower = book.follow();
+        book.relay(entry("a", 2));
+        assert_eq!(follower.try_recv().map(|e| e.fuel_used), Ok(2));
+        assert!(book.recent("a").is_empty());
     }
 }

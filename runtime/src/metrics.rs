@@ -95,6 +95,8 @@ pub struct Metrics {
     shadow_runs: Family<ShadowLabels, Counter>,
     instance_reuses: Family<HookLabels, Counter>,
     store_writes: Histogram,
+    hook_log_shipped: Counter,
+    hook_log_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -209,6 +211,18 @@ impl Metrics {
             "Time to make a store write durable",
             store_writes.clone(),
         );
+        let hook_log_shipped = Counter::default();
+        registry.register(
+            "hook_log_entries_shipped",
+            "Hook log entries written to the shared database, for every node's logs",
+            hook_log_shipped.clone(),
+        );
+        let hook_log_dropped = Counter::default();
+        registry.register(
+            "hook_log_entries_dropped",
+            "Hook log entries not written to the shared database because its queue was full",
+            hook_log_dropped.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -231,6 +245,8 @@ impl Metrics {
             shadow_runs,
             instance_reuses,
             store_writes,
+            hook_log_shipped,
+            hook_log_dropped,
         }
     }
 
@@ -336,6 +352,12 @@ impl Metrics {
     /// A store write became durable after `seconds`.
     pub fn store_write(&self, seconds: f64) {
         self.store_writes.observe(seconds);
+    }
+
+    /// `shipped` hook log entries reached the shared database, and `dropped` never will.
+    pub fn hook_log_shipping(&self, shipped: u64, dropped: u64) {
+        self.hook_log_shipped.inc_by(shipped);
+        self.hook_log_dropped.inc_by(dropped);
     }
 
     /// Every metric in the OpenMetrics text format.

@@ -398,6 +398,24 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// [`Client::secret_generation`]).
 pub const MANAGEMENT_SECRET_GENERATION: &str = "secret_generation";
 
+/// A node of an installation as it last reported itself to the shared database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Its name (`--node-name`, or host name and port).
+    pub name: String,
+    /// The address it listens on.
+    pub address: String,
+    /// The hookd version it runs.
+    pub version: String,
+    /// When it started, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// The newest revision of the change feed it has applied (`None` on sled, which has no
+    /// feed).
+    pub applied_revision: Option<i64>,
+    /// When it last reported, seconds since the Unix epoch.
+    pub heartbeat_at: u64,
+}
+
 /// The Management API's audience for an issuer: `<issuer>api/v2/`.
 pub fn management_audience(issuer: &str) -> String {
     format!("{issuer}api/v2/")
@@ -424,6 +442,7 @@ pub const MANAGEMENT_SCOPES: &[&str] = &[
     "read:logs",
     "read:signing_keys",
     "update:signing_keys",
+    "read:nodes",
 ];
 
 #[cfg(test)]

@@ -411,6 +411,36 @@ pub struct SigningKeyView {
     pub previous: bool,
 }
 
+/// The nodes of an installation (`GET /api/v2/nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodesView {
+    /// The change feed's current revision (`null` on sled, which has no feed).
+    pub revision: Option<i64>,
+    /// Every node that reported in the last day, by name.
+    pub nodes: Vec<NodeView>,
+}
+
+/// One node as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Its name (`--node-name`, or host name and port).
+    pub name: String,
+    /// The address it listens on.
+    pub address: String,
+    /// The hookd version it runs.
+    pub version: String,
+    /// When it started, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// The newest revision it has applied (`null` on sled).
+    pub applied_revision: Option<i64>,
+    /// When it last reported, seconds since the Unix epoch.
+    pub heartbeat_at: u64,
+    /// How many revisions it is behind the current one (`null` on sled).
+    pub behind: Option<i64>,
+    /// Whether it reported recently enough to be counted as running.
+    pub live: bool,
+}
+
 /// How an invocation ended, as the token endpoint acted on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -458,6 +488,9 @@ pub struct HookLogEntry {
     /// where it differed from the active version).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow: bool,
+    /// The node that ran it, when several share a database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// How it ended.
     pub outcome: LoggedOutcome,
     /// Wall-clock time of the call, in microseconds.

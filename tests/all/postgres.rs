@@ -639,6 +639,9 @@ async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_ev
         "answered in {took:?}"
     );
 
+    // Away for a while longer: long enough for several polls of the change feed to fail.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+
     // Back: A writes first, and B, which reconnects on its own, catches up.
     postgres.resume();
     let (late_id, late_secret) = eventually("A writes again", || {
@@ -677,6 +680,20 @@ async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_ev
         async move { (issued.await.status == 200).then_some(()) }
     })
     .await;
+    // Each node said once that it lost the feed, and once that it caught up: not at every
+    // poll while the database was away.
+    for node in [&a, &b] {
+        let log = eventually("the node says it caught up", || {
+            let log = node.log();
+            async move { log.contains("caught up again").then_some(log) }
+        })
+        .await;
+        assert_eq!(
+            log.matches("cannot follow the change feed").count(),
+            1,
+            "{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,6 +722,12 @@ async fn three_nodes_starting_together_on_an_empty_database_make_one_admin_and_o
     };
     assert_eq!(
         count("SELECT count(*) FROM hookd_schema").await,
+        i64::from(SCHEMA_VERSION),
+        "every version once"
+    );
+    // now() is the transaction's time: one transaction made them all.
+    assert_eq!(
+        count("SELECT count(DISTINCT applied_at) FROM hookd_schema").await,
         1,
         "one migration"
     );
@@ -947,4 +970,340 @@ async fn a_node_with_max_staleness_refuses_tokens_once_the_database_has_been_awa
         },
     )
     .await;
+}
+
+/// `hookd cluster status --json` against `base`, as the admin every node is started with.
+async fn cluster_status(base: &str) -> serde_json::Value {
+    let mut command = std::process::Command::new(hookd_tests::hookd_binary());
+    command
+        .args(["cluster", "status", "--json", "--server", base])
+        // No admin.json to read: the credentials come from the environment.
+        .args(["--data-dir", "/nonexistent"])
+        .env("HOOKD_ADMIN_CLIENT_ID", "pg-admin")
+        .env("HOOKD_ADMIN_CLIENT_SECRET", "pg-admin-secret-0123456789");
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run hookd"))
+        .await
+        .expect("join");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+/// The revision a management write produced, from its response header.
+fn written_revision(reply: &hookd_tests::Reply) -> i64 {
+    reply.headers["hookd-revision"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a revision")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_further_behind_than_the_kept_history_reloads_everything_and_reports_what_it_applied()
+ {
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
+    let history = ["--change-history", "3"];
+    let a = node_with(
+        url,
+        &dir.path().join("a"),
+        key_file,
+        &[&history[..], &["--node-name", "node-a"]].concat(),
+    );
+    let b = node_with(
+        url,
+        &dir.path().join("b"),
+        key_file,
+        &[&history[..], &["--node-name", "node-b"]].concat(),
+    );
+    let admin = admin_token(&a.base).await;
+    let api = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/resource-servers",
+        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    let first = written_revision(&api);
+
+    // Both nodes report themselves, and B reaches the revision A's write produced.
+    let status = eventually("both nodes report, B at the API's revision", || {
+        let status = cluster_status(&a.base);
+        async move {
+            let status = status.await;
+            let nodes = status["nodes"].as_array()?.clone();
+            let b = nodes.iter().find(|node| node["name"] == "node-b")?;
+            (nodes.len() == 2 && b["applied_revision"].as_i64()? >= first).then_some(status)
+        }
+    })
+    .await;
+    assert!(status["revision"].as_i64().expect("revision") >= first);
+    for node in status["nodes"].as_array().expect("nodes") {
+        assert_eq!(node["live"], true, "{node}");
+        assert_eq!(node["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    // B stops while A writes more revisions than the database keeps.
+    b.pause();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(granted_client(&a.base, &admin, "https://api.pg.test/").await);
+    }
+    let rotated = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/keys/signing/rotate",
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.text);
+    let last = written_revision(&rotated);
+    assert!(last >= first + 7, "{first} .. {last}");
+    let published_by_a = kids(&a.base).await;
+    b.resume();
+
+    // It cannot catch up change by change, so it reloads, and serves everything A wrote.
+    for (id, secret) in &clients {
+        eventually("B serves every client A made while it was stopped", || {
+            let issued = hookd_tests::token_at(&b.base, id, secret, "https://api.pg.test/");
+            async move { (issued.await.status == 200).then_some(()) }
+        })
+        .await;
+    }
+    eventually("B publishes A's rotated keys", || {
+        let (published, expected) = (kids(&b.base), published_by_a.clone());
+        async move { (published.await == expected).then_some(()) }
+    })
+    .await;
+    assert!(b.log().contains("reloading everything"), "{}", b.log());
+    let status = eventually("B reports the last revision", || {
+        let status = cluster_status(&b.base);
+        async move {
+            let status = status.await;
+            let b = status["nodes"]
+                .as_array()?
+                .iter()
+                .find(|node| node["name"] == "node-b")?
+                .clone();
+            (b["applied_revision"].as_i64()? >= last && b["behind"] == 0).then_some(status)
+        }
+    })
+    .await;
+    assert!(status["revision"].as_i64().expect("revision") >= last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodes_hook_invocations_are_listed_and_followed_through_any_node() {
+    use http_body_util::BodyExt as _;
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
+    let a = node_with(
+        url,
+        &dir.path().join("a"),
+        key_file,
+        &["--node-name", "node-a"],
+    );
+    let b = node_with(
+        url,
+        &dir.path().join("b"),
+        key_file,
+        &["--node-name", "node-b"],
+    );
+    let admin = admin_token(&a.base).await;
+    let api = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/resource-servers",
+        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    let (id, secret) = granted_client(&a.base, &admin, "https://api.pg.test/").await;
+    let hook = hookd_tests::call_at(
+        &a.base,
+        &admin,
+        http::Method::POST,
+        "/api/v2/hooks",
+        Some(serde_json::json!({"name": "seed", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(hook.status, 201, "{}", hook.text);
+    let hook_id = hook.json["id"].as_str().expect("id").to_owned();
+    let uploaded = hookd_tests::upload_at(
+        &a.base,
+        &admin,
+        &hook_id,
+        hookd_tests::wasm(hookd_tests::SEED),
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    let claim_from = |base: String| {
+        let (id, secret) = (id.clone(), secret.clone());
+        async move {
+            let reply = hookd_tests::token_at(&base, &id, &secret, "https://api.pg.test/").await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            let token = reply.json["access_token"].as_str().expect("token");
+            let claim = hookd_tests::payload(token)["https://foo.com/claim"].clone();
+            let request_id = reply.headers["x-request-id"].to_str().expect("ascii");
+            (claim, request_id.to_owned())
+        }
+    };
+    eventually("B runs the hook", || {
+        let claim = claim_from(b.base.clone());
+        async move { (claim.await.0 == "bar").then_some(()) }
+    })
+    .await;
+
+    // Someone follows the hook's log on B.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::get(format!("{}/api/v2/hooks/{hook_id}/logs?follow", b.base))
+        .header("authorization", format!("Bearer {admin}"))
+        .body(http_body_util::Full::default())
+        .expect("request");
+    let response = client.request(request).await.expect("follow");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    // The relay starts from what is logged once it sees a follower.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    // A token from A: its invocation reaches B's follower, and B's list.
+    let (_, from_a) = claim_from(a.base.clone()).await;
+    let mut followed = String::new();
+    let arrived = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !followed.contains(&from_a) {
+            let frame = body.frame().await.expect("a frame").expect("data");
+            followed
+                .push_str(std::str::from_utf8(&frame.into_data().expect("data")).expect("utf-8"));
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_ok(),
+        "A's invocation reaches B's follower: {followed}"
+    );
+    let line = followed
+        .lines()
+        .find(|line| line.contains(&from_a))
+        .expect("the line");
+    let entry: serde_json::Value = serde_json::from_str(line).expect("json line");
+    assert_eq!(entry["node"], "node-a");
+    assert_eq!(entry["outcome"]["result"], "allowed");
+
+    // A token from B: listed through A, beside A's own.
+    let (_, from_b) = claim_from(b.base.clone()).await;
+    let logs_path = format!("/api/v2/hooks/{hook_id}/logs");
+    let listed = eventually("A lists both nodes' invocations", || {
+        let logs = hookd_tests::call_at(&a.base, &admin, http::Method::GET, &logs_path, None);
+        let (from_a, from_b) = (from_a.clone(), from_b.clone());
+        async move {
+            let logs = logs.await;
+            assert_eq!(logs.status, 200, "{}", logs.text);
+            let entries = logs.json.as_array()?.clone();
+            let ids: Vec<&str> = entries
+                .iter()
+                .filter_map(|entry| entry["request_id"].as_str())
+                .collect();
+            (ids.contains(&from_a.as_str()) && ids.contains(&from_b.as_str())).then_some(entries)
+        }
+    })
+    .await;
+    let node_of = |request_id: &str| {
+        listed
+            .iter()
+            .find(|entry| entry["request_id"] == request_id)
+            .map(|entry| entry["node"].clone())
+    };
+    assert_eq!(node_of(&from_a), Some("node-a".into()));
+    assert_eq!(node_of(&from_b), Some("node-b".into()));
+    // Oldest first, like the single-node list.
+    let times: Vec<u64> = listed
+        .iter()
+        .map(|entry| entry["time"].as_u64().expect("time"))
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+    // B's own invocation reaches B's follower once: directly, not again through the relay.
+    let mut more = String::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            more.push_str(std::str::from_utf8(&frame.into_data().expect("data")).expect("utf-8"));
+        }
+    })
+    .await;
+    assert_eq!(
+        format!("{followed}{more}").matches(from_b.as_str()).count(),
+        1,
+        "{followed}{more}"
+    );
+}
+
+#[tokio::test]
+async fn the_shared_hook_log_keeps_the_newest_entries_of_each_hook_in_order() {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database("hookd").await;
+    let store = hookd::store::postgres::PgStore::connect(&url, 2, Default::default())
+        .await
+        .expect("connect");
+    let entries = |hook: &str, range: std::ops::Range<u32>| -> Vec<(String, String)> {
+        range
+            .map(|n| (hook.to_owned(), serde_json::json!({ "n": n }).to_string()))
+            .collect()
+    };
+    store
+        .append_hook_logs("a#1", &entries("h1", 0..5), 4)
+        .await
+        .expect("append");
+    store
+        .append_hook_logs("b#1", &entries("h1", 5..7), 4)
+        .await
+        .expect("append");
+    store
+        .append_hook_logs("b#1", &entries("h2", 0..2), 4)
+        .await
+        .expect("append");
+    let numbers = |texts: Vec<String>| -> Vec<u64> {
+        texts
+            .iter()
+            .map(|text| {
+                serde_json::from_str::<serde_json::Value>(text).expect("json")["n"]
+                    .as_u64()
+                    .expect("n")
+            })
+            .collect()
+    };
+    // Four kept of h1, the newest, oldest first; h2's own two untouched.
+    assert_eq!(
+        numbers(store.hook_logs("h1", 100).await.expect("h1")),
+        [3, 4, 5, 6]
+    );
+    assert_eq!(numbers(store.hook_logs("h1", 2).await.expect("h1")), [5, 6]);
+    assert_eq!(
+        numbers(store.hook_logs("h2", 100).await.expect("h2")),
+        [0, 1]
+    );
+    // A follower on node a, past the fifth entry, sees b's entries only.
+    assert_eq!(store.last_hook_log().await.expect("last"), 9);
+    let after: Vec<i64> = store
+        .hook_logs_after(5, "a#1", 100)
+        .await
+        .expect("after")
+        .into_iter()
+        .map(|(sequence, _)| sequence)
+        .collect();
+    assert_eq!(after, [6, 7, 8, 9]);
+    assert!(
+        store
+            .hook_logs_after(0, "b#1", 100)
+            .await
+            .expect("after")
+            .iter()
+            .all(|(sequence, _)| *sequence <= 5)
+    );
 }

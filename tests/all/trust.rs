@@ -1050,6 +1050,55 @@ async fn a_management_api_left_without_an_admin_gets_one_at_the_next_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_that_adds_a_management_scope_gives_it_to_the_admin_instead_of_making_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let first = hookd_tests::admin(dir.path());
+    let admin_id = first["client_id"].as_str().expect("id").to_owned();
+    // What an earlier hookd, which did not have `read:nodes`, left.
+    let mut api = server
+        .store
+        .api_by_identifier(MANAGEMENT)
+        .expect("read")
+        .expect("the Management API");
+    api.scopes.retain(|scope| scope.value != "read:nodes");
+    server.store.update_api(&api).expect("update api");
+    let mut grant = server
+        .store
+        .grant_for(&admin_id, MANAGEMENT)
+        .expect("read")
+        .expect("the admin's grant");
+    grant.scope.retain(|scope| scope != "read:nodes");
+    server.store.update_grant(&grant).expect("update grant");
+    let token = admin_token(&server, dir.path()).await;
+    let refused = call(&server, &token, Method::GET, "/api/v2/nodes", None).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    server.stop().await;
+
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(
+        hookd_tests::admin(dir.path())["client_id"],
+        first["client_id"]
+    );
+    let token = admin_token(&server, dir.path()).await;
+    let nodes = call(&server, &token, Method::GET, "/api/v2/nodes", None).await;
+    assert_eq!(nodes.status, 200, "{}", nodes.text);
+    // On sled the list is this node alone, with no change feed.
+    assert_eq!(nodes.json["revision"], Value::Null);
+    assert_eq!(nodes.json["nodes"].as_array().expect("nodes").len(), 1);
+    assert_eq!(nodes.json["nodes"][0]["live"], true);
+    let grants: Vec<_> = server
+        .store
+        .grants()
+        .expect("grants")
+        .into_iter()
+        .filter(|grant| grant.audience == MANAGEMENT)
+        .collect();
+    assert_eq!(grants.len(), 1, "no second admin: {grants:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_issuer_changes_only_when_asked_and_then_everything_follows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let seeded = seed(dir.path(), None);

@@ -714,6 +714,8 @@ pub struct ServeProcess {
     child: std::process::Child,
     /// `http://127.0.0.1:<port>`, read from its "hookd listening" log line.
     pub base: String,
+    /// Every line it wrote to stderr so far.
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for ServeProcess {
@@ -728,6 +730,32 @@ impl ServeProcess {
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
+    }
+
+    /// Stops the process where it is (SIGSTOP) until [`ServeProcess::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// What it wrote to stderr so far (its log).
+    pub fn log(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 
     /// Starts `hookd serve --listen 127.0.0.1:0` with `args` and `env` (HOOKD_ADMIN_* and
@@ -752,8 +780,9 @@ impl ServeProcess {
         let mut child = command.spawn().expect("start hookd serve");
         let stderr = child.stderr.take().expect("stderr");
         let (found, addr) = std::sync::mpsc::channel();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = seen.clone();
         std::thread::spawn(move || {
-            let mut seen = Vec::new();
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
@@ -763,13 +792,15 @@ impl ServeProcess {
                 {
                     let _ = found.send(Ok(rest.split_whitespace().next().unwrap_or("").to_owned()));
                 }
-                seen.push(line);
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
-            let _ = found.send(Err(seen.join("\n")));
+            let all = kept.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+            let _ = found.send(Err(all));
         });
         let mut process = ServeProcess {
             child,
             base: String::new(),
+            stderr: seen,
         };
         match addr.recv_timeout(std::time::Duration::from_secs(60)) {
             Ok(Ok(addr)) => process.base = format!("http://{addr}"),

@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use hookd::proto::{
     ApiBody, ApiScope, ApiView, CanaryBody, CanaryState, ClientBody, ClientView, FollowLine,
     GrantBody, GrantView, HookLogEntry, HookPatch, HookVersionView, HookView, LoggedOutcome,
-    NewHook, RollbackBody, SecretsView, ShadowBody, SigningKeyView,
+    NewHook, NodeView, NodesView, RollbackBody, SecretsView, ShadowBody, SigningKeyView,
 };
 use http::Method;
 
 use super::api::{ManagementClient, Row, or_dash, pairs, print_json, print_one, print_rows};
 use super::{
-    AdminArgs, ApisCommand, ClientsCommand, GrantsCommand, HooksCommand, KeysCommand,
-    SecretsCommand,
+    AdminArgs, ApisCommand, ClientsCommand, ClusterCommand, GrantsCommand, HooksCommand,
+    KeysCommand, SecretsCommand,
 };
 
 /// One admin command.
@@ -29,6 +29,8 @@ pub enum Action {
     Grants(GrantsCommand),
     /// `hookd keys ...`.
     Keys(KeysCommand),
+    /// `hookd cluster ...`.
+    Cluster(ClusterCommand),
 }
 
 /// A version as tables show it: the sha256's first 12 hex digits.
@@ -189,6 +191,30 @@ impl Row for SigningKeyView {
     }
 }
 
+impl Row for NodeView {
+    const HEADERS: &'static [&'static str] = &[
+        "NODE",
+        "ADDRESS",
+        "VERSION",
+        "APPLIED",
+        "BEHIND",
+        "HEARTBEAT",
+        "STATE",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let number = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        vec![
+            self.name.clone(),
+            self.address.clone(),
+            self.version.clone(),
+            number(self.applied_revision),
+            number(self.behind),
+            self.heartbeat_at.to_string(),
+            if self.live { "live" } else { "silent" }.to_owned(),
+        ]
+    }
+}
+
 /// A secret's name, as `hookd hooks secrets` lists it.
 #[derive(serde::Serialize)]
 struct SecretName {
@@ -226,6 +252,7 @@ pub fn run(admin: AdminArgs, action: Action) -> anyhow::Result<ExitCode> {
             Action::Apis(command) => apis(&api, command, json).await,
             Action::Grants(command) => grants(&api, command, json).await,
             Action::Keys(command) => keys(&api, command, json).await,
+            Action::Cluster(command) => cluster(&api, command, json).await,
         }?;
         Ok(ExitCode::SUCCESS)
     })
@@ -615,5 +642,27 @@ async fn keys(api: &ManagementClient, command: KeysCommand, json: bool) -> anyho
         }
     };
     print_rows(&keys, json);
+    Ok(())
+}
+
+async fn cluster(
+    api: &ManagementClient,
+    command: ClusterCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Status => {
+            let status: NodesView = api.call(Method::GET, "nodes", None::<&()>).await?;
+            if json {
+                print_json(&status);
+                return Ok(());
+            }
+            match status.revision {
+                Some(revision) => println!("revision {revision}"),
+                None => println!("one node on its embedded store (no shared database)"),
+            }
+            print_rows(&status.nodes, false);
+        }
+    }
     Ok(())
 }

@@ -77,6 +77,13 @@ Example:
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// See the nodes that share the server's database.
+    Cluster {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
 }
 
 /// Whether logs are JSON lines (`HOOKD_LOG_FORMAT=json`): then nothing else may be written
@@ -132,6 +139,20 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub max_staleness: Option<u64>,
+    /// With --database: how many revisions of the change feed to keep. A node further behind
+    /// than that (stopped, or cut off from the database) reloads everything when it returns.
+    #[arg(
+        long,
+        env = "HOOKD_CHANGE_HISTORY",
+        requires = "database",
+        value_name = "REVISIONS",
+        default_value_t = hookd::store::postgres::CHANGE_HISTORY,
+        value_parser = clap::value_parser!(i64).range(1..)
+    )]
+    pub change_history: i64,
+    /// This node's name in `hookd cluster status` (default: host name and port).
+    #[arg(long, env = "HOOKD_NODE_NAME")]
+    pub node_name: Option<String>,
     /// Read the secrets key (base64url of 32 bytes) from this file instead of
     /// HOOKD_SECRETS_KEY.
     #[arg(long, env = "HOOKD_SECRETS_KEY_FILE")]
@@ -452,6 +473,14 @@ pub(crate) enum GrantsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// List every node with the revision of the change feed it has applied, how far behind
+    /// it is, and when it last reported (nodes silent for a day are forgotten).
+    #[command(after_help = "Example:\n  hookd cluster status --server http://127.0.0.1:8080")]
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
     /// List signing keys and their rotation state.
     #[command(after_help = "Example:\n  hookd keys list")]
@@ -551,5 +580,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apis { admin, command } => admin::run(admin, admin::Action::Apis(command)),
         Command::Grants { admin, command } => admin::run(admin, admin::Action::Grants(command)),
         Command::Keys { admin, command } => admin::run(admin, admin::Action::Keys(command)),
+        Command::Cluster { admin, command } => admin::run(admin, admin::Action::Cluster(command)),
     }
 }

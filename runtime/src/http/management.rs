@@ -15,12 +15,14 @@ use serde_json::Value;
 use super::RequestBody;
 use super::error::{Body, json_response, management_error, management_failure};
 use super::routes::{AppState, now, read_body};
-use crate::management::{Caller, ManagementError, SecretsChange};
+use crate::management::{Caller, Management, ManagementError, SecretsChange};
 use crate::proto::{
     ApiBody, ClientBody, FollowLine, GrantBody, HookPatch, NewHook, ReplayBody, RollbackBody,
     SecretNames, SecretValues, Totals,
 };
 
+/// The response header naming the revision a write produced (with a shared database).
+pub const REVISION_HEADER: &str = "hookd-revision";
 /// How often a `?follow` stream re-checks that its token still holds.
 const FOLLOW_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Largest JSON body a management call accepts.
@@ -65,6 +67,7 @@ enum Op {
     DeleteGrant,
     SigningKeys,
     RotateSigningKeys,
+    Nodes,
 }
 
 impl Op {
@@ -105,6 +108,7 @@ impl Op {
             Op::DeleteGrant => "delete_grant",
             Op::SigningKeys => "signing_keys",
             Op::RotateSigningKeys => "rotate_signing_keys",
+            Op::Nodes => "nodes",
         }
     }
 }
@@ -227,6 +231,7 @@ const ROUTES: &[(&str, Methods)] = &[
         "keys/signing/rotate",
         &[(Method::POST, Op::RotateSigningKeys, "update:signing_keys")],
     ),
+    ("nodes", &[(Method::GET, Op::Nodes, "read:nodes")]),
 ];
 
 /// The route table compiled into a matcher, built once.
@@ -274,9 +279,16 @@ pub async fn handle<B: RequestBody>(
     };
     let id = id.unwrap_or_default();
     let write = request.method() != Method::GET;
-    let response = operate(state, *op, &caller, &id, request, now)
-        .await
-        .unwrap_or_else(|response| response);
+    let operation = operate(state, *op, &caller, &id, request, now);
+    let (response, revision) = Management::revision_written_by(operation).await;
+    let mut response = response.unwrap_or_else(|response| response);
+    if let Some(revision) = revision {
+        // The change feed's revision this call's writes produced: every node that has applied
+        // it (`GET /api/v2/nodes`) serves them.
+        response
+            .headers_mut()
+            .insert(REVISION_HEADER, HeaderValue::from(revision));
+    }
     if write {
         state
             .metrics
@@ -393,6 +405,7 @@ async fn operate<B: RequestBody>(
             }
             answer(StatusCode::OK, m.hook_logs(caller, id).await)
         }
+        Op::Nodes => answer(StatusCode::OK, m.nodes(caller, now).await),
         Op::ListSecrets => answer(StatusCode::OK, m.hook_secrets(caller, id).await),
         Op::AddSecrets | Op::UpdateSecrets => {
             let change = if op == Op::AddSecrets {

@@ -245,8 +245,12 @@ impl HookChanges {
     async fn load_or_mark_unavailable(&self, hook: &Hook) {
         match self.prepare(hook).await {
             Ok(Some(loaded)) => {
-                self.registry.enable(loaded);
-                tracing::info!(hook = %hook.name, trigger = %hook.trigger, "hook enabled");
+                let sha256 = loaded.loaded.sha256.clone();
+                let replaced = self.registry.enable(loaded);
+                // Said when what runs changes, not each time a node re-reads the same hook.
+                if replaced.is_none_or(|was| was.id != hook.id || was.loaded.sha256 != sha256) {
+                    tracing::info!(hook = %hook.name, trigger = %hook.trigger, version = %sha256, "hook enabled");
+                }
             }
             Ok(None) => {
                 self.registry.disable(hook.trigger);
@@ -931,7 +935,22 @@ impl Management {
         id: &str,
     ) -> Result<Vec<HookLogEntry>, ManagementError> {
         self.hooks.get(id).await?;
-        Ok(self.hook_log.recent(id))
+        match &self.store {
+            // Every node's invocations, as the nodes ship them.
+            Store::Postgres(shared) => shared
+                .hook_logs(id, crate::hooklog::ENTRIES_PER_HOOK)
+                .await?
+                .iter()
+                .map(|text| {
+                    serde_json::from_str(text).map_err(|error| {
+                        ManagementError::Internal(format!(
+                            "a stored log entry is unreadable: {error}"
+                        ))
+                    })
+                })
+                .collect(),
+            Store::Sled(_) => Ok(self.hook_log.recent(id)),
+        }
     }
 
     /// Every new invocation of hook `id`, for a `?follow` stream (which also re-checks its

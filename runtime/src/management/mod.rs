@@ -13,6 +13,7 @@ mod clients;
 mod grants;
 mod hooks;
 mod keys;
+mod nodes;
 mod replay;
 mod secrets;
 
@@ -24,13 +25,14 @@ pub use clients::{create_client, create_client_with, new_client_record};
 pub use grants::create_grant;
 pub use hooks::create_hook;
 pub use keys::longest_token_lifetime;
+pub use nodes::{HEARTBEAT_EVERY, LIVE_WITHIN};
 pub use secrets::{MAX_SECRET_BYTES, MAX_SECRETS_PER_HOOK, SecretsChange};
 
 use crate::hooklog::HookLogBook;
 use crate::hooks::{HookEngine, ModuleRejected};
 use crate::keys::LiveKeys;
 use crate::metrics::Metrics;
-use crate::model::Tenant;
+use crate::model::{NodeReport, Tenant};
 use crate::registry::HookRegistry;
 use crate::secrets::{SecretBox, SecretHasher};
 use crate::store::RecordStore as _;
@@ -101,6 +103,8 @@ pub struct Management {
     audience: String,
     /// One key rotation at a time: each reads the set the previous one wrote.
     rotation: tokio::sync::Mutex<()>,
+    /// This node.
+    node: NodeReport,
 }
 
 /// What the management service is built from.
@@ -124,6 +128,9 @@ pub struct ManagementParts {
     pub metrics: Arc<Metrics>,
     /// The tenant.
     pub tenant: Tenant,
+    /// This node, as it reports itself (the revision it applied and the heartbeat are filled
+    /// in at each report).
+    pub node: NodeReport,
 }
 
 impl Management {
@@ -147,6 +154,7 @@ impl Management {
             hooks,
             tenant: parts.tenant,
             rotation: tokio::sync::Mutex::new(()),
+            node: parts.node,
         }
     }
 
@@ -159,7 +167,7 @@ impl Management {
     /// Applies what the store's change feed says changed (as `(entity, id)` pairs, another
     /// node's writes or this node's own): hooks are run as the store now says, and signing keys
     /// are reloaded. Applying a change twice changes nothing. Clients, APIs and grants need
-    /// nothing: they are read from the store per request.
+    /// nothing here: the store's own snapshot follows them.
     pub async fn apply_changes(&self, changed: &[(String, String)]) -> Result<(), ManagementError> {
         if changed.iter().any(|(entity, _)| entity == "hook") {
             self.hooks.follow_store().await?;
@@ -168,6 +176,13 @@ impl Management {
             self.reload_signing_keys().await?;
         }
         Ok(())
+    }
+
+    /// Runs every hook and loads the signing keys as the store has them now, whatever
+    /// changed: for a node that fell too far behind the change feed to know what did.
+    pub async fn apply_everything(&self) -> Result<(), ManagementError> {
+        self.hooks.follow_store().await?;
+        self.reload_signing_keys().await
     }
 
     /// The Management API's audience.

@@ -902,6 +902,32 @@ impl Store {
     }
 }
 
+tokio::task_local! {
+    /// The newest revision of the change feed written by the task running
+    /// [`revision_written_by`].
+    static WRITTEN_REVISION: std::cell::Cell<Option<i64>>;
+}
+
+/// Notes that the current task's write produced `revision` (PostgreSQL's change feed).
+fn wrote_revision(revision: i64) {
+    let _ = WRITTEN_REVISION.try_with(|written| {
+        written.set(Some(
+            written.get().map_or(revision, |seen| seen.max(revision)),
+        ));
+    });
+}
+
+/// Runs `work` and says which revision of the change feed its writes produced, the newest
+/// when it wrote several (`None` when it wrote nothing, or on sled, which has no feed).
+pub async fn revision_written_by<F: Future>(work: F) -> (F::Output, Option<i64>) {
+    WRITTEN_REVISION
+        .scope(std::cell::Cell::new(None), async {
+            let output = work.await;
+            (output, WRITTEN_REVISION.with(|written| written.get()))
+        })
+        .await
+}
+
 /// Declares [`RecordStore`] from its methods' signatures, and implements it for the sled
 /// store (whose answers are ready at once), for PostgreSQL (its own async methods of the same
 /// names) and for [`Store`] (the backend chosen at start).

@@ -14,13 +14,20 @@ use tokio_postgres::types::ToSql;
 use super::records::{decode, encode};
 use super::{AdminBootstrap, StoreError};
 use crate::hooks::ExtensibilityPoint;
-use crate::model::{Api, Client, ClientGrant, Hook, SigningKey, Tenant};
+use crate::model::{Api, Client, ClientGrant, Hook, NodeReport, SigningKey, Tenant};
 
 /// The schema version this hookd knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The migrations, in order: entry `i` makes version `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [include_str!("postgres/schema_1.sql")];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    include_str!("postgres/schema_1.sql"),
+    include_str!("postgres/schema_2.sql"),
+];
+
+/// How many revisions of the change feed are kept by default: a node further behind than
+/// that reloads everything instead of catching up change by change.
+pub const CHANGE_HISTORY: i64 = 10_000;
 
 /// The advisory lock migrations hold ("hookd" in ASCII), so that nodes starting together
 /// migrate one after the other and only the first one changes anything.
@@ -177,6 +184,8 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// Told how long each write took, from its transaction's start to its commit.
     write_timer: super::WriteTimer,
+    /// How many revisions of the change feed each write keeps ([`CHANGE_HISTORY`]).
+    change_history: i64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -267,14 +276,24 @@ fn text<T: Serialize>(value: &T) -> String {
 
 /// Advances the change feed inside `transaction`: the next revision (the row lock orders the
 /// writers, so revisions commit in order), what changed, and a notification sent on commit.
+/// Changes older than the last `history` revisions are dropped.
 async fn advance(
     transaction: &Transaction<'_>,
     changed: &[Changed<'_>],
+    history: i64,
 ) -> Result<i64, tokio_postgres::Error> {
-    let revision: i64 = transaction
-        .query_one("UPDATE revision SET value = value + 1 RETURNING value", &[])
-        .await?
-        .get(0);
+    let row = transaction
+        .query_one(
+            "UPDATE revision
+             SET value = value + 1, oldest_kept = greatest(oldest_kept, value + 2 - $1)
+             RETURNING value, oldest_kept",
+            &[&history.max(1)],
+        )
+        .await?;
+    let (revision, oldest_kept): (i64, i64) = (row.get(0), row.get(1));
+    transaction
+        .execute("DELETE FROM changes WHERE revision < $1", &[&oldest_kept])
+        .await?;
     for (entity, id) in changed {
         transaction
             .execute(
@@ -297,15 +316,16 @@ async fn advance(
 async fn finish<R>(
     transaction: Transaction<'_>,
     work: Work<R>,
-) -> Result<(R, Vec<(&'static str, String)>), WriteError> {
+    history: i64,
+) -> Result<(R, i64, Vec<(&'static str, String)>), WriteError> {
     let (value, changed) = work?;
     let named: Vec<Changed<'_>> = changed
         .iter()
         .map(|(entity, id)| (*entity, id.as_str()))
         .collect();
-    advance(&transaction, &named).await?;
+    let revision = advance(&transaction, &named, history).await?;
     transaction.commit().await?;
-    Ok((value, changed))
+    Ok((value, revision, changed))
 }
 
 /// Whether a write lost a race on a rule another transaction was changing at the same moment
@@ -327,9 +347,10 @@ macro_rules! in_transaction {
             let owned = connection.transaction().await.map_err(store_error)?;
             let $transaction = &owned;
             let work: Work<_> = async { $body }.await;
-            match finish(owned, work).await {
-                Ok((value, changed)) => {
+            match finish(owned, work, $store.change_history).await {
+                Ok((value, revision, changed)) => {
                     $store.write_timer.observe(started.elapsed());
+                    super::wrote_revision(revision);
                     // This node reads its own writes at once; if the database cannot be read
                     // right now, the change feed brings them a moment later.
                     if let Err(error) = $store.refresh(&changed).await {
@@ -385,6 +406,7 @@ impl PgStore {
             heard_at: Default::default(),
             config,
             write_timer: super::WriteTimer::default(),
+            change_history: CHANGE_HISTORY,
         };
         store
             .reload_snapshot()
@@ -397,6 +419,12 @@ impl PgStore {
     /// start to its commit. Set once per store; later calls are ignored.
     pub fn observe_writes(&self, observe: impl Fn(Duration) + Send + Sync + 'static) {
         self.write_timer.set(observe);
+    }
+
+    /// Keeps the last `revisions` revisions of the change feed from now on (at least one).
+    pub fn keep_change_history(mut self, revisions: i64) -> Self {
+        self.change_history = revisions.max(1);
+        self
     }
 
     async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -900,6 +928,9 @@ impl PgStore {
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("no hook {id}")))?;
             let hook: Hook = record("hooks", id, &row.get::<_, String>(0))?;
+            transaction
+                .execute("DELETE FROM hook_logs WHERE hook_id = $1", &[&id])
+                .await?;
             let versions: Vec<String> = hook.versions.iter().map(|v| v.sha256.clone()).collect();
             // A module stays while any remaining hook lists it among its versions.
             transaction
@@ -1005,18 +1036,19 @@ impl PgStore {
         Ok(notified)
     }
 
-    /// The current revision and every entity changed after revision `applied` up to it (the
-    /// same entity may appear more than once).
-    pub async fn changes_since(
-        &self,
-        applied: i64,
-    ) -> Result<(i64, Vec<(String, String)>), StoreError> {
+    /// What changed after revision `applied`: every entity changed up to the current revision
+    /// (the same entity may appear more than once), or, when those changes are no longer all
+    /// kept, that the caller must reload everything.
+    pub async fn changes_since(&self, applied: i64) -> Result<ChangesSince, StoreError> {
         let client = self.connection().await?;
-        let current: i64 = client
-            .query_one("SELECT value FROM revision", &[])
+        let row = client
+            .query_one("SELECT value, oldest_kept FROM revision", &[])
             .await
-            .map_err(store_error)?
-            .get(0);
+            .map_err(store_error)?;
+        let (current, oldest_kept): (i64, i64) = (row.get(0), row.get(1));
+        if current > applied && applied + 1 < oldest_kept {
+            return Ok(ChangesSince::Pruned { current });
+        }
         let rows = client
             .query(
                 "SELECT DISTINCT entity, entity_id FROM changes
@@ -1025,10 +1057,10 @@ impl PgStore {
             )
             .await
             .map_err(store_error)?;
-        Ok((
+        Ok(ChangesSince::Changed {
             current,
-            rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
-        ))
+            changed: rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
+        })
     }
 
     /// Waits (up to a minute) until no other node is starting, and keeps them waiting while
@@ -1145,6 +1177,203 @@ impl PgStore {
             .map_err(store_error)?;
         Ok(row.get(0))
     }
+}
+
+/// How long a node that stopped reporting stays in the list of nodes, in seconds.
+pub const NODE_FORGOTTEN_AFTER: u64 = 24 * 60 * 60;
+
+impl PgStore {
+    /// Records what node `report.name` reports (replacing what it reported before), and
+    /// forgets nodes silent for longer than [`NODE_FORGOTTEN_AFTER`].
+    pub async fn report_node(&self, report: &NodeReport) -> Result<(), StoreError> {
+        let client = self.connection().await?;
+        let started_at = seconds(report.started_at);
+        let heartbeat_at = seconds(report.heartbeat_at);
+        client
+            .execute(
+                "INSERT INTO nodes
+                     (name, address, version, started_at, applied_revision, heartbeat_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (name) DO UPDATE SET
+                     address = excluded.address, version = excluded.version,
+                     started_at = excluded.started_at,
+                     applied_revision = excluded.applied_revision,
+                     heartbeat_at = excluded.heartbeat_at",
+                &[
+                    &report.name,
+                    &report.address,
+                    &report.version,
+                    &started_at,
+                    &report.applied_revision.unwrap_or(0),
+                    &heartbeat_at,
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        client
+            .execute(
+                "DELETE FROM nodes WHERE heartbeat_at < $1",
+                &[&(heartbeat_at - seconds(NODE_FORGOTTEN_AFTER))],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Every node that reported lately, by name, and the current revision.
+    pub async fn nodes(&self) -> Result<(i64, Vec<NodeReport>), StoreError> {
+        let client = self.connection().await?;
+        let current: i64 = client
+            .query_one("SELECT value FROM revision", &[])
+            .await
+            .map_err(store_error)?
+            .get(0);
+        let rows = client
+            .query(
+                "SELECT name, address, version, started_at, applied_revision, heartbeat_at
+                 FROM nodes ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(store_error)?;
+        let nodes = rows
+            .iter()
+            .map(|row| NodeReport {
+                name: row.get(0),
+                address: row.get(1),
+                version: row.get(2),
+                started_at: row.get::<_, i64>(3).max(0) as u64,
+                applied_revision: Some(row.get(4)),
+                heartbeat_at: row.get::<_, i64>(5).max(0) as u64,
+            })
+            .collect();
+        Ok((current, nodes))
+    }
+
+    /// Appends hook invocations written on node `node` (each a hook id and the entry's JSON
+    /// text) in one transaction, keeping the newest `kept_per_hook` of each hook.
+    pub async fn append_hook_logs(
+        &self,
+        node: &str,
+        entries: &[(String, String)],
+        kept_per_hook: usize,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection().await?;
+        let transaction = connection.transaction().await.map_err(store_error)?;
+        // The counter row's lock orders the batches: sequence numbers commit in order.
+        let last: i64 = transaction
+            .query_one(
+                "UPDATE hook_log_sequence SET value = value + $1 RETURNING value",
+                &[&(entries.len() as i64)],
+            )
+            .await
+            .map_err(store_error)?
+            .get(0);
+        let first = last - entries.len() as i64 + 1;
+        let sequence: Vec<i64> = (first..=last).collect();
+        let hook_ids: Vec<&str> = entries.iter().map(|(hook, _)| hook.as_str()).collect();
+        let texts: Vec<&str> = entries.iter().map(|(_, text)| text.as_str()).collect();
+        transaction
+            .execute(
+                "INSERT INTO hook_logs (seq, hook_id, node, entry)
+                 SELECT seq, hook_id, $4, entry::jsonb
+                 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS batch (seq, hook_id, entry)",
+                &[&sequence, &hook_ids, &texts, &node],
+            )
+            .await
+            .map_err(store_error)?;
+        let mut hooks = hook_ids.clone();
+        hooks.sort_unstable();
+        hooks.dedup();
+        transaction
+            .execute(
+                "DELETE FROM hook_logs l USING (
+                     SELECT hook_id, seq FROM (
+                         SELECT hook_id, seq,
+                                row_number() OVER (PARTITION BY hook_id ORDER BY seq DESC) AS n
+                         FROM hook_logs WHERE hook_id = ANY($1)
+                     ) ranked WHERE n > $2
+                 ) old
+                 WHERE l.seq = old.seq",
+                &[&hooks, &(kept_per_hook as i64)],
+            )
+            .await
+            .map_err(store_error)?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The newest `limit` invocations of hook `hook_id` from every node, oldest first, as
+    /// their entries' JSON text.
+    pub async fn hook_logs(&self, hook_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let client = self.connection().await?;
+        let rows = client
+            .query(
+                "SELECT entry::text FROM (
+                     SELECT seq, entry FROM hook_logs WHERE hook_id = $1
+                     ORDER BY seq DESC LIMIT $2
+                 ) newest ORDER BY seq",
+                &[&hook_id, &(limit as i64)],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// The sequence number of the newest invocation logged by any node.
+    pub async fn last_hook_log(&self) -> Result<i64, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one("SELECT value FROM hook_log_sequence", &[])
+            .await
+            .map_err(store_error)?;
+        Ok(row.get(0))
+    }
+
+    /// Up to `limit` invocations logged after sequence number `after` by nodes other than
+    /// `node`, in order, each with its sequence number and its entry's JSON text.
+    pub async fn hook_logs_after(
+        &self,
+        after: i64,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let client = self.connection().await?;
+        let rows = client
+            .query(
+                "SELECT seq, entry::text FROM hook_logs
+                 WHERE seq > $1 AND node <> $2 ORDER BY seq LIMIT $3",
+                &[&after, &node, &(limit as i64)],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+}
+
+/// Seconds since the Unix epoch as PostgreSQL's `bigint`.
+fn seconds(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// What [`PgStore::changes_since`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangesSince {
+    /// The current revision and the `(entity, id)` pairs changed since the one asked about.
+    Changed {
+        /// The current revision.
+        current: i64,
+        /// What changed.
+        changed: Vec<(String, String)>,
+    },
+    /// Some changes since the revision asked about are no longer kept: reload everything.
+    Pruned {
+        /// The current revision.
+        current: i64,
+    },
 }
 
 /// The records a token request reads, by the keys it reads them by.
