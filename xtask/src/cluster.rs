@@ -200,6 +200,7 @@ pub fn cluster(args: &[String]) -> Result<(), String> {
                 .arg(&key_file)
                 .arg("--data-dir")
                 .arg(dir.join(format!("node-{}", n + 1)))
+                .args(["--node-name", &format!("node-{}", n + 1)])
                 .env("HOOKD_ADMIN_CLIENT_ID", "cluster-admin")
                 .env("HOOKD_ADMIN_CLIENT_SECRET", &admin_secret)
                 .env_remove("HOOKD_SECRETS_KEY")
@@ -230,6 +231,9 @@ pub fn cluster(args: &[String]) -> Result<(), String> {
          -d client_id=cluster-admin -d client_secret={admin_secret} -d audience={issuer}api/v2/\n\n\
          Deploy a hook through node 1 (hookd hooks deploy ... --server http://127.0.0.1:{first} \
          --admin-client-id cluster-admin) and the other nodes run it within a second.\n\
+         Every node, the revision it applied and its heartbeat:\n  \
+         HOOKD_ADMIN_CLIENT_SECRET={admin_secret} hookd cluster status \\\n    \
+         --server http://127.0.0.1:{last} --admin-client-id cluster-admin\n\
          Press Enter (or Ctrl-C) to stop everything.",
         ports
             .iter()

@@ -209,10 +209,18 @@ impl Row for NodeView {
             self.version.clone(),
             number(self.applied_revision),
             number(self.behind),
-            self.heartbeat_at.to_string(),
+            seconds_ago(self.heartbeat_at),
             if self.live { "live" } else { "silent" }.to_owned(),
         ]
     }
+}
+
+/// A time (seconds since the Unix epoch) as how long ago it was, by this machine's clock.
+fn seconds_ago(time: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    format!("{}s ago", now.saturating_sub(time))
 }
 
 /// A secret's name, as `hookd hooks secrets` lists it.
