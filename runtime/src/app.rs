@@ -66,6 +66,9 @@ pub struct ServeConfig {
     /// With `database`: how many revisions of the change feed each write keeps; a node further
     /// behind (stopped, cut off) reloads everything when it comes back.
     pub change_history: i64,
+    /// With `database`: CA certificates (PEM) the database's TLS certificate may be signed by,
+    /// besides the system's.
+    pub database_ca_file: Option<PathBuf>,
     /// How this node is named in the list of nodes (`GET /api/v2/nodes`); `None` names it
     /// `<host name>:<port>`.
     pub node_name: Option<String>,
@@ -93,6 +96,7 @@ impl ServeConfig {
             max_staleness: None,
             change_history: crate::store::postgres::CHANGE_HISTORY,
             node_name: None,
+            database_ca_file: None,
         }
     }
 }
@@ -203,10 +207,11 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, StartError> {
                 ))
             })?;
             Store::Postgres(
-                crate::store::postgres::PgStore::connect(
+                crate::store::postgres::PgStore::connect_with_tls(
                     url,
                     DATABASE_CONNECTIONS,
                     crate::store::postgres::PostgresTimeouts::default(),
+                    crate::store::postgres::tls_connector(config.database_ca_file.as_deref())?,
                 )
                 .await?
                 .keep_change_history(config.change_history),

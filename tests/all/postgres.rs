@@ -1307,3 +1307,70 @@ async fn the_shared_hook_log_keeps_the_newest_entries_of_each_hook_in_order() {
             .all(|(sequence, _)| *sequence <= 5)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_speaks_tls_to_postgresql_and_verifies_the_servers_certificate() {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("certificate");
+    let postgres = TestPostgres::start_with_tls(&leaf.pem(), &key.serialize_pem());
+    let url = format!(
+        "{}?sslmode=require",
+        postgres.create_database("hookd").await
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, hookd_tests::TEST_SECRETS_KEY).expect("key file");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("CA file");
+
+    // A certificate no trusted CA signed is refused: the node does not start, and says so.
+    let refused = std::process::Command::new(hookd_tests::hookd_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &url])
+        .arg("--data-dir")
+        .arg(dir.path().join("untrusting"))
+        .arg("--secrets-key-file")
+        .arg(&key_file)
+        .env_remove("HOOKD_DATABASE_CA_FILE")
+        .output()
+        .expect("run hookd");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("could not connect to PostgreSQL") && said.contains("certificate"),
+        "{said}"
+    );
+
+    // With the CA that signed it, the node connects over TLS and serves.
+    let node = node_with(
+        &url,
+        &dir.path().join("a"),
+        &key_file,
+        &["--database-ca-file", ca_file.to_str().expect("utf-8")],
+    );
+    let admin = admin_token(&node.base).await;
+    let nodes =
+        hookd_tests::call_at(&node.base, &admin, http::Method::GET, "/api/v2/nodes", None).await;
+    assert_eq!(nodes.status, 200, "{}", nodes.text);
+    // Every connection hookd holds (the pool's and the change feed's) is encrypted; this
+    // test's own connection is the only plain one.
+    let db = connect(&postgres.url("hookd")).await;
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = 'hookd'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let (encrypted, plain): (i64, i64) = (row.get(0), row.get(1));
+    assert!(encrypted >= 2, "the pool and the listener: {encrypted}");
+    assert_eq!(plain, 1, "only this test's connection");
+}

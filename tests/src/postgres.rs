@@ -15,6 +15,8 @@ pub struct TestPostgres {
     port: u16,
     /// Holds the cluster's files; removed after the server stops.
     dir: tempfile::TempDir,
+    /// Server settings beyond the defaults (`-c name=value ...`).
+    settings: String,
 }
 
 /// The directory holding `initdb` and `pg_ctl`: `HOOKD_PG_BIN`, else the newest Debian
@@ -81,6 +83,48 @@ impl TestPostgres {
     /// 127.0.0.1 (trust authentication: the cluster listens on loopback only and lives as long
     /// as the test).
     pub fn start() -> Self {
+        Self::start_with(|_| String::new())
+    }
+
+    /// [`TestPostgres::start`] with TLS on (clients may still connect without it), serving
+    /// the certificate chain and key given in PEM.
+    pub fn start_with_tls(certificate_pem: &str, key_pem: &str) -> Self {
+        let (certificate_pem, key_pem) = (certificate_pem.to_owned(), key_pem.to_owned());
+        Self::start_with(move |dir| {
+            let certificate = dir.join("server.crt");
+            let key = dir.join("server.key");
+            std::fs::write(&certificate, &certificate_pem).expect("write the certificate");
+            std::fs::write(&key, &key_pem).expect("write the key");
+            // The server refuses a key others can read, or one it does not own.
+            run(
+                {
+                    let mut chmod = Command::new("chmod");
+                    chmod.arg("0600").arg(&key);
+                    chmod
+                },
+                "chmod the key",
+            );
+            if is_root() {
+                run(
+                    {
+                        let mut chown = Command::new("chown");
+                        chown.arg("postgres:").arg(&certificate).arg(&key);
+                        chown
+                    },
+                    "chown the certificate and key",
+                );
+            }
+            format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certificate.display(),
+                key.display()
+            )
+        })
+    }
+
+    /// Creates and starts a cluster with the settings `settings` returns, given the cluster's
+    /// directory.
+    fn start_with(settings: impl FnOnce(&Path) -> String) -> Self {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         if is_root() {
@@ -100,11 +144,13 @@ impl TestPostgres {
             .arg(&data)
             .args(["-U", "hookd", "-A", "trust", "-E", "UTF8", "--no-sync"]);
         run(initdb, "initdb");
+        let settings = settings(dir.path());
         let postgres = TestPostgres {
             bin,
             data,
             port: free_port(),
             dir,
+            settings,
         };
         postgres.resume();
         postgres
@@ -131,9 +177,10 @@ impl TestPostgres {
             .arg(self.dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                self.settings
             ))
             .args(["-w", "-t", "30", "start"]);
         run(pg_ctl, "pg_ctl start");

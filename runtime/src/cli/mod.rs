@@ -150,6 +150,11 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(i64).range(1..)
     )]
     pub change_history: i64,
+    /// With --database: CA certificates (PEM) that may sign the database's TLS certificate,
+    /// besides the system's. TLS follows the URL's sslmode (prefer, the default, uses it when
+    /// the server offers it; require insists); the certificate is always verified.
+    #[arg(long, env = "HOOKD_DATABASE_CA_FILE", requires = "database")]
+    pub database_ca_file: Option<PathBuf>,
     /// This node's name in `hookd cluster status` (default: host name and port).
     #[arg(long, env = "HOOKD_NODE_NAME")]
     pub node_name: Option<String>,

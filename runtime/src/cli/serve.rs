@@ -83,6 +83,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.max_staleness = args.max_staleness;
         config.change_history = args.change_history;
         config.node_name = args.node_name;
+        config.database_ca_file = args.database_ca_file;
         let prepared = app::prepare(config).await?;
         tracing::info!(addr = %prepared.addr, issuer = %prepared.tenant.issuer, "hookd listening");
         if let Some(metrics) = prepared.metrics_addr {

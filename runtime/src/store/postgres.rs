@@ -7,9 +7,9 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::records::{decode, encode};
 use super::{AdminBootstrap, StoreError};
@@ -53,6 +53,46 @@ pub enum PostgresError {
     /// A statement failed.
     #[error("PostgreSQL refused a statement: {0}")]
     Statement(String),
+    /// The CA certificates for TLS to the database could not be used.
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
+}
+
+/// How a node speaks TLS to PostgreSQL. Whether it does follows the URL's `sslmode`: `prefer`
+/// (the default) when the server offers it, `require` always (refusing a server that does not),
+/// `disable` never. With TLS, the server's certificate must be valid for the URL's host and
+/// signed by a CA of the system's store or of `ca_file` (PEM, for an internal CA); a
+/// certificate that is not is refused, never skipped.
+pub fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<MakeRustlsConnect, PostgresError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates of the system's store that rustls cannot use are skipped.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let unreadable = |error: String| PostgresError::Tls(format!("{}: {error}", path.display()));
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| unreadable(error.to_string()))?;
+        if certificates.is_empty() {
+            return Err(unreadable("holds no PEM certificate".to_owned()));
+        }
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|error| unreadable(error.to_string()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| PostgresError::Tls(error.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// What [`migrate`] found and left.
@@ -88,13 +128,16 @@ pub async fn migrate(url: &str) -> Result<Migrated, PostgresError> {
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|error| PostgresError::Connect(describe(&error)))?;
-    migrate_with(&config).await
+    migrate_with(&config, tls_connector(None)?).await
 }
 
 /// [`migrate`] with a parsed configuration.
-async fn migrate_with(config: &tokio_postgres::Config) -> Result<Migrated, PostgresError> {
+async fn migrate_with(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+) -> Result<Migrated, PostgresError> {
     let (mut client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
         .map_err(|error| PostgresError::Connect(describe(&error)))?;
     let driver = tokio::spawn(connection);
@@ -182,6 +225,8 @@ pub struct PgStore {
     heard_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// How to connect, for the change feed's listening connection (outside the pool).
     config: tokio_postgres::Config,
+    /// TLS for those connections.
+    tls: MakeRustlsConnect,
     /// Told how long each write took, from its transaction's start to its commit.
     write_timer: super::WriteTimer,
     /// How many revisions of the change feed each write keeps ([`CHANGE_HISTORY`]).
@@ -375,6 +420,16 @@ impl PgStore {
         connections: usize,
         timeouts: PostgresTimeouts,
     ) -> Result<Self, PostgresError> {
+        Self::connect_with_tls(url, connections, timeouts, tls_connector(None)?).await
+    }
+
+    /// [`PgStore::connect`] speaking TLS with `tls` ([`tls_connector`]).
+    pub async fn connect_with_tls(
+        url: &str,
+        connections: usize,
+        timeouts: PostgresTimeouts,
+        tls: MakeRustlsConnect,
+    ) -> Result<Self, PostgresError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| PostgresError::Connect(describe(&error)))?;
@@ -384,10 +439,10 @@ impl PgStore {
             timeouts.statement.as_millis(),
             timeouts.statement.as_millis()
         ));
-        migrate_with(&config).await?;
+        migrate_with(&config, tls.clone()).await?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -405,6 +460,7 @@ impl PgStore {
             snapshot: Default::default(),
             heard_at: Default::default(),
             config,
+            tls,
             write_timer: super::WriteTimer::default(),
             change_history: CHANGE_HISTORY,
         };
@@ -1004,7 +1060,11 @@ impl PgStore {
     /// away, or an operator terminated it); the caller listens again and catches up with
     /// [`PgStore::changes_since`], which it also polls, since a notification can be missed.
     pub async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<i64>, StoreError> {
-        let (client, mut connection) = self.config.connect(NoTls).await.map_err(store_error)?;
+        let (client, mut connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(store_error)?;
         let (notify, notified) = tokio::sync::mpsc::channel(64);
         let statement = format!("LISTEN {CHANGES_CHANNEL}");
         let listening = client.batch_execute(&statement);
@@ -1067,7 +1127,11 @@ impl PgStore {
     /// the returned guard lives: the tenant, the admin and the first signing keys are then
     /// made by one node, and the others find them.
     pub async fn startup_lock(&self) -> Result<StartupLock, StoreError> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(store_error)?;
+        let (client, connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(store_error)?;
         let driver = tokio::spawn(connection);
         client
             .batch_execute("SET statement_timeout = '60s'; SET lock_timeout = '60s'")
