@@ -1374,3 +1374,270 @@ async fn a_node_speaks_tls_to_postgresql_and_verifies_the_servers_certificate() 
     assert!(encrypted >= 2, "the pool and the listener: {encrypted}");
     assert_eq!(plain, 1, "only this test's connection");
 }
+
+/// Whether `token` verifies against `jwks` (a JWKS document) for the test API.
+fn verifies_with(token: &str, jwks: &serde_json::Value) -> bool {
+    let Ok(set) = serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()) else {
+        return false;
+    };
+    let kid = hookd_tests::header(token)["kid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let Some(key) = set
+        .find(&kid)
+        .and_then(|jwk| jsonwebtoken::DecodingKey::from_jwk(jwk).ok())
+    else {
+        return false;
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["https://api.pg.test/"]);
+    validation.set_issuer(&["https://pg.test/"]);
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_switch_hooks_together_and_tokens_signed_across_a_rotation_verify_everywhere() {
+    let shared = Shared::start().await;
+    let (url, dir, key_file) = (&shared.url, &shared.dir, &shared.key_file);
+    let nodes: Vec<hookd_tests::ServeProcess> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| node(url, &dir.path().join(name), key_file))
+        .collect();
+    let bases: Vec<String> = nodes.iter().map(|node| node.base.clone()).collect();
+    let admin = admin_token(&bases[0]).await;
+    let on = |n: usize, method, path: String, body| {
+        let (base, admin) = (bases[n].clone(), admin.clone());
+        async move { hookd_tests::call_at(&base, &admin, method, &path, body).await }
+    };
+    let api = on(
+        0,
+        http::Method::POST,
+        "/api/v2/resource-servers".to_owned(),
+        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+    let (id, secret) = granted_client(&bases[0], &admin, "https://api.pg.test/").await;
+    let claims_from = |base: String| {
+        let (id, secret) = (id.clone(), secret.clone());
+        async move {
+            let reply = hookd_tests::token_at(&base, &id, &secret, "https://api.pg.test/").await;
+            (reply.status == 200).then(|| {
+                let token = reply.json["access_token"].as_str().expect("token");
+                hookd_tests::payload(token)
+            })
+        }
+    };
+    let every_node = |check: fn(&serde_json::Value) -> bool| {
+        let bases = bases.clone();
+        async move {
+            for base in bases {
+                let claims = claims_from(base).await;
+                if !claims.as_ref().is_some_and(check) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+
+    // The seed hook, deployed and enabled through A, runs on all three.
+    let seed = on(
+        0,
+        http::Method::POST,
+        "/api/v2/hooks".to_owned(),
+        Some(serde_json::json!({"name": "seed", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(seed.status, 201, "{}", seed.text);
+    let seed_id = seed.json["id"].as_str().expect("id").to_owned();
+    let uploaded = hookd_tests::upload_at(
+        &bases[0],
+        &admin,
+        &seed_id,
+        hookd_tests::wasm(hookd_tests::SEED),
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    eventually("every node runs the seed hook", || {
+        every_node(|claims| claims["https://foo.com/claim"] == "bar")
+    })
+    .await;
+
+    // Another hook, enabled through B: every node switches to it.
+    let metadata = on(
+        1,
+        http::Method::POST,
+        "/api/v2/hooks".to_owned(),
+        Some(serde_json::json!({"name": "metadata", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(metadata.status, 201, "{}", metadata.text);
+    assert_eq!(
+        metadata.json["enabled"], false,
+        "a second hook starts disabled"
+    );
+    let metadata_id = metadata.json["id"].as_str().expect("id").to_owned();
+    let secrets = on(
+        1,
+        http::Method::POST,
+        format!("/api/v2/hooks/{metadata_id}/secrets"),
+        Some(serde_json::json!({"KEY_ID": "k-1"})),
+    )
+    .await;
+    assert_eq!(secrets.status, 201, "{}", secrets.text);
+    let uploaded = hookd_tests::upload_at(
+        &bases[1],
+        &admin,
+        &metadata_id,
+        hookd_tests::wasm(hookd_tests::METADATA_CLAIMS),
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    let enabled = on(
+        1,
+        http::Method::PATCH,
+        format!("/api/v2/hooks/{metadata_id}"),
+        Some(serde_json::json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(enabled.status, 201, "{}", enabled.text);
+    eventually("every node runs the hook enabled on B, and only it", || {
+        every_node(|claims| {
+            claims["https://hookd.example.com/key_id"] == "k-1"
+                && claims["https://foo.com/claim"].is_null()
+        })
+    })
+    .await;
+    let hooks = on(2, http::Method::GET, "/api/v2/hooks".to_owned(), None).await;
+    let enabled: Vec<&str> = hooks
+        .json
+        .as_array()
+        .expect("hooks")
+        .iter()
+        .filter(|hook| hook["enabled"] == true)
+        .map(|hook| hook["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(enabled, ["metadata"]);
+
+    // Rotation under load: all three keep issuing tokens while C rotates.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = bases
+        .iter()
+        .map(|base| {
+            let (base, id, secret, stop) = (base.clone(), id.clone(), secret.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tokens = Vec::new();
+                // Bounded in count and time: at most 2,000 tokens, until told to stop.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && tokens.len() < 2_000 {
+                    let reply =
+                        hookd_tests::token_at(&base, &id, &secret, "https://api.pg.test/").await;
+                    assert_eq!(reply.status, 200, "{}", reply.text);
+                    tokens.push(
+                        reply.json["access_token"]
+                            .as_str()
+                            .expect("token")
+                            .to_owned(),
+                    );
+                }
+                tokens
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let rotated = on(
+        2,
+        http::Method::POST,
+        "/api/v2/keys/signing/rotate".to_owned(),
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.text);
+    let current_after: Vec<String> = rotated
+        .json
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|key| key["current"] == true && key["alg"] == "RS256")
+        .map(|key| key["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    // Until every node signs with the new key, and a moment longer.
+    eventually("every node signs with the rotated key", || {
+        let bases = bases.clone();
+        let (id, secret, current_after) = (id.clone(), secret.clone(), current_after.clone());
+        async move {
+            for base in bases {
+                let reply =
+                    hookd_tests::token_at(&base, &id, &secret, "https://api.pg.test/").await;
+                let token = reply.json["access_token"].as_str()?;
+                let kid = hookd_tests::header(token)["kid"].as_str()?.to_owned();
+                if !current_after.contains(&kid) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut tokens = Vec::new();
+    for task in load {
+        let issued = task.await.expect("load task");
+        assert!(!issued.is_empty());
+        tokens.extend(issued);
+    }
+    let kids_used: std::collections::BTreeSet<String> = tokens
+        .iter()
+        .map(|token| {
+            hookd_tests::header(token)["kid"]
+                .as_str()
+                .expect("kid")
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        kids_used.len() >= 2,
+        "the load spans the rotation: {kids_used:?}"
+    );
+    let published = eventually("the nodes publish the same keys", || {
+        let bases = bases.clone();
+        async move {
+            let mut all = Vec::new();
+            for base in &bases {
+                all.push(kids(base).await);
+            }
+            all.windows(2)
+                .all(|pair| pair[0] == pair[1])
+                .then(|| all[0].clone())
+        }
+    })
+    .await;
+    assert!(kids_used.iter().all(|kid| published.contains(kid)));
+    for base in &bases {
+        let jwks = hookd_tests::send(
+            http::Method::GET,
+            &format!("{base}/.well-known/jwks.json"),
+            &[],
+            "",
+        )
+        .await
+        .json;
+        let failing = tokens
+            .iter()
+            .filter(|token| !verifies_with(token, &jwks))
+            .count();
+        assert_eq!(
+            failing,
+            0,
+            "{failing} of {} tokens fail against {base}'s JWKS",
+            tokens.len()
+        );
+    }
+    println!(
+        "{} tokens from three nodes across one rotation, signed with {} keys, verify on every node",
+        tokens.len(),
+        kids_used.len()
+    );
+}
