@@ -23,54 +23,16 @@
     reason = "benchmark: a failed step aborts"
 )]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookd::model::SigningAlg;
+use hookd_tests::load::{
+    self, RunningServer, Sample, pin_current_thread, start_server, thread_cpu_us,
+};
 use hookd_tests::{API, HOSTILE, JS_SEED, SEED, seed};
 
-const SERVER_CPU: usize = 0;
-const CLIENT_CPU: usize = 1;
-
-fn pin_current_thread(cpu: usize) {
-    // SAFETY: `cpu_set_t` is plain data; sched_setaffinity(0, ..) only affects this thread.
-    #[allow(unsafe_code)]
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("warning: could not pin to CPU {cpu}; results are unpinned");
-        }
-    }
-}
-
-fn thread_id() -> i64 {
-    // SAFETY: gettid has no preconditions.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::gettid() as i64
-    }
-}
-
-/// utime + stime of one thread of this process, in microseconds.
-fn thread_cpu_us(tid: i64) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-    // After `(comm)` come field 3 (state), 4, ...: utime and stime (fields 14 and 15) are at
-    // indices 11 and 12. Index the raw fields: some (tpgid) can be -1.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    #[allow(unsafe_code)]
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    (field(11) + field(12)) * 1_000_000 / ticks
-}
+use hookd_tests::load::{CLIENT_CPU, SERVER_CPU};
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -118,176 +80,6 @@ fn signing_ceiling(alg: hookd::model::SigningAlg, seconds: f64) -> f64 {
         count as f64 / started.elapsed().as_secs_f64()
     });
     handle.join().unwrap()
-}
-
-struct RunningServer {
-    addr: SocketAddr,
-    tid: i64,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-fn start_server(dir: std::path::PathBuf, database: Option<String>) -> RunningServer {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Named, so a profile can tell the server's samples from the load generator's.
-    let thread = std::thread::Builder::new()
-        .name("hookd-server".to_owned())
-        .spawn(move || {
-            pin_current_thread(SERVER_CPU);
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let mut config = hookd::app::ServeConfig::new(dir, "127.0.0.1:0".parse().unwrap());
-                config.cache_dir = Some(hookd_tests::COMPILED_CACHE_DIR.into());
-                config.secrets_key = Some(hookd_tests::TEST_SECRETS_KEY.to_owned());
-                config.http.max_in_flight = 1024;
-                config.database = database;
-                let prepared = hookd::app::prepare(config).await.expect("server starts");
-                ready_tx.send((prepared.addr, thread_id())).unwrap();
-                prepared
-                    .server
-                    .run(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        })
-        .unwrap();
-    let (addr, tid) = ready_rx.recv().unwrap();
-    RunningServer {
-        addr,
-        tid,
-        stop,
-        thread,
-    }
-}
-
-/// What one measured stretch of load on one server gave.
-#[derive(Default)]
-struct Sample {
-    latencies: Vec<Duration>,
-    seconds: f64,
-    server_cpu_us: u64,
-    client_cpu_us: u64,
-    errors: u64,
-}
-
-impl Sample {
-    fn add(&mut self, mut other: Sample) {
-        self.latencies.append(&mut other.latencies);
-        self.seconds += other.seconds;
-        self.server_cpu_us += other.server_cpu_us;
-        self.client_cpu_us += other.client_cpu_us;
-        self.errors += other.errors;
-    }
-
-    fn tokens_per_s(&self) -> f64 {
-        self.latencies.len() as f64 / self.seconds
-    }
-
-    fn percentile(&mut self, p: f64) -> Duration {
-        self.latencies.sort_unstable();
-        self.latencies[((self.latencies.len() - 1) as f64 * p).round() as usize]
-    }
-
-    fn per_token(&self, micros: u64) -> f64 {
-        micros as f64 / self.latencies.len().max(1) as f64
-    }
-}
-
-/// Reads one HTTP/1.1 response from `stream` into `buffer`; returns whether it was a 200.
-/// Enough of HTTP for this server's responses (status line, `Content-Length`, no chunking),
-/// like wrk's parser: the load generator must cost the shared CPUs as little as possible.
-async fn read_response(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> bool {
-    use tokio::io::AsyncReadExt;
-    buffer.clear();
-    let mut expected = None;
-    loop {
-        if expected.is_none()
-            && let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n")
-        {
-            let head = std::str::from_utf8(&buffer[..end]).expect("ASCII head");
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .expect("Content-Length");
-            expected = Some(end + 4 + length);
-        }
-        if let Some(total) = expected
-            && buffer.len() >= total
-        {
-            assert_eq!(buffer.len(), total, "closed loop: one response at a time");
-            return buffer.starts_with(b"HTTP/1.1 200 ");
-        }
-        let read = stream.read_buf(buffer).await.expect("read");
-        assert!(read > 0, "server closed the connection");
-    }
-}
-
-async fn connection_loop(
-    addr: SocketAddr,
-    request: Bytes,
-    until: Instant,
-    measure_from: Instant,
-) -> (Vec<Duration>, u64) {
-    use tokio::io::AsyncWriteExt;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let mut buffer = Vec::with_capacity(8 << 10);
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    while Instant::now() < until {
-        let started = Instant::now();
-        stream.write_all(&request).await.unwrap();
-        let ok = read_response(&mut stream, &mut buffer).await;
-        if started >= measure_from {
-            latencies.push(started.elapsed());
-            errors += u64::from(!ok);
-        }
-    }
-    (latencies, errors)
-}
-
-async fn measure(
-    server: &RunningServer,
-    request: &Bytes,
-    connections: usize,
-    warmup: Duration,
-    seconds: Duration,
-) -> Sample {
-    let measure_from = Instant::now() + warmup;
-    let until = measure_from + seconds;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
-        tasks.spawn(connection_loop(
-            server.addr,
-            request.clone(),
-            until,
-            measure_from,
-        ));
-    }
-    tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_before = thread_cpu_us(server.tid);
-    let client_tid = thread_id();
-    let client_before = thread_cpu_us(client_tid);
-    let wall = Instant::now();
-    let mut sample = Sample::default();
-    while let Some(joined) = tasks.join_next().await {
-        let (mut some, failed) = joined.unwrap();
-        sample.latencies.append(&mut some);
-        sample.errors += failed;
-    }
-    sample.server_cpu_us = thread_cpu_us(server.tid) - cpu_before;
-    sample.client_cpu_us = thread_cpu_us(client_tid) - client_before;
-    sample.seconds = wall.elapsed().as_secs_f64();
-    sample
 }
 
 /// One load scenario: which hook is enabled, whether it reuses instances, how tokens are signed.
@@ -436,17 +228,7 @@ fn seed_postgres(url: &str, module: Option<&str>) -> hookd_tests::Seeded {
 
 /// The token request a client of `seeded` sends.
 fn token_request(seeded: &hookd_tests::Seeded) -> Bytes {
-    let body = hookd_tests::form_body(&[
-        ("grant_type", "client_credentials"),
-        ("client_id", &seeded.client_id),
-        ("client_secret", &seeded.secret),
-        ("audience", API),
-    ]);
-    Bytes::from(format!(
-        "POST /oauth/token HTTP/1.1\r\nhost: 127.0.0.1\r\n\
-         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    ))
+    load::token_request(&seeded.client_id, &seeded.secret, API)
 }
 
 fn prepare(dir: &std::path::Path, scenario: &Scenario, database: Option<&str>) -> Bytes {
@@ -600,12 +382,14 @@ fn main() {
                 later_warmup
             };
             for (index, server) in servers.iter().enumerate() {
-                let sample = client.block_on(measure(
-                    server,
+                let tid = server.tid;
+                let sample = client.block_on(load::measure(
+                    server.addr,
                     &requests[index],
                     connections,
                     warmup,
                     stretch,
+                    &|| thread_cpu_us(tid),
                 ));
                 samples[index].add(sample);
             }

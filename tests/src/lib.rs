@@ -8,6 +8,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+pub mod load;
 pub mod postgres;
 
 use base64::Engine as _;
