@@ -32,6 +32,7 @@ bench:
     cargo bench -p hookd-tests --bench hooks
     cargo bench -p hookd-tests --bench token_load
     cargo bench -p hookd-tests --bench join
+    cargo bench -p hookd-tests --bench peer
 
 # Every fuzz target for SECONDS (default 20) on its seed corpus
 fuzz seconds="20":
