@@ -553,6 +553,38 @@ async fn hooks_and_key_rotations_made_on_one_node_reach_the_other_even_when_it_m
     .await;
 }
 
+/// Creates the API `https://api.pg.test/` through `base`.
+async fn create_test_api(base: &str, admin: &str) {
+    let api = hookd_tests::call_at(
+        base,
+        admin,
+        http::Method::POST,
+        "/api/v2/resource-servers",
+        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
+    )
+    .await;
+    assert_eq!(api.status, 201, "{}", api.text);
+}
+
+/// Creates the hook `seed` through `base` and uploads the seed Rust hook to it (the first
+/// hook of its trigger, so enabled); returns its id.
+async fn deploy_seed(base: &str, admin: &str) -> String {
+    let hook = hookd_tests::call_at(
+        base,
+        admin,
+        http::Method::POST,
+        "/api/v2/hooks",
+        Some(serde_json::json!({"name": "seed", "triggerId": "credentials-exchange"})),
+    )
+    .await;
+    assert_eq!(hook.status, 201, "{}", hook.text);
+    let hook_id = hook.json["id"].as_str().expect("id").to_owned();
+    let uploaded =
+        hookd_tests::upload_at(base, admin, &hook_id, hookd_tests::wasm(hookd_tests::SEED)).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    hook_id
+}
+
 /// Creates an application granted `audience` through `base`; returns its credentials.
 async fn granted_client(base: &str, admin: &str, audience: &str) -> (String, String) {
     let created = hookd_tests::call_at(
@@ -592,15 +624,7 @@ async fn with_the_database_down_tokens_and_jwks_are_served_writes_get_503_and_ev
     let a = node(url, &dir.path().join("a"), key_file);
     let b = node(url, &dir.path().join("b"), key_file);
     let admin = admin_token(&a.base).await;
-    let api = hookd_tests::call_at(
-        &a.base,
-        &admin,
-        http::Method::POST,
-        "/api/v2/resource-servers",
-        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
-    )
-    .await;
-    assert_eq!(api.status, 201, "{}", api.text);
+    create_test_api(&a.base, &admin).await;
     let (id, secret) = granted_client(&a.base, &admin, "https://api.pg.test/").await;
     eventually("B knows the client", || {
         let issued = hookd_tests::token_at(&b.base, &id, &secret, "https://api.pg.test/");
@@ -882,15 +906,7 @@ async fn fifty_writes_on_one_node_are_live_on_the_other_two_within_a_bound() {
         node(url, &dir.path().join("c"), key_file),
     ];
     let admin = admin_token(&a.base).await;
-    let api = hookd_tests::call_at(
-        &a.base,
-        &admin,
-        http::Method::POST,
-        "/api/v2/resource-servers",
-        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
-    )
-    .await;
-    assert_eq!(api.status, 201, "{}", api.text);
+    create_test_api(&a.base, &admin).await;
 
     // Each write is a client and its grant made through A; it is live on a node once that
     // node issues the client a token.
@@ -1116,34 +1132,9 @@ async fn every_nodes_hook_invocations_are_listed_and_followed_through_any_node()
         &["--node-name", "node-b"],
     );
     let admin = admin_token(&a.base).await;
-    let api = hookd_tests::call_at(
-        &a.base,
-        &admin,
-        http::Method::POST,
-        "/api/v2/resource-servers",
-        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
-    )
-    .await;
-    assert_eq!(api.status, 201, "{}", api.text);
+    create_test_api(&a.base, &admin).await;
     let (id, secret) = granted_client(&a.base, &admin, "https://api.pg.test/").await;
-    let hook = hookd_tests::call_at(
-        &a.base,
-        &admin,
-        http::Method::POST,
-        "/api/v2/hooks",
-        Some(serde_json::json!({"name": "seed", "triggerId": "credentials-exchange"})),
-    )
-    .await;
-    assert_eq!(hook.status, 201, "{}", hook.text);
-    let hook_id = hook.json["id"].as_str().expect("id").to_owned();
-    let uploaded = hookd_tests::upload_at(
-        &a.base,
-        &admin,
-        &hook_id,
-        hookd_tests::wasm(hookd_tests::SEED),
-    )
-    .await;
-    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    let hook_id = deploy_seed(&a.base, &admin).await;
     let claim_from = |base: String| {
         let (id, secret) = (id.clone(), secret.clone());
         async move {
@@ -1410,14 +1401,7 @@ async fn three_nodes_switch_hooks_together_and_tokens_signed_across_a_rotation_v
         let (base, admin) = (bases[n].clone(), admin.clone());
         async move { hookd_tests::call_at(&base, &admin, method, &path, body).await }
     };
-    let api = on(
-        0,
-        http::Method::POST,
-        "/api/v2/resource-servers".to_owned(),
-        Some(serde_json::json!({"identifier": "https://api.pg.test/", "name": "pg"})),
-    )
-    .await;
-    assert_eq!(api.status, 201, "{}", api.text);
+    create_test_api(&bases[0], &admin).await;
     let (id, secret) = granted_client(&bases[0], &admin, "https://api.pg.test/").await;
     let claims_from = |base: String| {
         let (id, secret) = (id.clone(), secret.clone());
@@ -1443,23 +1427,7 @@ async fn three_nodes_switch_hooks_together_and_tokens_signed_across_a_rotation_v
     };
 
     // The seed hook, deployed and enabled through A, runs on all three.
-    let seed = on(
-        0,
-        http::Method::POST,
-        "/api/v2/hooks".to_owned(),
-        Some(serde_json::json!({"name": "seed", "triggerId": "credentials-exchange"})),
-    )
-    .await;
-    assert_eq!(seed.status, 201, "{}", seed.text);
-    let seed_id = seed.json["id"].as_str().expect("id").to_owned();
-    let uploaded = hookd_tests::upload_at(
-        &bases[0],
-        &admin,
-        &seed_id,
-        hookd_tests::wasm(hookd_tests::SEED),
-    )
-    .await;
-    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    deploy_seed(&bases[0], &admin).await;
     eventually("every node runs the seed hook", || {
         every_node(|claims| claims["https://foo.com/claim"] == "bar")
     })

@@ -153,12 +153,7 @@ fn check_answer(runtime: &tokio::runtime::Runtime, addr: SocketAddr, request: &B
 }
 
 fn main() {
-    let setting = |name: &str, default: f64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(default)
-    };
+    let setting = load::setting;
     let seconds = setting("HOOKD_PEER_SECONDS", 9.0);
     let rounds = setting("HOOKD_PEER_ROUNDS", 3.0).max(1.0) as u32;
     let warmup = Duration::from_secs_f64(setting("HOOKD_PEER_WARMUP", 5.0));

@@ -297,12 +297,7 @@ fn prepare(dir: &std::path::Path, scenario: &Scenario, database: Option<&str>) -
 }
 
 fn main() {
-    let setting = |name: &str, default: f64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(default)
-    };
+    let setting = load::setting;
     let seconds = setting("HOOKD_LOAD_SECONDS", 5.0);
     let warmup = setting("HOOKD_LOAD_WARMUP", 1.0);
     let rounds = setting("HOOKD_LOAD_ROUNDS", 5.0).max(1.0) as u32;

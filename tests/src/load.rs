@@ -42,7 +42,12 @@ pub fn thread_id() -> i64 {
 
 /// utime + stime of one thread of this process, in microseconds.
 pub fn thread_cpu_us(tid: i64) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    stat_cpu_us(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// utime + stime in the `stat` file at `path` (a process's or a thread's), in microseconds.
+fn stat_cpu_us(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // After `(comm)` come field 3 (state), 4, ...: utime and stime (fields 14 and 15) are at
     // indices 11 and 12. Index the raw fields: some (tpgid) can be -1.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -113,19 +118,15 @@ pub fn start_server(dir: std::path::PathBuf, database: Option<String>) -> Runnin
 
 /// utime + stime of process `pid`, in microseconds.
 pub fn process_cpu_us(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    #[allow(unsafe_code)]
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    (field(11) + field(12)) * 1_000_000 / ticks
+    stat_cpu_us(&format!("/proc/{pid}/stat"))
+}
+
+/// A number from the environment variable `name`, else `default`.
+pub fn setting(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(default)
 }
 
 /// A client-credentials token request (`client_secret_post`) for `audience`, as raw HTTP.
